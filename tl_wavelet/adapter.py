@@ -1,0 +1,188 @@
+"""What tl_wavelet needs to know about a TransformerLens model, on TL 3.x and 4.x alike.
+
+TransformerLens 4 replaced ``HookedTransformer`` with ``TransformerBridge``; both expose
+the same hook names (``blocks.L.attn.hook_pattern`` ...) and the same hook API
+(``hooks``, ``run_with_hooks``), but configs and internals differ. Everything that
+depends on which one we were given lives here, so the rest of the package only sees
+a :class:`ModelShape` and hook names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+__all__ = [
+    "ModelShape",
+    "model_shape",
+    "hook_name",
+    "resolve_layers",
+    "resolve_heads",
+    "require_hooks",
+    "run_until",
+    "as_tokens",
+]
+
+HookFn = Callable[[Tensor, object], Tensor | None]
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The few numbers about a model that every tl_wavelet function needs."""
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    rotary: bool
+    backend: str  # "bridge" (TL 4.x TransformerBridge) or "hooked" (TL 3.x HookedTransformer)
+
+    @property
+    def group_size(self) -> int:
+        """Query heads served by one key/value head (1 without grouped-query attention)."""
+        return self.n_heads // self.n_kv_heads
+
+
+def model_shape(model) -> ModelShape:
+    """Read layer/head counts from a TransformerBridge or HookedTransformer.
+
+    >>> shape = model_shape(model)  # doctest: +SKIP
+    >>> shape.n_layers, shape.n_heads, shape.n_kv_heads
+    """
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(model, "hooks"):
+        raise TypeError(
+            f"tl_wavelet needs a TransformerLens model (TransformerBridge on TL 4.x or "
+            f"HookedTransformer on TL 3.x), got {type(model).__name__}. Load one with "
+            f"tl_wavelet.models.load(...) or TransformerBridge.boot_transformers(...)."
+        )
+    n_heads = int(cfg.n_heads)
+    n_kv = getattr(cfg, "n_key_value_heads", None) or n_heads
+    backend = "bridge" if hasattr(model, "original_model") else "hooked"
+    rotary = getattr(cfg, "positional_embedding_type", None) == "rotary"
+    return ModelShape(
+        n_layers=int(cfg.n_layers),
+        n_heads=n_heads,
+        n_kv_heads=int(n_kv),
+        d_head=int(cfg.d_head),
+        rotary=rotary,
+        backend=backend,
+    )
+
+
+def hook_name(kind: str, layer: int) -> str:
+    """``hook_name("pattern", 3) == "blocks.3.attn.hook_pattern"`` (TL's naming, both versions)."""
+    return f"blocks.{layer}.attn.hook_{kind}"
+
+
+def _check_index(kind: str, value, upper: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
+        isinstance(value, Tensor) and value.ndim == 0
+    ):
+        raise TypeError(f"{kind} index must be an int, got {value!r}")
+    value = int(value)
+    if not -upper <= value < upper:
+        raise IndexError(f"{kind} {value} is out of range: this model has {upper} {kind}s (0..{upper - 1}).")
+    return value % upper
+
+
+def resolve_layers(shape: ModelShape, layers: int | Iterable[int] | None) -> list[int]:
+    """``None`` -> every layer; ints may be negative like Python indices; errors name the range."""
+    if layers is None:
+        return list(range(shape.n_layers))
+    if isinstance(layers, int) or isinstance(layers, Tensor) and layers.ndim == 0:
+        layers = [layers]
+    out = sorted({_check_index("layer", layer, shape.n_layers) for layer in layers})
+    if not out:
+        raise ValueError("layers is empty: pass None for every layer, or a list of layer indices.")
+    return out
+
+
+def resolve_heads(shape: ModelShape, heads: int | Iterable[int] | None) -> list[int]:
+    """``None`` -> every head; errors name the valid range."""
+    if heads is None:
+        return list(range(shape.n_heads))
+    if isinstance(heads, int) or isinstance(heads, Tensor) and heads.ndim == 0:
+        heads = [heads]
+    out = sorted({_check_index("head", head, shape.n_heads) for head in heads})
+    if not out:
+        raise ValueError("heads is empty: pass None for every head, or a list of head indices.")
+    return out
+
+
+def require_hooks(model, names: Sequence[str], why: str = "") -> None:
+    """Fail early, with the fix, when a hook point the analysis needs is absent."""
+    available = model.hook_dict
+    missing = [n for n in names if n not in available]
+    if missing:
+        hint = ""
+        if any("rot_" in n for n in missing):
+            hint = (
+                " hook_rot_q/hook_rot_k only exist on rotary (RoPE) models, and models built "
+                "with TransformerBridge.boot_native do not fire them: load the model with "
+                "boot_transformers (or tl_wavelet.models.load)."
+            )
+        raise ValueError(f"The model has no hook point {missing[0]!r}{' (' + why + ')' if why else ''}.{hint}")
+
+
+class _StopForward(Exception):
+    """Raised from a hook to end a forward pass once the last activation we need is seen."""
+
+
+def run_until(
+    model,
+    tokens: Int[Tensor, "batch pos"],
+    fwd_hooks: list[tuple[str | Callable, HookFn]],
+    stop_at: str | None,
+    **forward_kwargs,
+) -> None:
+    """Run ``model(tokens)`` with ``fwd_hooks``, stopping right after hook ``stop_at`` fires.
+
+    Analysis needs no logits, and on small models the unembedding is a large share of
+    the forward (Gemma-3-270m: about half), so we end the pass from a hook. Hooks are
+    removed on exit, including when a hook raises.
+    """
+
+    def stop(tensor, hook):
+        raise _StopForward
+
+    hooks = list(fwd_hooks) + ([(stop_at, stop)] if stop_at is not None else [])
+    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+        try:
+            model(tokens, return_type=None, **forward_kwargs)
+        except _StopForward:
+            pass
+
+
+def as_tokens(model, data, *, seq_len: int | None = None, n_sequences: int | None = None) -> Tensor:
+    """Turn what a user holds into a ``[batch, pos]`` LongTensor of equal-length sequences.
+
+    - a LongTensor ``[batch, pos]`` (or ``[pos]``) is used as is;
+    - a string or a list of strings is tokenised, concatenated and cut into windows of
+      ``seq_len`` tokens each starting with BOS (see :func:`tl_wavelet.corpus.chunk_tokens`),
+      because every metric compares sequences of one length.
+    """
+    if isinstance(data, Tensor):
+        if data.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise TypeError(f"tokens must be an integer tensor, got {data.dtype}.")
+        tokens = data.long()
+        if tokens.ndim == 1:
+            tokens = tokens[None]
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}.")
+        if n_sequences is not None:
+            tokens = tokens[:n_sequences]
+        return tokens
+    if isinstance(data, str) or (isinstance(data, (list, tuple)) and data and all(isinstance(t, str) for t in data)):
+        from .corpus import chunk_tokens
+
+        if seq_len is None:
+            raise ValueError("Pass seq_len=... to cut text into equal-length token windows.")
+        return chunk_tokens(model, data, seq_len, n_sequences=n_sequences)
+    raise TypeError(
+        "Expected a [batch, pos] token tensor, a string, or a list of strings; "
+        f"got {type(data).__name__}."
+    )

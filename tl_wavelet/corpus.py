@@ -1,0 +1,536 @@
+"""Evaluation corpus and token-batch builders.
+
+tl_wavelet ships a small default corpus of original English text in several
+genres (narrative fiction, exposition, dialogue, instructions and Python
+code).  The documents were written for this project and deliberately contain
+long-range structure: named characters, places, invented facts, numbers and
+code constants recur thousands of tokens apart, so that induction and other
+long-range attention heads have something to do.
+
+Together the documents hold a little over 30,000 tokens under the SmolLM2
+tokenizer; per-file counts are recorded in ``tl_wavelet/data/corpus.json``.
+
+Main entry points
+-----------------
+load_texts
+    Documents of the default corpus, optionally filtered by genre.
+default_corpus
+    All documents as a list of strings.
+chunk_tokens
+    Tokenize texts into one stream and cut it into ``[n, seq_len]`` windows.
+induction_tokens
+    Repeated random-token sequences, the standard induction probe.
+read_text_files
+    Read a user's own text files, with clear errors.
+
+Examples
+--------
+>>> from tl_wavelet.corpus import load_texts, available_genres
+>>> sorted(available_genres())  # doctest: +NORMALIZE_WHITESPACE
+['code', 'dialogue', 'exposition', 'instructions', 'narrative']
+>>> texts = load_texts("code")
+>>> all(name.startswith("code") for name in texts)
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Sequence, Union
+
+import torch
+
+__all__ = [
+    "manifest",
+    "available_genres",
+    "load_texts",
+    "default_corpus",
+    "token_stream",
+    "chunk_tokens",
+    "induction_tokens",
+    "read_text_files",
+]
+
+_DATA_PACKAGE = "tl_wavelet"
+_DATA_DIR = "data"
+_MANIFEST = "corpus.json"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+# --------------------------------------------------------------------------
+# Packaged corpus
+# --------------------------------------------------------------------------
+
+
+def _data_root():
+    return resources.files(_DATA_PACKAGE).joinpath(_DATA_DIR)
+
+
+def manifest() -> list[dict[str, Any]]:
+    """Return the corpus manifest: one record per packaged document.
+
+    Returns
+    -------
+    list of dict
+        Each record has the keys ``file`` (file name inside
+        ``tl_wavelet/data``), ``genre``, ``title``, ``description`` and
+        ``smollm2_tokens`` (token count under the SmolLM2 tokenizer, without
+        special tokens).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the packaged manifest is missing (a broken install; reinstall
+        tl_wavelet so that its package data is included).
+
+    Examples
+    --------
+    >>> from tl_wavelet.corpus import manifest
+    >>> rec = manifest()[0]
+    >>> sorted(rec)
+    ['description', 'file', 'genre', 'smollm2_tokens', 'title']
+    """
+    path = _data_root().joinpath(_MANIFEST)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:  # pragma: no cover - broken install
+        raise FileNotFoundError(
+            f"The corpus manifest {_DATA_DIR}/{_MANIFEST} is missing from the "
+            "installed tl_wavelet package. Reinstall tl_wavelet "
+            "(`pip install --force-reinstall tl_wavelet`) so its package data "
+            "is included."
+        ) from exc
+    data = json.loads(raw)
+    return list(data["documents"])
+
+
+def available_genres() -> list[str]:
+    """Return the genres present in the default corpus, in manifest order.
+
+    Examples
+    --------
+    >>> from tl_wavelet.corpus import available_genres
+    >>> "narrative" in available_genres()
+    True
+    """
+    seen: list[str] = []
+    for rec in manifest():
+        if rec["genre"] not in seen:
+            seen.append(rec["genre"])
+    return seen
+
+
+def load_texts(genres: str | Iterable[str] | None = None) -> dict[str, str]:
+    """Load documents of the default corpus.
+
+    Parameters
+    ----------
+    genres : str or iterable of str, optional
+        Keep only documents of these genres (see :func:`available_genres`:
+        ``"narrative"``, ``"exposition"``, ``"dialogue"``, ``"instructions"``,
+        ``"code"``).  ``None`` (default) loads every document.
+
+    Returns
+    -------
+    dict of str to str
+        Maps the file stem (e.g. ``"narrative_1"``) to the document text, in
+        manifest order.
+
+    Raises
+    ------
+    ValueError
+        If a requested genre does not exist; the message lists the valid ones.
+
+    Examples
+    --------
+    >>> from tl_wavelet.corpus import load_texts
+    >>> texts = load_texts(["dialogue", "instructions"])
+    >>> sorted({name.split("_")[0] for name in texts})
+    ['dialogue', 'instructions']
+    >>> load_texts("poetry")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown genre(s) ['poetry']. Valid genres: ...
+    """
+    records = manifest()
+    valid = available_genres()
+    if genres is None:
+        wanted = set(valid)
+    else:
+        if isinstance(genres, str):
+            genres = [genres]
+        wanted = set(genres)
+        unknown = sorted(g for g in wanted if g not in valid)
+        if unknown:
+            raise ValueError(
+                f"Unknown genre(s) {unknown}. Valid genres: {valid}. "
+                "Pass one of these, a list of them, or None for all documents."
+            )
+    root = _data_root()
+    out: dict[str, str] = {}
+    for rec in records:
+        if rec["genre"] in wanted:
+            out[Path(rec["file"]).stem] = root.joinpath(rec["file"]).read_text(
+                encoding="utf-8"
+            )
+    return out
+
+
+def default_corpus() -> list[str]:
+    """Return every document of the default corpus as a list of strings.
+
+    Examples
+    --------
+    >>> from tl_wavelet.corpus import default_corpus
+    >>> docs = default_corpus()
+    >>> len(docs) >= 5 and all(isinstance(d, str) and d for d in docs)
+    True
+    """
+    return list(load_texts().values())
+
+
+# --------------------------------------------------------------------------
+# User files
+# --------------------------------------------------------------------------
+
+
+def read_text_files(paths: PathLike | Iterable[PathLike]) -> list[str]:
+    """Read UTF-8 text files supplied by the user.
+
+    Parameters
+    ----------
+    paths : path-like or iterable of path-like
+        One path or several.
+
+    Returns
+    -------
+    list of str
+        The file contents, in the order given.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a path does not exist or is a directory.
+    ValueError
+        If a file is empty (or whitespace only), or no paths were given.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from tl_wavelet.corpus import read_text_files
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.txt").write_text("hello world", encoding="utf-8")
+    >>> read_text_files(d / "a.txt")
+    ['hello world']
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("read_text_files got no paths; pass at least one file path.")
+    texts = []
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(
+                f"Text file not found: {str(p)!r} (resolved to {str(p.resolve())!r}). "
+                "Check the path, or use tl_wavelet.corpus.default_corpus() for the "
+                "packaged corpus."
+            )
+        if p.is_dir():
+            raise FileNotFoundError(
+                f"{str(p)!r} is a directory, not a text file. Pass the file paths "
+                f"inside it, e.g. sorted(Path({str(p)!r}).glob('*.txt'))."
+            )
+        text = p.read_text(encoding="utf-8")
+        if not text.strip():
+            raise ValueError(
+                f"Text file {str(p)!r} is empty (or whitespace only); it contains no "
+                "tokens. Remove it from the list or add text to it."
+            )
+        texts.append(text)
+    return texts
+
+
+# --------------------------------------------------------------------------
+# Tokenization
+# --------------------------------------------------------------------------
+
+
+def _get_tokenizer(model_or_tokenizer: Any):
+    """Return the HF tokenizer of a TransformerLens model, or the tokenizer itself."""
+    try:
+        from transformers import PreTrainedTokenizerBase
+    except ImportError:  # pragma: no cover
+        PreTrainedTokenizerBase = ()  # type: ignore[assignment]
+    if PreTrainedTokenizerBase and isinstance(model_or_tokenizer, PreTrainedTokenizerBase):
+        return model_or_tokenizer
+    if hasattr(model_or_tokenizer, "tokenizer"):
+        tok = model_or_tokenizer.tokenizer
+        if tok is None:
+            raise ValueError(
+                "The model has no tokenizer (model.tokenizer is None). Load it with "
+                "a tokenizer (e.g. HookedTransformer.from_pretrained(...)) or pass a "
+                "Hugging Face tokenizer to chunk_tokens instead."
+            )
+        return tok
+    if callable(getattr(model_or_tokenizer, "encode", None)):
+        return model_or_tokenizer
+    raise TypeError(
+        f"Expected a TransformerLens model (with .tokenizer) or a Hugging Face "
+        f"tokenizer, got {type(model_or_tokenizer).__name__}."
+    )
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    try:
+        enc = tokenizer(text, add_special_tokens=False, verbose=False)
+    except TypeError:  # tokenizers without a `verbose` argument
+        enc = tokenizer(text, add_special_tokens=False)
+    return list(enc["input_ids"])
+
+
+def _separator_id(tokenizer) -> int | None:
+    for attr in ("eos_token_id", "bos_token_id"):
+        tid = getattr(tokenizer, attr, None)
+        if tid is not None:
+            return int(tid)
+    return None
+
+
+def _bos_id(tokenizer) -> int | None:
+    for attr in ("bos_token_id", "eos_token_id"):
+        tid = getattr(tokenizer, attr, None)
+        if tid is not None:
+            return int(tid)
+    return None
+
+
+def token_stream(model_or_tokenizer: Any, texts: str | Sequence[str]) -> list[int]:
+    """Tokenize texts and join them into one token stream.
+
+    Each text is tokenized without special tokens; consecutive texts are
+    separated by the tokenizer's EOS token (or its BOS token when it has no
+    EOS; no separator when it has neither).  No separator follows the last
+    text.  This is exactly the stream that :func:`chunk_tokens` windows.
+
+    Parameters
+    ----------
+    model_or_tokenizer : HookedTransformer or PreTrainedTokenizerBase
+        A TransformerLens model (its ``.tokenizer`` is used) or a Hugging Face
+        tokenizer.
+    texts : str or sequence of str
+        A single text or several.
+
+    Returns
+    -------
+    list of int
+        Token ids.
+
+    Examples
+    --------
+    >>> from tl_wavelet.corpus import token_stream
+    >>> ids = token_stream(tokenizer, ["first document", "second"])  # doctest: +SKIP
+    """
+    tok = _get_tokenizer(model_or_tokenizer)
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts:
+        raise ValueError("No texts given; pass a string or a non-empty list of strings.")
+    sep = _separator_id(tok)
+    stream: list[int] = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(
+                f"texts[{i}] is a {type(text).__name__}, not a str. Pass raw text; "
+                "use tl_wavelet.corpus.read_text_files(paths) to read files."
+            )
+        if i > 0 and sep is not None:
+            stream.append(sep)
+        stream.extend(_encode(tok, text))
+    return stream
+
+
+def chunk_tokens(
+    model_or_tokenizer: Any,
+    texts: str | Sequence[str],
+    seq_len: int,
+    *,
+    n_sequences: int | None = None,
+    prepend_bos: bool = True,
+) -> torch.Tensor:
+    """Tokenize texts and cut the joined stream into fixed-length windows.
+
+    The texts are tokenized and concatenated with EOS separators (see
+    :func:`token_stream`), then cut into consecutive, non-overlapping windows.
+    With ``prepend_bos=True`` each window is the BOS token followed by
+    ``seq_len - 1`` text tokens; otherwise each window holds ``seq_len`` text
+    tokens.  The ragged tail that does not fill a window is dropped.
+
+    Parameters
+    ----------
+    model_or_tokenizer : HookedTransformer or PreTrainedTokenizerBase
+        A TransformerLens model (its ``.tokenizer`` is used) or a Hugging Face
+        tokenizer.
+    texts : str or sequence of str
+        A single text or several documents, e.g. :func:`default_corpus`.
+    seq_len : int
+        Length of every window, BOS included.
+    n_sequences : int, optional
+        Return only the first ``n_sequences`` windows.  An error is raised if
+        the texts do not yield that many.
+    prepend_bos : bool, default True
+        Start each window with the BOS token (the EOS token for tokenizers
+        that have no BOS).
+
+    Returns
+    -------
+    torch.LongTensor
+        Shape ``[n, seq_len]``.
+
+    Raises
+    ------
+    ValueError
+        If ``seq_len`` is too small, if the texts are too short for one window
+        (the message says how many tokens they have and how many are needed),
+        if fewer than ``n_sequences`` windows are available, or if
+        ``prepend_bos`` is requested for a tokenizer without BOS/EOS tokens.
+
+    Examples
+    --------
+    >>> from tl_wavelet.corpus import chunk_tokens, default_corpus
+    >>> tokens = chunk_tokens(model, default_corpus(), 512)  # doctest: +SKIP
+    >>> tokens.shape  # doctest: +SKIP
+    torch.Size([67, 512])
+    >>> bool((tokens[:, 0] == model.tokenizer.bos_token_id).all())  # doctest: +SKIP
+    True
+    """
+    if not isinstance(seq_len, int) or isinstance(seq_len, bool):
+        raise TypeError(f"seq_len must be an int, got {type(seq_len).__name__}.")
+    min_len = 2 if prepend_bos else 1
+    if seq_len < min_len:
+        raise ValueError(
+            f"seq_len={seq_len} is too small: with prepend_bos={prepend_bos} it must "
+            f"be at least {min_len}."
+        )
+    if n_sequences is not None and n_sequences < 1:
+        raise ValueError(f"n_sequences must be a positive int or None, got {n_sequences}.")
+    tok = _get_tokenizer(model_or_tokenizer)
+    bos = None
+    if prepend_bos:
+        bos = _bos_id(tok)
+        if bos is None:
+            raise ValueError(
+                "prepend_bos=True but the tokenizer has neither a BOS nor an EOS "
+                "token. Pass prepend_bos=False, or set tokenizer.bos_token."
+            )
+    stream = token_stream(tok, texts)
+    body = seq_len - 1 if prepend_bos else seq_len
+    n_avail = len(stream) // body
+    if n_avail == 0:
+        raise ValueError(
+            f"The text is too short for one window: it has {len(stream)} tokens, but "
+            f"seq_len={seq_len} with prepend_bos={prepend_bos} needs {body} text "
+            "tokens per window. Use a smaller seq_len or more text "
+            "(e.g. tl_wavelet.corpus.default_corpus())."
+        )
+    n = n_avail
+    if n_sequences is not None:
+        if n_sequences > n_avail:
+            raise ValueError(
+                f"Requested n_sequences={n_sequences} windows of seq_len={seq_len}, but "
+                f"the texts ({len(stream)} tokens) yield only {n_avail}; that many "
+                f"windows need {n_sequences * body} text tokens. Lower n_sequences or "
+                "seq_len, or add text."
+            )
+        n = n_sequences
+    body_t = torch.tensor(stream[: n * body], dtype=torch.long).reshape(n, body)
+    if prepend_bos:
+        bos_col = torch.full((n, 1), bos, dtype=torch.long)
+        return torch.cat([bos_col, body_t], dim=1)
+    return body_t
+
+
+# --------------------------------------------------------------------------
+# Induction probe
+# --------------------------------------------------------------------------
+
+
+def induction_tokens(
+    n_sequences: int,
+    half_len: int,
+    vocab_size: int,
+    *,
+    seed: int = 0,
+    bos_token_id: int | None = None,
+    exclude_token_ids: Iterable[int] | None = None,
+) -> torch.Tensor:
+    """Repeated random-token sequences, the standard induction probe.
+
+    Each row is a random sequence of ``half_len`` tokens followed by the same
+    ``half_len`` tokens again, optionally preceded by a BOS token.  On the
+    second half an induction head attends to the token after the previous
+    occurrence of the current token, i.e. at offset ``half_len - 1`` back.
+
+    Parameters
+    ----------
+    n_sequences : int
+        Number of rows.
+    half_len : int
+        Length of the random half.
+    vocab_size : int
+        Tokens are drawn uniformly from ``range(vocab_size)``.
+    seed : int, default 0
+        Seed of a private :class:`torch.Generator`; the same arguments always
+        give the same tensor, and the global RNG is untouched.
+    bos_token_id : int, optional
+        If given, every row starts with it (and it is never drawn as a random
+        token).
+    exclude_token_ids : iterable of int, optional
+        Further ids never to draw, e.g. ``tokenizer.all_special_ids``.
+
+    Returns
+    -------
+    torch.LongTensor
+        Shape ``[n_sequences, 1 + 2 * half_len]`` with a BOS token, else
+        ``[n_sequences, 2 * half_len]``.
+
+    Examples
+    --------
+    >>> from tl_wavelet.corpus import induction_tokens
+    >>> toks = induction_tokens(4, 50, 1000, bos_token_id=0)
+    >>> toks.shape
+    torch.Size([4, 101])
+    >>> bool((toks[:, 1:51] == toks[:, 51:]).all())
+    True
+    >>> bool((toks == induction_tokens(4, 50, 1000, bos_token_id=0)).all())
+    True
+    """
+    for name, val, lo in (("n_sequences", n_sequences, 1), ("half_len", half_len, 1),
+                          ("vocab_size", vocab_size, 1)):
+        if not isinstance(val, int) or isinstance(val, bool) or val < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {val!r}.")
+    excluded = set(int(t) for t in (exclude_token_ids or ()))
+    if bos_token_id is not None:
+        excluded.add(int(bos_token_id))
+    allowed = torch.ones(vocab_size, dtype=torch.bool)
+    for t in excluded:
+        if 0 <= t < vocab_size:
+            allowed[t] = False
+    pool = torch.nonzero(allowed).flatten()
+    if pool.numel() == 0:
+        raise ValueError(
+            f"No token ids left to draw: vocab_size={vocab_size} and all of them are "
+            "excluded. Use a larger vocab_size or exclude fewer ids."
+        )
+    gen = torch.Generator().manual_seed(int(seed))
+    idx = torch.randint(0, pool.numel(), (n_sequences, half_len), generator=gen)
+    half = pool[idx]
+    parts = [half, half]
+    if bos_token_id is not None:
+        parts.insert(0, torch.full((n_sequences, 1), int(bos_token_id), dtype=torch.long))
+    return torch.cat(parts, dim=1).long()

@@ -1,0 +1,362 @@
+"""Hooks that stream attention-head activations into metric accumulators.
+
+Nothing is cached: each hook turns one layer's activation into per-(sequence, head)
+metric values right away (see :func:`layer_metrics`) and folds them into running sums
+(:mod:`tl_wavelet.stats`), so memory does not grow with the number of sequences.
+
+The hooks are ordinary TransformerLens ``(name, fn)`` pairs that compose with
+``model.hooks(...)``, ``run_with_hooks`` and ``run_with_cache``::
+
+    acc = HeadAccumulator(model, signal="offset_profile", level=5)
+    with model.hooks(fwd_hooks=acc.hooks()):
+        model(tokens)
+    report = acc.report()          # a tl_wavelet.HeadReport
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+from einops import rearrange, reduce
+from jaxtyping import Float
+from torch import Tensor
+
+from . import metrics as M
+from .adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
+from .signals import offset_aligned_rows, offset_profile
+from .stats import RunningCorrelation, RunningMoments
+from .transforms import band_labels, causal_bands, dwt_max_level
+
+__all__ = ["MetricConfig", "layer_metrics", "rope_pair_energy", "HeadAccumulator", "metric_hooks", "SIGNALS"]
+
+SIGNALS = ("offset_profile", "pattern_rows", "z")
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    """Choices that define the metrics; stored in every report so numbers stay interpretable.
+
+    signal : "offset_profile" (default), "pattern_rows" or "z" (see docs/metrics.md).
+    wavelet, level, mode : the DWT used for the paper's wavelet metrics and the bands.
+    paper : follow the paper's text literally where our defaults close its gaps.
+    alphas : truncation ratios for scale sensitivity S(alpha).
+    max_rows : ``pattern_rows`` uses at most this many query rows per sequence (evenly
+        spaced, always including the last), since rows of one sequence are highly redundant.
+    drop_first_key : remove attention to key 0 (the BOS "sink") before measuring.
+    """
+
+    signal: str = "offset_profile"
+    wavelet: str = "db2"
+    level: int = 5
+    mode: str = "symmetric"
+    paper: bool = False
+    alphas: tuple[float, ...] = (0.5, 0.25)
+    max_rows: int = 32
+    drop_first_key: bool = False
+
+    def __post_init__(self):
+        if self.signal not in SIGNALS:
+            raise ValueError(f"Unknown signal {self.signal!r}: choose one of {', '.join(SIGNALS)}.")
+        dwt_max_level(2, self.wavelet)  # unknown or continuous names raise, listing close ones
+        if not isinstance(self.level, int) or self.level < 1:
+            raise ValueError(f"level must be a positive int, got {self.level!r}.")
+        for a in self.alphas:
+            if not 0 < a < 1:
+                raise ValueError(f"scale-sensitivity alphas must lie in (0, 1), got {a}.")
+
+    def min_length(self) -> int:
+        """Shortest sequence the chosen wavelet/level accepts."""
+        return _min_length(self.wavelet, self.level)
+
+    @property
+    def labels(self) -> list[str]:
+        return band_labels(self.level)
+
+
+def _min_length(wavelet: str, level: int) -> int:
+    # pywt.dwt_max_level(n, F) = floor(log2(n / (F - 1))) >= level  <=>  n >= (F - 1) 2^level
+    import pywt
+
+    return (pywt.Wavelet(wavelet).dec_len - 1) * 2**level
+
+
+def _check_length(cfg: MetricConfig, n: int) -> None:
+    need = cfg.min_length()
+    if n < need:
+        raise ValueError(
+            f"{cfg.wavelet} at level {cfg.level} needs sequences of at least {need} positions, got {n}: "
+            f"pass longer sequences (seq_len >= {need}) or a smaller level "
+            f"(level={max(dwt_max_level(n, cfg.wavelet), 1)} fits {n})."
+        )
+
+
+def _row_subset(lengths: Tensor, min_len: int, max_rows: int) -> Tensor:
+    """Indices of evenly spaced query rows long enough for the wavelet, last row included."""
+    n = lengths.shape[0]
+    first = int((lengths >= min_len).nonzero()[0]) if (lengths >= min_len).any() else n - 1
+    count = min(max_rows, n - first)
+    return torch.linspace(first, n - 1, count).round().long().unique()
+
+
+def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig):
+    """(rows, lengths, full, short) for an attention pattern [b, h, q, k]."""
+    n = pattern.shape[-1]
+    shorts = {}
+    if cfg.signal == "offset_profile":
+        prof = offset_profile(pattern, cfg.drop_first_key)  # [b, h, n]
+        rows, lengths = prof[..., None, :], None
+        full = prof[..., None, :]
+        for a in cfg.alphas:
+            m = math.floor(a * n)
+            shorts[a] = offset_profile(pattern[..., :m, :m], cfg.drop_first_key)[..., None, :]
+    else:  # pattern_rows
+        all_rows, all_lengths = offset_aligned_rows(pattern, cfg.drop_first_key)
+        if cfg.paper:
+            idx = torch.tensor([n - 1])
+        else:
+            idx = _row_subset(all_lengths, min(cfg.min_length(), n), cfg.max_rows).to(pattern.device)
+        rows = all_rows[..., idx, :]
+        lengths = all_lengths[idx]
+        # The DWT metrics need one signal of full length: the last query row, the only
+        # one that sees the whole sequence, in key order (the paper's a_h(t)).
+        full = pattern[..., -1:, :]
+        for a in cfg.alphas:
+            m = math.floor(a * n)
+            shorts[a] = pattern[..., m - 1 : m, :m]
+    return rows, lengths, full, shorts
+
+
+def _signals_from_z(z: Tensor, cfg: MetricConfig):
+    """(rows, lengths, full, short): each of a head's d_head channels is a signal over positions."""
+    x = rearrange(z, "b p h d -> b h d p")
+    n = x.shape[-1]
+    shorts = {a: x[..., : math.floor(a * n)] for a in cfg.alphas}
+    return x, None, x, shorts
+
+
+def layer_metrics(
+    activation: Tensor, cfg: MetricConfig, kind: str = "pattern"
+) -> dict[str, Float[Tensor, "batch head *k"]]:
+    """Every head metric of one layer, one value per (sequence, head).
+
+    Parameters
+    ----------
+    activation : ``hook_pattern`` [batch, head, q, k] (kind="pattern") or
+        ``hook_z`` [batch, pos, head, d_head] (kind="z").
+    cfg : MetricConfig
+
+    Returns
+    -------
+    dict of name -> Tensor [batch, head, ...]: ``band_energy`` [.., level+1],
+    ``spectral_shares`` [.., 3], ``spectral_entropy``, ``selectivity``,
+    ``positional_entropy``, ``wavelet_entropy`` [.., level+1], ``reconstruction_error``,
+    ``sigma_t``, ``delta_w``, ``efficiency``, ``scale_sensitivity_<alpha>``.
+    """
+    act = activation.detach().double()
+    n = act.shape[-1] if kind == "pattern" else act.shape[1]
+    _check_length(cfg, n)
+    if kind == "pattern":
+        rows, lengths, full, shorts = _signals_from_pattern(act, cfg)
+    else:
+        rows, lengths, full, shorts = _signals_from_z(act, cfg)
+
+    out: dict[str, Tensor] = {}
+    # Band energies: which dyadic scale the head works at.
+    if cfg.paper:
+        energy = M.dwt_band_energy(full, cfg.wavelet, cfg.level, cfg.mode)
+    elif kind == "pattern":
+        # Seen from the query: attention at distance d in the dyadic band holding d.
+        energy = M.anchored_band_energy(rows, cfg.wavelet, cfg.level, lengths)
+    else:
+        bands = causal_bands(rows, cfg.wavelet, cfg.level)  # [J+1, b, h, d, p]
+        energy = rearrange(bands.pow(2).sum(-1), "j ... -> ... j")
+    out["band_energy"] = reduce(energy, "b h r j -> b h j", "sum")
+
+    # Fourier view (the paper's spectral metrics), energies summed over rows.
+    power, freqs = M.power_spectrum(rows, lengths, remove_dc=not cfg.paper)
+    power = reduce(power, "b h r f -> b h f", "sum")
+    out["spectral_shares"] = M.spectral_band_shares(power, freqs)
+    out["spectral_entropy"] = M.spectral_entropy(power)
+    out["selectivity"] = M.frequency_selectivity(power)
+
+    if kind == "pattern":
+        h_pos = M.positional_entropy(rows, lengths, weights="mass")
+    else:
+        h_pos = M.positional_entropy(rows.pow(2).sum(-2, keepdim=True), None, weights="mass")
+    out["positional_entropy"] = h_pos.mean(-1)
+
+    unc = M.uncertainty(rows, lengths)
+    out["sigma_t"] = unc["sigma_t"].mean(-1)
+    out["efficiency"] = unc["efficiency"].mean(-1)
+    # delta_w is inf for rows with no lag-1 correlation (attention on one token); average
+    # the finite rows and keep inf only when every row is such a spike.
+    dw = unc["delta_w"]
+    finite = torch.isfinite(dw)
+    n_fin = finite.sum(-1)
+    out["delta_w"] = torch.where(
+        n_fin > 0, torch.where(finite, dw, 0).sum(-1) / n_fin.clamp(min=1), torch.full_like(dw[..., 0], math.inf)
+    )
+
+    out["wavelet_entropy"] = M.wavelet_entropy(
+        full, cfg.wavelet, cfg.level, cfg.mode, normalized=not cfg.paper
+    ).mean(-2)
+    out["reconstruction_error"] = M.reconstruction_error(full, cfg.wavelet, cfg.level, cfg.mode).mean(-1)
+    for a, short in shorts.items():
+        out[f"scale_sensitivity_{a:g}"] = M.scale_sensitivity(
+            full, short, cfg.wavelet, cfg.level, paper=cfg.paper
+        ).mean(-1)
+    return out
+
+
+def rope_pair_energy(
+    x: Float[Tensor, "batch pos head d_head"], rotary_dim: int, adjacent_pairs: bool = False
+) -> Float[Tensor, "batch head pair"]:
+    """Mean squared norm of every 2-D rotary pair of rotated q (or k), per head.
+
+    RoPE rotates pair i by angle ``pos * inv_freq[i]``; the rotation keeps the pair's norm,
+    so the norm says how much the head *uses* that frequency regardless of position.
+    HF/TransformerLens Llama-style models pair dims (i, i + rotary_dim/2)
+    ("rotate_half"); GPT-J style pairs adjacent dims (2i, 2i+1).
+    """
+    rot = x[..., :rotary_dim].double()
+    if adjacent_pairs:
+        pairs = rearrange(rot, "b p h (i two) -> b p h i two", two=2)
+    else:
+        pairs = rearrange(rot, "b p h (two i) -> b p h i two", two=2)
+    return reduce(pairs.pow(2), "b p h i two -> b h i", "sum") / x.shape[1]
+
+
+@dataclass
+class _LayerState:
+    moments: dict[str, RunningMoments] = field(default_factory=dict)
+    rho: RunningCorrelation = field(default_factory=RunningCorrelation)
+    n_seen: int = 0
+
+    def add(self, values: dict[str, Tensor]) -> None:
+        for key, val in values.items():
+            self.moments.setdefault(key, RunningMoments()).update(val)
+
+
+class HeadAccumulator:
+    """Streams per-head metrics over any number of forward passes.
+
+    Parameters
+    ----------
+    model : TransformerBridge or HookedTransformer
+    layers : layers to measure (None: all)
+    rope : also measure RoPE frequency usage from ``hook_rot_q``/``hook_rot_k``
+        (None: when the model is rotary)
+    **config : fields of :class:`MetricConfig`
+
+    Example
+    -------
+    >>> acc = HeadAccumulator(model, level=4)                      # doctest: +SKIP
+    >>> _ = model.run_with_hooks(tokens, fwd_hooks=acc.hooks())    # doctest: +SKIP
+    >>> acc.report().to_dataframe().head()                         # doctest: +SKIP
+    """
+
+    def __init__(self, model, layers: int | Iterable[int] | None = None, rope: bool | None = None, **config):
+        self.shape: ModelShape = model_shape(model)
+        self.config = MetricConfig(**config)
+        self.layers = resolve_layers(self.shape, layers)
+        self.rope = self.shape.rotary if rope is None else bool(rope)
+        if self.rope and not self.shape.rotary:
+            raise ValueError(
+                "RoPE frequency usage needs a rotary model; this model's positional embedding is "
+                f"{getattr(model.cfg, 'positional_embedding_type', 'unknown')!r}. Pass rope=False "
+                "(the positional metrics still work)."
+            )
+        self.rope_meta = None
+        if self.rope:
+            from .rope import rope_frequencies
+
+            self.rope_meta = rope_frequencies(model, self.layers)
+        kinds = self._kinds()
+        require_hooks(model, [hook_name(k, L) for L in self.layers for k in kinds], "needed for head metrics")
+        self._state = {L: _LayerState() for L in self.layers}
+        self._rope_q = {L: RunningMoments() for L in self.layers}
+        self._rope_k = {L: RunningMoments() for L in self.layers}
+
+    def _kinds(self) -> list[str]:
+        main = "z" if self.config.signal == "z" else "pattern"
+        # Firing order inside a block: rot_q, rot_k, pattern, z.
+        return (["rot_q", "rot_k"] if self.rope else []) + [main]
+
+    @property
+    def stop_hook(self) -> str:
+        """The last hook these metrics need: a forward may end right after it."""
+        return hook_name(self._kinds()[-1], self.layers[-1])
+
+    def _metric_hook(self, layer: int, kind: str):
+        def fn(activation: Tensor, hook) -> None:
+            values = layer_metrics(activation, self.config, kind)
+            state = self._state[layer]
+            state.add(values)
+            state.rho.update(values["positional_entropy"], values["spectral_entropy"])
+            state.n_seen += activation.shape[0]
+            self.seq_len = activation.shape[-1] if kind == "pattern" else activation.shape[1]
+
+        return fn
+
+    def _rope_hook(self, layer: int, which: str):
+        meta = self.rope_meta[layer]
+        store = self._rope_q if which == "q" else self._rope_k
+
+        def fn(activation: Tensor, hook) -> None:
+            store[layer].update(rope_pair_energy(activation.detach(), meta["rotary_dim"], meta["adjacent_pairs"]))
+
+        return fn
+
+    def hooks(self) -> list[tuple[str, object]]:
+        """``(hook_name, fn)`` pairs for ``model.hooks(fwd_hooks=...)`` / ``run_with_hooks``."""
+        out = []
+        main = "z" if self.config.signal == "z" else "pattern"
+        for L in self.layers:
+            if self.rope:
+                out.append((hook_name("rot_q", L), self._rope_hook(L, "q")))
+                out.append((hook_name("rot_k", L), self._rope_hook(L, "k")))
+            out.append((hook_name(main, L), self._metric_hook(L, main)))
+        return out
+
+    @property
+    def n_sequences(self) -> int:
+        return min(s.n_seen for s in self._state.values())
+
+    def report(self):
+        """Freeze the running sums into a :class:`tl_wavelet.HeadReport`."""
+        from .analysis import HeadReport
+
+        if self.n_sequences == 0:
+            raise RuntimeError(
+                "No sequences were measured: run the model with these hooks first "
+                "(e.g. model.run_with_hooks(tokens, fwd_hooks=acc.hooks()))."
+            )
+        stats = {}
+        for L, st in self._state.items():
+            for key, mom in st.moments.items():
+                stats[(L, key)] = (mom.mean.float(), mom.se.float())
+            stats[(L, "rho")] = (st.rho.r.float(), st.rho.se.float())
+        rope = None
+        if self.rope:
+            rope = {}
+            g = self.shape.group_size
+            for L in self.layers:
+                q = self._rope_q[L].mean.float()
+                k = self._rope_k[L].mean.float().repeat_interleave(g, dim=0)
+                rope[L] = {"q": q, "k": k, **self.rope_meta[L]}
+        return HeadReport(
+            config=self.config,
+            shape=self.shape,
+            layers=list(self.layers),
+            n_sequences=self.n_sequences,
+            seq_len=self.seq_len,
+            stats=stats,
+            rope=rope,
+        )
+
+
+def metric_hooks(accumulator: HeadAccumulator) -> list[tuple[str, object]]:
+    """The accumulator's hooks as ``(name, fn)`` pairs (same as ``accumulator.hooks()``)."""
+    return accumulator.hooks()

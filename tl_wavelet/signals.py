@@ -1,0 +1,131 @@
+"""Signal extraction from causal attention patterns (no hooks, no model code).
+
+An attention pattern ``pattern[..., q, k]`` of a causal head is re-indexed by the
+distance ``d = q - k`` between query and key ("offset"), which is the coordinate a
+relative (RoPE) position code sees. Two views are provided:
+
+* :func:`offset_aligned_rows` - every query row, aligned by offset (row ``q`` holds
+  ``pattern[q, q - d]`` for ``d = 0..q``), plus its valid length.
+* :func:`offset_profile` - the mean of those rows over queries, ``r(d)``.
+
+All functions are vectorised with ``gather``; there is no Python loop over queries.
+"""
+from __future__ import annotations
+
+import torch
+from einops import rearrange, reduce
+from jaxtyping import Float, Int
+from torch import Tensor
+
+__all__ = ["offset_aligned_rows", "offset_profile"]
+
+
+def _check_pattern(pattern: Tensor) -> int:
+    if pattern.ndim < 2:
+        raise ValueError(
+            f"pattern must have shape [..., q, k] (got {tuple(pattern.shape)}); "
+            "pass a full attention pattern, e.g. cache['pattern', layer]"
+        )
+    n_q, n_k = pattern.shape[-2:]
+    if n_q != n_k:
+        raise ValueError(
+            f"pattern must be square [..., n, n] (causal self-attention over the same "
+            f"tokens); got q={n_q}, k={n_k}. Slice it to pattern[..., -n_k:, :] or "
+            "pass the full pattern."
+        )
+    if not pattern.is_floating_point():
+        raise TypeError(f"pattern must be a floating tensor, got {pattern.dtype}")
+    return n_q
+
+
+def _drop_first_key(pattern: Tensor) -> Tensor:
+    """Zero key 0 (the attention sink / BOS) and renormalise each row over keys 1..q.
+
+    Rows whose non-sink mass is exactly zero (including query 0, which only sees key 0)
+    stay all-zero instead of becoming NaN.
+    """
+    p = pattern.clone()
+    p[..., 0] = 0
+    mass = p.sum(-1, keepdim=True)
+    return torch.where(mass > 0, p / torch.where(mass > 0, mass, torch.ones_like(mass)), p)
+
+
+def offset_aligned_rows(
+    pattern: Float[Tensor, "*batch n n"], drop_first_key: bool = False
+) -> tuple[Float[Tensor, "*batch n n"], Int[Tensor, " n"]]:
+    """Re-index each query row of a causal pattern by offset ``d = q - k``.
+
+    Parameters
+    ----------
+    pattern : Tensor [..., n, n]
+        Causal attention probabilities, ``pattern[..., q, k]`` (entries with k > q are
+        ignored whatever they hold).
+    drop_first_key : bool
+        If True, key 0 (the attention sink / BOS token) is removed and each row is
+        renormalised over keys ``1..q``; row ``q`` then has valid length ``q`` (row 0 has
+        length 0 and is all zeros). Rows with no non-sink mass stay all zero.
+
+    Returns
+    -------
+    rows : Tensor [..., n, n]
+        ``rows[..., q, d] = pattern[..., q, q - d]`` for ``d < lengths[q]``, 0 beyond.
+    lengths : LongTensor [n]
+        Valid length of each row: ``q + 1`` (or ``q`` with ``drop_first_key``);
+        broadcastable against ``rows.shape[:-1]`` as the metrics' ``lengths`` argument.
+
+    Examples
+    --------
+    >>> import torch
+    >>> p = torch.tril(torch.ones(3, 3)); p = p / p.sum(-1, keepdim=True)
+    >>> rows, lengths = offset_aligned_rows(p)
+    >>> rows[2].tolist(), lengths.tolist()
+    ([0.3333333432674408, 0.3333333432674408, 0.3333333432674408], [1, 2, 3])
+    """
+    n = _check_pattern(pattern)
+    if drop_first_key:
+        pattern = _drop_first_key(pattern)
+    q = torch.arange(n, device=pattern.device)
+    d = torch.arange(n, device=pattern.device)
+    key = rearrange(q, "q -> q 1") - rearrange(d, "d -> 1 d")  # [q, d] key index q - d
+    valid = key >= (1 if drop_first_key else 0)
+    idx = key.clamp(min=0).expand(*pattern.shape[:-2], n, n)
+    rows = pattern.gather(-1, idx) * valid.to(pattern.dtype)
+    lengths = q + 1 - int(drop_first_key)
+    return rows, lengths
+
+
+def offset_profile(
+    pattern: Float[Tensor, "*batch n n"], drop_first_key: bool = False
+) -> Float[Tensor, "*batch n"]:
+    """Mean attention paid at each offset: ``r(d) = mean_{q >= d} pattern[q, q - d]``.
+
+    Parameters
+    ----------
+    pattern : Tensor [..., n, n]
+        Causal attention probabilities ``pattern[..., q, k]``.
+    drop_first_key : bool
+        If True, key 0 is removed and rows renormalised (see
+        :func:`offset_aligned_rows`); the mean at offset ``d`` then runs over the
+        ``n - 1 - d`` queries ``q > d`` whose key ``q - d`` is not 0, and ``r(n-1)`` = 0
+        (no data).
+
+    Returns
+    -------
+    r : Tensor [..., n]
+        ``r[..., 0]`` is attention to the query token itself, ``r[..., 1]`` to the
+        previous token, and so on. For a row-stochastic pattern without
+        ``drop_first_key``, ``sum_d (n - d) r(d) = n``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> p = torch.zeros(4, 4); p[0, 0] = 1; p[1:, :3] = torch.eye(3)   # previous-token head
+    >>> offset_profile(p).tolist()
+    [0.25, 1.0, 0.0, 0.0]
+    """
+    rows, lengths = offset_aligned_rows(pattern, drop_first_key)
+    n = rows.shape[-1]
+    # number of queries that contribute at offset d; clamp avoids 0/0 where none do
+    count = (rearrange(lengths, "q -> q 1") > torch.arange(n, device=rows.device)).sum(0)
+    total = reduce(rows, "... q d -> ... d", "sum")
+    return total / count.clamp(min=1).to(rows.dtype)

@@ -1,0 +1,101 @@
+"""Streaming statistics: means, standard errors and correlations over sequences.
+
+Memory is constant in the number of sequences: each statistic keeps running sums in
+float64 (float32 sums of thousands of sequences lose digits the SE depends on).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["RunningMoments", "RunningCorrelation"]
+
+
+class RunningMoments:
+    """Mean and standard error of a per-sequence quantity, one value per sequence.
+
+    ``update(values)`` takes ``[batch, *shape]``; sequences whose value is NaN (a metric
+    undefined for that sequence, e.g. a head with zero energy) are left out of that
+    entry's count rather than poisoning the mean.
+
+    >>> m = RunningMoments()
+    >>> m.update(torch.tensor([[1.0], [3.0]]))
+    >>> m.mean, m.se
+    (tensor([2.], dtype=torch.float64), tensor([1.], dtype=torch.float64))
+    """
+
+    def __init__(self) -> None:
+        self.n: Tensor | None = None
+        self.s1: Tensor | None = None
+        self.s2: Tensor | None = None
+
+    def update(self, values: Tensor) -> None:
+        v = values.detach().to(device="cpu", dtype=torch.float64)
+        ok = ~torch.isnan(v)
+        v = torch.where(ok, v, torch.zeros((), dtype=v.dtype))
+        if self.n is None:
+            self.n = torch.zeros(v.shape[1:], dtype=torch.float64)
+            self.s1 = torch.zeros_like(self.n)
+            self.s2 = torch.zeros_like(self.n)
+        self.n += ok.sum(0)
+        self.s1 += v.sum(0)
+        self.s2 += (v * v).sum(0)
+
+    @property
+    def count(self) -> Tensor:
+        return self.n
+
+    @property
+    def mean(self) -> Tensor:
+        return self.s1 / self.n.clamp(min=1)
+
+    @property
+    def se(self) -> Tensor:
+        """Standard error of the mean (sample SD / sqrt(n)); NaN with fewer than 2 sequences."""
+        n = self.n
+        var = (self.s2 - self.s1 * self.s1 / n.clamp(min=1)) / (n - 1).clamp(min=1)
+        se = var.clamp(min=0).sqrt() / n.clamp(min=1).sqrt()
+        se = torch.where(torch.isinf(self.s1), torch.full_like(se, math.inf), se)
+        return torch.where(n >= 2, se, torch.full_like(se, math.nan))
+
+
+class RunningCorrelation:
+    """Pearson correlation of two per-sequence quantities, streamed as moments.
+
+    Used for the paper's uncertainty measure rho = corr(H_p, H_s): one (H_p, H_s) point per
+    sequence and head. ``se`` is the large-sample standard error sqrt((1 - r^2) / (n - 2)).
+    """
+
+    def __init__(self) -> None:
+        self._m = {k: RunningMoments() for k in ("x", "y", "xy", "xx", "yy")}
+
+    def update(self, x: Tensor, y: Tensor) -> None:
+        x = x.detach().double()
+        y = y.detach().double()
+        for key, val in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
+            self._m[key].update(val)
+
+    @property
+    def count(self) -> Tensor:
+        return self._m["x"].n
+
+    @property
+    def r(self) -> Tensor:
+        m = {k: v.mean for k, v in self._m.items()}
+        cov = m["xy"] - m["x"] * m["y"]
+        var_x = (m["xx"] - m["x"] ** 2).clamp(min=0)
+        var_y = (m["yy"] - m["y"] ** 2).clamp(min=0)
+        denom = (var_x * var_y).sqrt()
+        # Constant H_p or H_s over sequences: the correlation is undefined, say so with NaN
+        # rather than a huge ratio of round-off.
+        tiny = 1e-12 * (m["xx"].abs() * m["yy"].abs()).sqrt().clamp(min=1e-300)
+        r = cov / denom.clamp(min=1e-300)
+        return torch.where((denom > tiny) & (self.count >= 3), r.clamp(-1, 1), torch.full_like(r, math.nan))
+
+    @property
+    def se(self) -> Tensor:
+        r = self.r
+        n = self.count
+        return ((1 - r * r).clamp(min=0) / (n - 2).clamp(min=1)).sqrt()
