@@ -154,3 +154,27 @@ def test_rope_pair_energy_adjacent_and_half_conventions():
     adj = rope_pair_energy(x, 8, adjacent_pairs=True)
     torch.testing.assert_close(half[..., 1], (x[..., 1] ** 2 + x[..., 5] ** 2).mean(1))
     torch.testing.assert_close(adj[..., 1], (x[..., 2] ** 2 + x[..., 3] ** 2).mean(1))
+
+
+@pytest.fixture(scope="module")
+def gpt2_model(tokenizer):
+    """A tiny GPT-2 (learned absolute positions, no RoPE) through the real bridge."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from models_for_tests import boot_bridge
+
+    torch.manual_seed(2)
+    cfg = GPT2Config(vocab_size=97, n_positions=256, n_embd=32, n_layer=2, n_head=4, attn_implementation="eager")
+    return boot_bridge(GPT2LMHeadModel(cfg).eval(), tokenizer, "tiny-gpt2")
+
+
+def test_model_without_rope_gets_positional_metrics_but_not_rope_usage(gpt2_model, tokens):
+    report = tlw.analyze_heads(gpt2_model, tokens[:2], level=4, progress=False)
+    df = report.to_dataframe()
+    assert len(df) == 2 * 4 and "rope_wavelength" not in df
+    assert df[report.labels].notna().all().all()
+    with pytest.raises(ValueError, match="needs a rotary model"):
+        tlw.analyze_heads(gpt2_model, tokens[:2], level=4, rope=True, progress=False)
+    with pytest.raises(ValueError, match="rotary"):
+        tlw.rope_frequencies(gpt2_model)
+    assert _hook_counts(gpt2_model) == 0

@@ -23,6 +23,7 @@ __all__ = [
     "resolve_heads",
     "require_hooks",
     "run_until",
+    "last_fired",
     "as_tokens",
 ]
 
@@ -76,6 +77,20 @@ def model_shape(model) -> ModelShape:
 def hook_name(kind: str, layer: int) -> str:
     """``hook_name("pattern", 3) == "blocks.3.attn.hook_pattern"`` (TL's naming, both versions)."""
     return f"blocks.{layer}.attn.hook_{kind}"
+
+
+# Order in which a block's attention hooks fire (same on the bridge and HookedTransformer).
+_FIRING_RANK = {"q": 0, "k": 1, "v": 2, "cos": 3, "sin": 4, "rot_q": 5, "rot_k": 6, "attn_scores": 7, "pattern": 8, "z": 9}
+
+
+def last_fired(names: Iterable[str]) -> str:
+    """The attention hook among ``names`` that fires last in a forward pass."""
+
+    def key(name: str):
+        parts = name.split(".")
+        return int(parts[1]), _FIRING_RANK[parts[-1].removeprefix("hook_")]
+
+    return max(names, key=key)
 
 
 def _check_index(kind: str, value, upper: int) -> int:

@@ -9,10 +9,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .adapter import ModelShape, as_tokens, run_until
+from .adapter import ModelShape, as_tokens, last_fired, run_until
 from .hooks import HeadAccumulator, MetricConfig
 
-__all__ = ["analyze_heads", "HeadReport"]
+__all__ = ["analyze_heads", "stream", "HeadReport"]
 
 _SCALAR_METRICS = (
     "spectral_entropy",
@@ -74,8 +74,6 @@ def analyze_heads(
     >>> report = analyze_heads(model, tokens, level=4, progress=False)   # doctest: +SKIP
     >>> report.to_dataframe()[["layer", "head", "dominant_band", "scale_tokens"]]
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
     acc = HeadAccumulator(
         model,
         layers=layers,
@@ -87,15 +85,28 @@ def analyze_heads(
         drop_first_key=drop_first_key,
     )
     tokens = as_tokens(model, tokens_or_texts, seq_len=seq_len, n_sequences=n_sequences)
+    stream(model, tokens, [acc], batch_size=batch_size, progress=progress)
+    return acc.report()
+
+
+def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool = True) -> None:
+    """Run ``tokens`` through ``model`` in batches with every accumulator's hooks at once.
+
+    One forward pass feeds several accumulators (e.g. default and ``paper=True`` metrics,
+    or several signals), and each pass ends after the last hook any of them needs.
+    """
     from .hooks import _check_length
 
-    _check_length(acc.config, tokens.shape[1])
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    for acc in accumulators:
+        _check_length(acc.config, tokens.shape[1])
+    hooks = [h for acc in accumulators for h in acc.hooks()]
+    stop = last_fired(acc.stop_hook for acc in accumulators)
     device = next(model.parameters()).device
     batches = range(0, tokens.shape[0], batch_size)
     for start in _progress(batches, progress, desc="analyze_heads", unit="batch"):
-        batch = tokens[start : start + batch_size].to(device)
-        run_until(model, batch, acc.hooks(), stop_at=acc.stop_hook)
-    return acc.report()
+        run_until(model, tokens[start : start + batch_size].to(device), hooks, stop_at=stop)
 
 
 @dataclass
