@@ -144,17 +144,17 @@ class HeadReport:
             shares.append(e / e.sum(-1, keepdim=True).clamp(min=1e-30))
         return torch.stack(shares)
 
-    def _band_scales(self) -> Tensor:
-        J = self.config.level
-        # geometric centre of the dyadic offset range each band covers (docs/metrics.md)
-        return torch.tensor([2.0 ** (J + 0.5)] + [2.0 ** (j - 0.5) for j in range(J, 0, -1)])
-
     @property
     def scale_tokens(self) -> Tensor:
-        """Energy-weighted characteristic scale in tokens [layer, head]."""
+        """Energy-weighted characteristic scale in tokens [layer, head] (docs/metrics.md).
+
+        Computed from the decomposition at full depth, so attention far back (beyond 2^J
+        tokens) pulls the scale up instead of being lumped into A_J.
+        """
         from .metrics import characteristic_scale
 
-        return characteristic_scale(self.band_shares, self.config.level)
+        deep = torch.stack([self.stats[(L, "band_energy_deep")][0] for L in self.layers])
+        return characteristic_scale(deep, deep.shape[-1] - 1)
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per (layer, head): bands (A5..D1 shares), paper metrics, spreads, RoPE usage.

@@ -27,7 +27,7 @@ from . import metrics as M
 from .adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
 from .signals import offset_aligned_rows, offset_profile
 from .stats import RunningCorrelation, RunningMoments
-from .transforms import band_labels, causal_bands, dwt_max_level
+from .transforms import band_labels, causal_bands, dwt_max_level, min_length
 
 __all__ = ["MetricConfig", "layer_metrics", "rope_pair_energy", "HeadAccumulator", "metric_hooks", "SIGNALS"]
 
@@ -39,7 +39,11 @@ class MetricConfig:
     """Choices that define the metrics; stored in every report so numbers stay interpretable.
 
     signal : "offset_profile" (default), "pattern_rows" or "z" (see docs/metrics.md).
-    wavelet, level, mode : the DWT used for the paper's wavelet metrics and the bands.
+    wavelet, level, mode : the DWT (PyWavelets names) of the paper's wavelet metrics, and of
+        the band shares when ``paper=True``.
+    band_wavelet : the causal a-trous decomposition behind the default band shares
+        ("haar": its dyadic bands are exact offset ranges [2^(j-1), 2^j); db2's negative
+        taps move some offsets one band off, see docs/metrics.md).
     paper : follow the paper's text literally where our defaults close its gaps.
     alphas : truncation ratios for scale sensitivity S(alpha).
     max_rows : ``pattern_rows`` uses at most this many query rows per sequence (evenly
@@ -52,6 +56,7 @@ class MetricConfig:
     level: int = 5
     mode: str = "symmetric"
     paper: bool = False
+    band_wavelet: str = "haar"
     alphas: tuple[float, ...] = (0.5, 0.25)
     max_rows: int = 32
     drop_first_key: bool = False
@@ -59,7 +64,8 @@ class MetricConfig:
     def __post_init__(self):
         if self.signal not in SIGNALS:
             raise ValueError(f"Unknown signal {self.signal!r}: choose one of {', '.join(SIGNALS)}.")
-        dwt_max_level(2, self.wavelet)  # unknown or continuous names raise, listing close ones
+        for w in (self.wavelet, self.band_wavelet):
+            dwt_max_level(2, w)  # unknown or continuous names raise, listing close ones
         if not isinstance(self.level, int) or self.level < 1:
             raise ValueError(f"level must be a positive int, got {self.level!r}.")
         for a in self.alphas:
@@ -68,18 +74,11 @@ class MetricConfig:
 
     def min_length(self) -> int:
         """Shortest sequence the chosen wavelet/level accepts."""
-        return _min_length(self.wavelet, self.level)
+        return min_length(self.wavelet, self.level)
 
     @property
     def labels(self) -> list[str]:
         return band_labels(self.level)
-
-
-def _min_length(wavelet: str, level: int) -> int:
-    # pywt.dwt_max_level(n, F) = floor(log2(n / (F - 1))) >= level  <=>  n >= (F - 1) 2^level
-    import pywt
-
-    return (pywt.Wavelet(wavelet).dec_len - 1) * 2**level
 
 
 def _check_length(cfg: MetricConfig, n: int) -> None:
@@ -163,16 +162,20 @@ def layer_metrics(
         rows, lengths, full, shorts = _signals_from_z(act, cfg)
 
     out: dict[str, Tensor] = {}
-    # Band energies: which dyadic scale the head works at.
+    # Band energies: which dyadic scale the head works at. "band_energy_deep" runs to the
+    # depth that reaches every offset, so the characteristic scale sees attention far back;
+    # "band_energy" folds the levels beyond cfg.level into A_J for the reported shares.
     if cfg.paper:
         energy = M.dwt_band_energy(full, cfg.wavelet, cfg.level, cfg.mode)
     elif kind == "pattern":
         # Seen from the query: attention at distance d in the dyadic band holding d.
-        energy = M.anchored_band_energy(rows, cfg.wavelet, cfg.level, lengths)
+        depth = M.full_depth(n, cfg.level)
+        energy = M.anchored_band_energy(rows, cfg.band_wavelet, depth, lengths, fold_coarse=False)
     else:
-        bands = causal_bands(rows, cfg.wavelet, cfg.level)  # [J+1, b, h, d, p]
+        bands = causal_bands(rows, cfg.band_wavelet, cfg.level)  # [J+1, b, h, d, p]
         energy = rearrange(bands.pow(2).sum(-1), "j ... -> ... j")
-    out["band_energy"] = reduce(energy, "b h r j -> b h j", "sum")
+    out["band_energy_deep"] = reduce(energy, "b h r j -> b h j", "sum")
+    out["band_energy"] = M.fold_bands(out["band_energy_deep"], cfg.level)
 
     # Fourier view (the paper's spectral metrics), energies summed over rows.
     power, freqs = M.power_spectrum(rows, lengths, remove_dc=not cfg.paper)

@@ -14,6 +14,7 @@ between them, and the choice made here.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -29,6 +30,8 @@ __all__ = [
     "anchored_band_energy",
     "dwt_band_energy",
     "band_shares",
+    "full_depth",
+    "fold_bands",
     "band_scales",
     "characteristic_scale",
     "power_spectrum",
@@ -118,8 +121,7 @@ def _resolve_level(level, min_len: int, wavelet) -> int:
     if level < 1:
         raise ValueError(f"level must be >= 1, got {level}")
     if level > deepest:
-        flen = _tf._wavelet(wavelet).dec_len
-        need = (flen - 1) * 2 ** level
+        need = _tf.min_length(wavelet, level)
         raise ValueError(
             f"level={level} with {wavelet!r} needs every signal to have >= {need} valid "
             f"samples (pywt.dwt_max_level); the shortest has {min_len}. Pass level=None "
@@ -149,8 +151,13 @@ def _anchor_kernels(wavelet, level: int, n: int, device) -> Tensor:
     fn = getattr(_tf, "causal_anchor_kernels", None)
     if fn is not None:
         return torch.as_tensor(fn(wavelet, level, n)).to(dtype=_F64, device=device)
+    return _impulse_kernels(wavelet, level, n).to(device)
+
+
+@functools.lru_cache(maxsize=32)
+def _impulse_kernels(wavelet, level: int, n: int) -> Tensor:
     # the bands of a unit impulse at t=0 are the kernels themselves (linearity)
-    delta = torch.zeros(n, dtype=_F64, device=device)
+    delta = torch.zeros(n, dtype=_F64)
     delta[0] = 1.0
     return _tf.causal_bands(delta, wavelet=wavelet, level=level)
 
@@ -188,24 +195,56 @@ def anchored_band_energy(
     wavelet: str = "haar",
     level: int = 5,
     lengths: Int[Tensor, "*batch"] | None = None,
+    fold_coarse: bool = True,
 ) -> Float[Tensor, "*batch bands"]:
-    """Energy per causal band at the anchor: ``anchored_bands(...) ** 2``, ``[..., level+1]``.
+    """Energy per causal band at the anchor, ``[..., level+1]`` in order A_J, D_J .. D_1.
 
     Which scale a head looks back at: a previous-token head (``r = delta_1``) is dominant
     in D1, a spike at offset k in the dyadic band ``D_m``, ``2^(m-1) <= k < 2^m``,
-    attention uniform over a long prefix in ``A_J``. Offsets beyond the kernels' support
-    (``2^J`` for haar) are invisible: they give 0 in every band.
+    attention uniform over a long prefix in ``A_J``.
+
+    The kernels of a level-J decomposition only reach ``(F-1)(2^J-1)`` offsets back, so
+    attention further back would be invisible. With ``fold_coarse`` (default) the
+    decomposition runs to the full depth ``ceil(log2 n)`` and the energy of every level
+    deeper than J is added to ``A_J``: attention far back then counts as coarse-scale, as
+    it should. ``fold_coarse=False`` gives the plain level-J energies ``anchored_bands**2``.
 
     Examples
     --------
     >>> import torch
     >>> anchored_band_energy(torch.tensor([0., 1., 0., 0.]), "haar", level=2).tolist()
     [0.0625, 0.0625, 0.25]
+    >>> far = torch.zeros(256); far[100] = 1.0      # attention 100 tokens back
+    >>> int(anchored_band_energy(far, "haar", level=5).argmax())   # band 0 = A5
+    0
     """
-    return anchored_bands(offset_signal, wavelet, level, lengths).pow(2)
+    depth = full_depth(offset_signal.shape[-1], level) if fold_coarse else level
+    return fold_bands(anchored_bands(offset_signal, wavelet, depth, lengths).pow(2), level)
 
 
-# ------------------------------------------------------------------ DWT band energies
+def full_depth(n: int, level: int) -> int:
+    """Depth at which a causal decomposition of n positions reaches every offset: ceil(log2 n)."""
+    return max(level, math.ceil(math.log2(max(n, 2))))
+
+
+def fold_bands(energy: Float[Tensor, "*batch deep"], level: int) -> Float[Tensor, "*batch bands"]:
+    """Merge the energies of levels deeper than ``level`` into ``A_level``.
+
+    ``energy`` is ordered [A_L, D_L, ..., D_1] for some L >= level; the result is
+    [A_level, D_level, ..., D_1] with ``A_level`` holding A_L + D_L + ... + D_(level+1).
+
+    >>> import torch
+    >>> fold_bands(torch.tensor([1., 2., 3., 4.]), 2).tolist()   # A3 D3 D2 D1 -> A2 D2 D1
+    [3.0, 3.0, 4.0]
+    """
+    extra = energy.shape[-1] - 1 - level
+    if extra < 0:
+        raise ValueError(f"energy has {energy.shape[-1]} bands, fewer than level {level} + 1.")
+    if extra == 0:
+        return energy
+    return torch.cat([energy[..., : extra + 1].sum(-1, keepdim=True), energy[..., extra + 1 :]], dim=-1)
+
+
 def dwt_band_energy(
     x: Float[Tensor, "*batch n"],
     wavelet: str = "db2",
@@ -537,6 +576,8 @@ def uncertainty(
 
     If ``mu == 0`` (a single spike, a zero signal, any signal with no lag-1 correlation)
     the spectral spread is unbounded: ``delta_w = product = inf``, ``efficiency = 0``.
+    The same holds when ``sigma_t == 0`` (a spike whose neighbours underflow when
+    squared) or ``delta_w`` overflows.
 
     Returns
     -------
@@ -564,9 +605,12 @@ def uncertainty(
     has_mu = mu.abs() > 0
     inf = torch.full_like(mu, math.inf)
     delta_w = torch.where(has_mu, _safe_div((1 - mu2).sqrt(), mu.abs()), inf)
-    product = torch.where(has_mu, sigma_t * delta_w, inf)
-    efficiency = torch.where(has_mu & (product > 0), _safe_div(torch.ones_like(product),
-                                                               2 * product), torch.zeros_like(mu))
+    # sigma_t == 0 is a spike whose neighbours underflowed when squared; with a tiny
+    # mu, 0 * inf would be NaN: it is the spike case, product inf
+    finite = has_mu & (sigma_t > 0) & torch.isfinite(delta_w)
+    product = torch.where(finite, sigma_t * delta_w, inf)
+    efficiency = torch.where(finite, _safe_div(torch.ones_like(product), 2 * product),
+                             torch.zeros_like(mu))
     dt = _out_dtype(x)
     return {"sigma_t": sigma_t.to(dt), "mu": mu.to(dt), "delta_w": delta_w.to(dt),
             "product": product.to(dt), "efficiency": efficiency.to(dt)}
