@@ -27,6 +27,27 @@ def planted(planted_hf, tokenizer):
     return boot_bridge(planted_hf, tokenizer, "planted-llama")
 
 
+def _tl_major() -> int:
+    from tl_wavelet.models import tl_major_version
+
+    return tl_major_version()
+
+
+@pytest.fixture(scope="session", params=["bridge", "hooked"])
+def planted_any(request, planted_hf, tokenizer, planted):
+    """The planted model on each backend this TransformerLens has.
+
+    TL 4.x has only TransformerBridge; TL 3.x has HookedTransformer too (`make test-tl3`).
+    """
+    if request.param == "bridge":
+        return planted
+    if _tl_major() >= 4:
+        pytest.skip("HookedTransformer needs TransformerLens 3.x; `make test-tl3` runs this case")
+    from tl_wavelet.models import _hooked_from_hf
+
+    return _hooked_from_hf("planted-llama", planted_hf, tokenizer, "cpu", torch.float32)
+
+
 @pytest.fixture(scope="session")
 def random_model(tokenizer):
     """TransformerBridge over a randomly initialised tiny Llama with grouped-query attention."""

@@ -16,9 +16,10 @@ def _hook_counts(model):
 
 
 @pytest.mark.parametrize("signal", ["offset_profile", "pattern_rows"])
-def test_planted_heads_land_at_their_scale(planted, tokens, signal):
-    report = tlw.analyze_heads(planted, tokens, layers=[0], level=5, signal=signal, progress=False)
+def test_planted_heads_land_at_their_scale(planted_any, tokens, signal):
+    report = tlw.analyze_heads(planted_any, tokens, layers=[0], level=5, signal=signal, progress=False)
     df = report.to_dataframe().set_index("head")
+    assert report.shape.backend == ("hooked" if type(planted_any).__name__ == "HookedTransformer" else "bridge")
     # previous-token head at the finest scale, uniform head at the coarsest
     assert df.loc[0, "dominant_band"] == "D1"
     assert df.loc[1, "dominant_band"] == "A5"

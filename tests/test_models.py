@@ -318,6 +318,13 @@ def test_cold_load_replaces_broken_cache(tmp_path):
     broken = tmp_path / name
     broken.mkdir()
     (broken / "config.json").write_text("{}")  # half-written: no marker
+    # Work folder of a conversion that was killed: its pid is gone, so it gets swept.
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f".{name}.tmp-{dead.pid}-deadbeef").mkdir()
     t0 = time.perf_counter()
     hf, tok = M.load_hf(name, cache_dir=tmp_path)
     cold = time.perf_counter() - t0

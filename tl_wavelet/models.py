@@ -36,7 +36,6 @@ import os
 import shutil
 import tempfile
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -258,7 +257,7 @@ def _save_plain(hf, tok, out_dir: Path) -> None:
     cfg._attn_implementation = "eager"
     with torch.device("meta"):
         plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="eager")
-    missing, unexpected = plain.load_state_dict(hf.state_dict(), strict=False, assign=True)
+    _, unexpected = plain.load_state_dict(hf.state_dict(), strict=False, assign=True)
     plain.tie_weights()
     # Non-persistent buffers (rotary inv_freq) stay on meta: they are not saved and are
     # recomputed from the config on load. Everything saved must be real.
@@ -272,15 +271,44 @@ def _save_plain(hf, tok, out_dir: Path) -> None:
     tok.save_pretrained(out_dir)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_stale(root: Path, name: str) -> None:
+    """Remove work folders left by a killed conversion (their pid no longer runs)."""
+    for kind in ("tmp", "gguf", "old"):
+        for path in root.glob(f".{name}.{kind}-*"):
+            try:
+                pid = int(path.name.split("-")[-2])
+            except (ValueError, IndexError):
+                continue
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(path, ignore_errors=True)
+
+
 def _write_cache(spec: _GGUFModel, target: Path) -> None:
-    """Convert ``spec`` into ``target`` atomically: a crash leaves no half-written cache."""
+    """Convert ``spec`` into ``target`` atomically: a crash leaves no half-written cache.
+
+    Everything is written into a hidden sibling folder that is renamed onto ``target``
+    only once complete (its marker file written last); readers only trust a folder with
+    the marker.
+    """
     import transformers
 
     root = target.parent
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    _sweep_stale(root, target.name)
+    pid = os.getpid()
+    tmp = root / f".{target.name}.tmp-{pid}-{uuid.uuid4().hex[:8]}"
     try:
-        with tempfile.TemporaryDirectory(dir=root, prefix=f".{target.name}.gguf-") as stage:
+        with tempfile.TemporaryDirectory(dir=root, prefix=f".{target.name}.gguf-{pid}-") as stage:
             gguf_path = _stage_gguf(spec, Path(stage))
             hf, tok = _hf_from_gguf(spec, gguf_path)
             tmp.mkdir()
@@ -299,7 +327,7 @@ def _write_cache(spec: _GGUFModel, target: Path) -> None:
         (tmp / _MARKER).write_text(json.dumps(marker, indent=1))
         old = None
         if target.exists():
-            old = root / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            old = root / f".{target.name}.old-{pid}-{uuid.uuid4().hex[:8]}"
             os.rename(target, old)
         try:
             os.rename(tmp, target)
@@ -566,13 +594,11 @@ def load(
             "`pip install 'transformer-lens<4'`."
         )
     if backend == "bridge":
-        try:
-            from transformer_lens.model_bridge import TransformerBridge  # noqa: F401
-        except ImportError as exc:
+        if importlib.util.find_spec("transformer_lens.model_bridge") is None:
             raise ImportError(
-                "backend='bridge' needs transformer_lens.model_bridge (TransformerLens >= 3.x "
-                f"with the bridge, ideally 4.x): {exc}. Use backend='hooked'."
-            ) from exc
+                "backend='bridge' needs transformer_lens.model_bridge, which this TransformerLens "
+                f"({major}.x) lacks: `pip install -U transformer-lens`, or use backend='hooked'."
+            )
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
     canon = resolve_name(os.fspath(name)) if isinstance(name, (str, os.PathLike)) else None
@@ -629,56 +655,6 @@ def _hf_layer_info(config, n_layers: int) -> list[dict[str, Any]]:
     return out
 
 
-class _StopForward(Exception):
-    pass
-
-
-def _bridge_cos_sin(model) -> dict[int, tuple[Tensor, Tensor]]:
-    """hook_cos / hook_sin of every layer for a 2-token input (position 1 gives the freqs)."""
-    n_layers = model.cfg.n_layers
-    names = {f"blocks.{i}.attn.hook_cos" for i in range(n_layers)} | {
-        f"blocks.{i}.attn.hook_sin" for i in range(n_layers)
-    }
-    available = set(getattr(model, "hook_dict", {}).keys())
-    if not (names & available):
-        raise ValueError(
-            "RoPE metadata needs a rotary model: this model has no blocks.*.attn.hook_cos / "
-            f"hook_sin hooks (architecture {getattr(model.cfg, 'original_architecture', '?')}, "
-            f"positional_embedding_type={getattr(model.cfg, 'positional_embedding_type', '?')!r})."
-        )
-    got: dict[str, Tensor] = {}
-    last = max(i for i in range(n_layers) if f"blocks.{i}.attn.hook_cos" in available)
-
-    def grab(t, hook):
-        got[hook.name] = t.detach().clone()
-        if hook.name == f"blocks.{last}.attn.hook_sin" and f"blocks.{last}.attn.hook_cos" in got:
-            raise _StopForward  # everything needed is captured: skip the rest and the unembed
-
-    def grab_cos(t, hook):
-        got[hook.name] = t.detach().clone()
-        if hook.name == f"blocks.{last}.attn.hook_cos" and f"blocks.{last}.attn.hook_sin" in got:
-            raise _StopForward
-
-    device = next(model.parameters()).device
-    tokens = torch.zeros((1, 2), dtype=torch.long, device=device)
-    hooks = [(n, grab if n.endswith("sin") else grab_cos) for n in sorted(names & available)]
-    try:
-        with torch.no_grad():
-            model.run_with_hooks(tokens, fwd_hooks=hooks)
-    except _StopForward:
-        pass
-    finally:
-        model.reset_hooks()
-    out = {}
-    for i in range(n_layers):
-        c, s = got.get(f"blocks.{i}.attn.hook_cos"), got.get(f"blocks.{i}.attn.hook_sin")
-        if c is not None and s is not None:
-            out[i] = (c, s)
-    if not out:
-        raise ValueError("RoPE metadata needs a rotary model: hook_cos / hook_sin never fired.")
-    return out
-
-
 def rope_metadata(model) -> list[dict[str, Any]]:
     """Per-layer RoPE description of a loaded model.
 
@@ -718,7 +694,6 @@ def rope_metadata(model) -> list[dict[str, Any]]:
     [(4, 10000.0, 512), (5, 1000000.0, None)]
     """
     cfg = model.cfg
-    pos_type = getattr(cfg, "positional_embedding_type", None)
     n_layers = cfg.n_layers
     hf_config = None
     original = getattr(model, "original_model", None)
@@ -726,27 +701,15 @@ def rope_metadata(model) -> list[dict[str, Any]]:
         hf_config = getattr(original, "config", None)
     hf_config = getattr(model, "_tl_wavelet_hf_config", hf_config)
 
-    freqs: dict[int, Tensor] = {}
-    if hasattr(model, "original_model"):  # TransformerBridge
-        for layer, (c, s) in _bridge_cos_sin(model).items():
-            rdim = c.shape[-1]
-            # HF layout: cos = cat(freqs, freqs), so the first half holds each frequency once.
-            freqs[layer] = torch.atan2(s[0, 1, : rdim // 2].double(), c[0, 1, : rdim // 2].double())
-    else:  # HookedTransformer
-        if pos_type != "rotary":
-            raise ValueError(
-                "RoPE metadata needs a rotary model: this model has "
-                f"positional_embedding_type={pos_type!r}."
-            )
-        for layer in range(n_layers):
-            attn = model.blocks[layer].attn
-            c, s = attn.rotary_cos, attn.rotary_sin  # [n_ctx, rotary_dim]
-            rdim = c.shape[-1]
-            if getattr(cfg, "rotary_adjacent_pairs", False):
-                c, s = c[1, ::2], s[1, ::2]  # GPT-J layout: each frequency twice in a row
-            else:
-                c, s = c[1, : rdim // 2], s[1, : rdim // 2]
-            freqs[layer] = torch.atan2(s.double(), c.double())
+    from .rope import rope_frequencies
+
+    # The frequencies are read off the model's own cos/sin tables (tl_wavelet.rope), the
+    # config only names them: the two are checked against each other below.
+    try:
+        measured = rope_frequencies(model)
+    except ValueError as exc:
+        raise ValueError(f"RoPE metadata needs a rotary model: {exc}") from None
+    freqs = {layer: m["inv_freq"].double() for layer, m in measured.items()}
 
     info = _hf_layer_info(hf_config, n_layers) if hf_config is not None else None
     out = []

@@ -72,8 +72,8 @@ def rope_frequencies(model, layers=None) -> dict[int, dict]:
         rotary_dim = cos.shape[-1]
         base = float(inv[1] ** (-rotary_dim / 2)) if inv.numel() > 1 else math.nan
         out[L] = {
-            "inv_freq": inv.float(),
-            "wavelength": wavelengths(inv).float(),
+            "inv_freq": inv,
+            "wavelength": wavelengths(inv),
             "rotary_dim": int(rotary_dim),
             "adjacent_pairs": adjacent,
             "rope_base": base,
