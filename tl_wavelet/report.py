@@ -1,0 +1,408 @@
+"""Write an analysis run to disk: CSV tables, PNG figures and one self-contained HTML page.
+
+:func:`write_report` is what ``tl-wavelet analyze`` calls; it is public so a notebook
+run (``analyze_heads`` + ``band_sweep``) can produce the same report. Every file is
+written to a temporary name and renamed into place (``os.replace`` is atomic on POSIX
+and Windows), so an interrupted run leaves complete files only, never a half-written one.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import json
+import math
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["write_report", "atomic_write", "versions", "OUTPUT_FILES"]
+
+# Fixed names this module may write (per-report extras get a suffix: heads_<key>.csv ...).
+OUTPUT_FILES = (
+    "report.html",
+    "meta.json",
+    "heads.csv",
+    "layers.csv",
+    "rope_usage.csv",
+    "sweep.csv",
+    "paper_comparison.csv",
+    "scale_heatmap.png",
+    "band_energy.png",
+    "rho.png",
+    "uncertainty.png",
+    "rope_usage.png",
+    "sweep.png",
+)
+
+# Columns of the heads table shown in the HTML (the CSV has all of them).
+_HEAD_COLS = [
+    "layer", "head", "dominant_band", "scale_tokens", "A5", "D5", "D4", "D3", "D2", "D1",
+    "spec_low", "spec_mid", "spec_high", "spectral_entropy", "selectivity", "positional_entropy",
+    "sigma_t", "delta_w", "efficiency", "rho", "rho_se", "rope_wavelength", "rope_positional_share",
+]
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``.
+
+    A reader (or an interrupted run) sees either the old file or the complete new one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    mode = "wb" if isinstance(data, bytes) else "w"
+    kw = {} if isinstance(data, bytes) else {"encoding": "utf-8", "newline": ""}
+    try:
+        with open(tmp, mode, **kw) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # KeyboardInterrupt included: never leave the temporary file behind
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of the packages that shape the numbers."""
+    out = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
+    for mod in ("tl_wavelet", "torch", "transformers", "transformer_lens", "pywt", "numpy", "pandas", "matplotlib"):
+        try:
+            if mod == "transformer_lens":
+                from importlib.metadata import version
+
+                out[mod] = version("transformer-lens")
+                continue
+            m = sys.modules.get(mod) or __import__(mod)
+            out[mod] = str(getattr(m, "__version__", "?"))
+        except Exception:  # a missing optional package is reported, not fatal
+            out[mod] = "not installed"
+    return out
+
+
+def _slug(key: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9]+", "_", str(key)).strip("_").lower()
+    return s or "report"
+
+
+def _fmt(x) -> str:
+    """Compact number formatting for HTML tables; strings pass through."""
+    if x is None:
+        return "–"
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x))
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        if math.isnan(x):
+            return "–"
+        if math.isinf(x):
+            return "∞" if x > 0 else "−∞"
+        if x == 0:
+            return "0"
+        if abs(x) >= 1e4 or abs(x) < 1e-3:
+            return f"{x:.2e}"
+        return f"{x:.4g}"
+    return str(x)
+
+
+def _table_html(df: pd.DataFrame, max_rows: int | None = None) -> str:
+    shown = df if max_rows is None else df.head(max_rows)
+    shown = shown.map(_fmt) if hasattr(shown, "map") else shown.applymap(_fmt)
+    return shown.to_html(index=False, border=0, classes="tbl", escape=True)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+def _check_reports(reports) -> None:
+    if not isinstance(reports, Mapping) or not reports:
+        raise ValueError(
+            "write_report needs reports as a non-empty dict of name -> HeadReport, e.g. "
+            "{'default': analyze_heads(model, tokens)}."
+        )
+    for k, r in reports.items():
+        if not hasattr(r, "to_dataframe") or not hasattr(r, "config"):
+            raise TypeError(f"reports[{k!r}] is a {type(r).__name__}, not a tl_wavelet.HeadReport.")
+
+
+# Short "how to read this" texts, one per section.
+_HOW = {
+    "comparison": (
+        "Our headline numbers beside the paper's. <b>rho</b> is the mean over layers of the per-layer "
+        "mean over heads of Pearson(H_pos, H_spec) (negative = heads spread in position are concentrated "
+        "in frequency). <b>band_*_pct</b> is the Fourier power in the low / mid / high bands (0–¼, ¼–¾, "
+        "¾–1 of Nyquist). The paper used 0.5B–12B models on Wikipedia with partly unstated definitions; "
+        "rows computed with <i>paper=True</i> follow its text literally, the default rows close its gaps "
+        "our way (see Definitions). Ranges are the paper's 'about' values. Compare orders of magnitude "
+        "and signs, not decimals."
+    ),
+    "scale": (
+        "Each cell is one head. Colour: its characteristic scale, i.e. about how many tokens back it "
+        "typically looks (energy-weighted over dyadic bands, good to a factor of 2). Text: the band with "
+        "the most energy (D1 = the previous token, D<i>j</i> = 2<sup>j−1</sup>–2<sup>j</sup> tokens back, "
+        "A5 = averaging over 32+ tokens). A wavelet-like layer has heads spread over several bands."
+    ),
+    "band": (
+        "For each layer, how the heads' attention energy splits over bands, from the coarsest (A5: "
+        "averaging far back) to the finest (D1: token-to-token). The paper reports low-frequency "
+        "dominance that tapers with depth."
+    ),
+    "rho": (
+        "The paper's uncertainty measure per layer: for each head, the Pearson correlation over "
+        "sequences of positional entropy and spectral entropy; the dots are heads, the line their mean "
+        "with a standard error (heads taken as independent). Negative values are the trade-off the paper "
+        "reports; the grey band is the range of its seven headline models. A layer with no dot has "
+        "entropies that do not vary across sequences (rho undefined)."
+    ),
+    "uncertainty": (
+        "A direct test of the uncertainty principle, which the paper does not compute: each dot is a "
+        "head's positional spread σ<sub>t</sub> against its spectral spread Δω (means over sequences). "
+        "No signal lies below the line σ<sub>t</sub>·Δω = ½; a head near it is as well localised in "
+        "position and frequency at once as possible (smooth bump); a head far above it is sharp or "
+        "jagged. Heads with Δω = ∞ (all attention on one offset) sit on the top edge."
+    ),
+    "rope": (
+        "Which rotary frequencies each head's queries and keys use. Each RoPE pair rotates with a "
+        "wavelength (tokens); the colour is the pair's share of sqrt(E|q|²·E|k|²), i.e. how much it can "
+        "move the attention score. Pairs left of the dashed line (the analysed context) turn inside the "
+        "context and can carry position; pairs right of it barely turn and mostly carry content."
+    ),
+    "sweep": (
+        "Causal test: remove one band (A5 … D1) of one head's output (hook_z, split causally over "
+        "positions) and measure the change in next-token loss (nats; red = the loss rises, the band "
+        "matters). Where an attribution estimate covers every head and band, exact re-runs verify the "
+        "largest ones; the table lists the largest effects."
+    ),
+}
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em} h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+.how{background:#f5f7fa;border-left:4px solid #4f7fbf;padding:.6em .9em;margin:.6em 0 1em 0;font-size:.93em}
+.note{background:#fff7e6;border-left:4px solid #e0a030;padding:.5em .9em;font-size:.93em}
+img{max-width:100%;height:auto;border:1px solid #eee}
+table.tbl{border-collapse:collapse;font-size:.8em;margin:.5em 0}
+table.tbl th,table.tbl td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
+table.tbl th{background:#f0f0f0;position:sticky;top:0}
+table.tbl td:first-child,table.tbl th:first-child{text-align:left}
+.scroll{overflow-x:auto;max-height:36em;overflow-y:auto}
+table.meta td{padding:1px 10px 1px 0;vertical-align:top;font-size:.9em} code{font-size:.9em}
+nav a{margin-right:1em;font-size:.9em}
+"""
+
+
+def _section(anchor: str, title: str, how: str | None, body: str) -> str:
+    h = f'<div class="how"><b>How to read this.</b> {how}</div>' if how else ""
+    return f'<h2 id="{anchor}">{html.escape(title)}</h2>\n{h}\n{body}\n'
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _meta_rows(d: Mapping) -> str:
+    rows = []
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            v = ", ".join(f"{a}: {_fmt(b)}" for a, b in v.items())
+        rows.append(f"<tr><td><b>{html.escape(str(k))}</b></td><td>{html.escape(_fmt(v))}</td></tr>")
+    return '<table class="meta">' + "".join(rows) + "</table>"
+
+
+def _sweep_value_cols(sweep: pd.DataFrame) -> list[str]:
+    return [c for c in sweep.columns if c not in ("layer", "head", "band") and not str(c).startswith("delta_loss_pos_")]
+
+
+def write_report(
+    out_dir: str | os.PathLike,
+    *,
+    model_name: str,
+    reports: Mapping[str, object],
+    sweep: pd.DataFrame | None = None,
+    meta: Mapping | None = None,
+) -> Path:
+    """Write tables (CSV), figures (PNG) and a self-contained ``report.html`` into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : folder (created if missing; existing files of the same names are replaced)
+    model_name : shown in the title and used to name the comparison rows
+    reports : dict of definitions name -> HeadReport, e.g.
+        ``{"default": report, "paper": report_paper}``. The FIRST entry is the main one:
+        its tables are ``heads.csv`` / ``layers.csv`` and it drives the per-head figures;
+        every further entry gets ``heads_<name>.csv``, ``layers_<name>.csv`` and a band
+        figure, and all of them enter the rho figure and the paper comparison.
+    sweep : DataFrame from :func:`tl_wavelet.sweep.band_sweep`, or None (section says so;
+        put the reason in ``meta["sweep_status"]``)
+    meta : run metadata shown at the top and saved as ``meta.json`` (e.g. ``command``,
+        ``tokens``, ``timings``); package versions are added.
+
+    Returns
+    -------
+    Path of ``report.html``.
+
+    Examples
+    --------
+    >>> path = write_report("out", model_name="tiny", reports={"default": report})  # doctest: +SKIP
+    """
+    from . import plots
+    from .paper import SOURCE, comparison_table, definitions_text
+
+    _check_reports(reports)
+    if sweep is not None and not isinstance(sweep, pd.DataFrame):
+        raise TypeError(f"sweep must be band_sweep's DataFrame or None, got {type(sweep).__name__}.")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{str(out)!r} exists and is not a folder; pass a folder path for the report.")
+    out.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta or {})
+    meta.setdefault("model", model_name)
+    meta.setdefault("created", _dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+    meta["versions"] = {**versions(), **dict(meta.get("versions", {}))}
+    written: list[str] = []
+
+    def save(name: str, data) -> None:
+        atomic_write(out / name, data)
+        written.append(name)
+
+    keys = list(reports)
+    main_key = keys[0]
+    main = reports[main_key]
+    suffix = {k: "" if i == 0 else f"_{_slug(k)}" for i, k in enumerate(keys)}
+
+    # ---- tables
+    heads = {k: r.to_dataframe() for k, r in reports.items()}
+    layers = {k: r.layer_summary() for k, r in reports.items()}
+    for k in keys:
+        save(f"heads{suffix[k]}.csv", heads[k].to_csv(index=False))
+        save(f"layers{suffix[k]}.csv", layers[k].to_csv(index=False))
+    rope_df = main.rope_usage() if getattr(main, "rope", None) is not None else None
+    if rope_df is not None:
+        save("rope_usage.csv", rope_df.to_csv(index=False))
+    if sweep is not None:
+        save("sweep.csv", sweep.to_csv(index=False))
+    comp = comparison_table({f"{model_name} [{k}]": r for k, r in reports.items()})
+    save("paper_comparison.csv", comp.to_csv(index=False))
+
+    # ---- figures (PNG bytes kept for embedding)
+    figs: dict[str, bytes] = {}
+
+    def figure(name: str, make) -> None:
+        fig = make()
+        figs[name] = _png(fig)
+        save(name, figs[name])
+
+    figure("scale_heatmap.png", lambda: plots.plot_scale_heatmap(main))
+    for k in keys:
+        figure(f"band_energy{suffix[k]}.png", lambda k=k: plots.plot_band_energy(reports[k]))
+    figure("rho.png", lambda: plots.plot_rho(dict(reports) if len(reports) > 1 else main))
+    figure("uncertainty.png", lambda: plots.plot_uncertainty(main))
+    if rope_df is not None:
+        figure("rope_usage.png", lambda: plots.plot_rope_usage(main))
+    if sweep is not None and len(sweep):
+        figure("sweep.png", lambda: plots.plot_sweep(sweep))
+
+    # ---- HTML
+    shape = main.shape
+    title = f"tl_wavelet report: {model_name}"
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    parts.append(
+        f"<p>{shape.n_layers} layers × {shape.n_heads} heads ({shape.n_kv_heads} key/value heads, d_head "
+        f"{shape.d_head}, {'RoPE' if shape.rotary else 'no RoPE'}); {main.n_sequences} sequences × "
+        f"{main.seq_len} tokens analysed.</p>"
+    )
+    nav = [("run", "Run"), ("summary", "Summary"), ("comparison", "Paper comparison"), ("scale", "Scales"),
+           ("band", "Bands"), ("rho", "rho"), ("uncertainty", "Uncertainty"), ("rope", "RoPE"),
+           ("sweep", "Band ablation"), ("tables", "Tables"), ("definitions", "Definitions"), ("files", "Files")]
+    parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
+    parts.append(_section("run", "Run", None, _meta_rows(meta)))
+
+    # summary: how many heads sit in each band, per definitions
+    counts = heads[main_key]["dominant_band"].value_counts().reindex(main.labels, fill_value=0)
+    lsum = layers[main_key]
+    rho_mean = float(np.nanmean(lsum["rho"])) if lsum["rho"].notna().any() else math.nan
+    summary = (
+        "<p>Heads per dominant band: "
+        + ", ".join(f"<b>{b}</b> {int(n)}" for b, n in counts.items())
+        + f". Bands covered per layer (median): {int(np.median(lsum['scale_coverage']))} of {len(main.labels)}. "
+        f"Mean rho ({html.escape(main_key)} definitions): {_fmt(rho_mean)}.</p>"
+    )
+    parts.append(_section("summary", "Summary", None, summary))
+    parts.append(
+        _section(
+            "comparison", "Comparison with the paper", _HOW["comparison"],
+            f'<div class="scroll">{_table_html(comp)}</div><p><small>Paper: {html.escape(SOURCE)}.</small></p>',
+        )
+    )
+    parts.append(_section("scale", "Characteristic scale per head", _HOW["scale"], _img(figs["scale_heatmap.png"], "scale heatmap")))
+    band_imgs = "".join(
+        f"<h3>{html.escape(k)} definitions</h3>{_img(figs[f'band_energy{suffix[k]}.png'], 'band energy ' + k)}" for k in keys
+    )
+    parts.append(_section("band", "Band energy per layer", _HOW["band"], band_imgs))
+    parts.append(_section("rho", "rho per layer", _HOW["rho"], _img(figs["rho.png"], "rho per layer")))
+    parts.append(_section("uncertainty", "Position/frequency uncertainty", _HOW["uncertainty"], _img(figs["uncertainty.png"], "uncertainty")))
+    if rope_df is not None:
+        parts.append(_section("rope", "RoPE frequency usage", _HOW["rope"], _img(figs["rope_usage.png"], "rope usage")))
+    else:
+        parts.append(_section("rope", "RoPE frequency usage", None, '<p class="note">Not measured (no RoPE usage in this report).</p>'))
+    status = meta.get("sweep_status")
+    if sweep is not None and len(sweep):
+        vcol = plots._default_sweep_value(sweep)
+        top = sweep.reindex(sweep[vcol].abs().sort_values(ascending=False).index)
+        cols = ["layer", "head", "band", *_sweep_value_cols(sweep)]
+        body = _img(figs["sweep.png"], "band sweep")
+        if status:
+            body = f'<p class="note">{html.escape(str(status))}</p>' + body
+        body += f"<h3>Largest effects (by |{html.escape(vcol)}|)</h3>" + _table_html(top[cols], 20)
+        parts.append(_section("sweep", "Band ablation (causal)", _HOW["sweep"], body))
+    else:
+        why = status or "No band sweep was run."
+        parts.append(_section("sweep", "Band ablation (causal)", None, f'<p class="note">{html.escape(str(why))}</p>'))
+
+    tables = f"<h3>Per layer ({html.escape(main_key)} definitions)</h3>" + _table_html(lsum)
+    hd = heads[main_key]
+    cols = [c for c in _HEAD_COLS if c in hd.columns]
+    tables += (
+        f"<details><summary>Per head ({len(hd)} rows, selected columns; all columns in heads.csv)</summary>"
+        f'<div class="scroll">{_table_html(hd[cols])}</div></details>'
+    )
+    parts.append(_section("tables", "Tables", None, tables))
+
+    defs = []
+    for k, r in reports.items():
+        cfg = {f: getattr(r.config, f) for f in r.config.__dataclass_fields__}
+        defs.append(f"<h3>{html.escape(k)}</h3><p>{html.escape(definitions_text(r))}.</p>{_meta_rows(cfg)}")
+    defs.append(
+        "<p>Every definition, its gap in the paper and our choice: <code>docs/metrics.md</code> in the "
+        "tl_wavelet repository. Standard errors are over sequences.</p>"
+    )
+    parts.append(_section("definitions", "Definitions used", None, "".join(defs)))
+
+    # meta.json and report.html come last, so their presence means the rest is complete
+    files_html = "<ul>" + "".join(f"<li><code>{html.escape(n)}</code></li>" for n in written + ["meta.json", "report.html"]) + "</ul>"
+    parts.append(_section("files", "Files written", None, files_html))
+    meta["files"] = written + ["meta.json", "report.html"]
+    save("meta.json", json.dumps(meta, indent=2, default=str))
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
+    save("report.html", page)
+    return out / "report.html"
