@@ -12,6 +12,18 @@ from .transforms import band_energy, band_labels, causal_bands, dwt_max_level, w
 from .hooks import HeadAccumulator, MetricConfig, metric_hooks
 from .analysis import HeadReport, analyze_heads
 from .rope import rope_frequencies
+from . import corpus, models  # noqa: E402  (tlw.models.load, tlw.corpus.default_corpus)
+
+_LAZY = {"plots", "report", "compare", "sweep", "patching", "cli", "metrics", "signals"}
+
+
+def __getattr__(name):
+    # matplotlib and pandas-heavy modules load on first use, not at `import tl_wavelet`
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'tl_wavelet' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
@@ -28,4 +40,6 @@ __all__ = [
     "MetricConfig",
     "metric_hooks",
     "rope_frequencies",
+    "corpus",
+    "models",
 ]

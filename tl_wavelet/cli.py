@@ -155,6 +155,13 @@ def _load_model(args):
             hc.HF_HUB_OFFLINE = True
         except ImportError:
             pass
+    if args.quiet:
+        try:  # transformers' own "Loading weights" bar
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
     try:
         return models.load(args.model, device=args.device)
     except (ValueError, ImportError, RuntimeError, OSError, TypeError, NotImplementedError) as e:
@@ -268,7 +275,6 @@ def _analyze(args) -> int:
         meta["sweep_status"] = status
         _log(args, status)
 
-        t = time.perf_counter()
         timings["total_s"] = time.perf_counter() - t_start
         html_path = write_report(out, model_name=args.model, reports=reports, sweep=sweep, meta=meta)
         print(f"Report: {html_path}")

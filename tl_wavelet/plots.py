@@ -193,6 +193,15 @@ def plot_rho(report, *, reference: bool = True, show_heads: bool = True) -> Figu
         label = (name + ": " if name else "") + "mean over heads ± SE"
         ax.errorbar(x, lr["rho"], yerr=lr["se"], fmt="o-", color=color, ms=4, capsize=3, label=label)
     ax.set_ylim(-1.05, 1.05)
+    all_layers = sorted({int(L) for rep in reports.values() for L in rep.layers})
+    ax.set_xlim(all_layers[0] - 0.6, all_layers[-1] + 0.6)
+    if len(all_layers) <= 32:
+        ax.set_xticks(all_layers)
+        ax.tick_params(axis="x", labelsize=8 if len(all_layers) > 16 else 10)
+    if not any(np.isfinite(rep.to_dataframe()["rho"].to_numpy(float)).any() for rep in reports.values()):
+        # say why the plot is empty instead of showing blank axes
+        ax.text(0.5, 0.55, "rho undefined for every head:\nentropies do not vary across sequences",
+                transform=ax.transAxes, ha="center", va="center", fontsize=10, color="0.3")
     ax.set_xlabel("layer")
     ax.set_ylabel("rho = Pearson(H_pos, H_spec)")
     ax.set_title("Position/frequency trade-off per layer (negative = trade-off)")
@@ -400,8 +409,7 @@ def plot_sweep(df: pd.DataFrame, *, value: str | None = None, bands: list[str] |
     ph = max(2.0, min(9.0, 0.22 * len(layers) + 0.9))
     fig = Figure(figsize=(pw * ncol + 1.2, ph * nrow + 0.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
-    cmap = colors.LinearSegmentedColormap.from_list("div", ["#2166ac", "#f7f7f7", "#b2182b"])
-    cmap.set_bad("0.8")
+    cmap = colors.LinearSegmentedColormap.from_list("div", ["#2166ac", "#f7f7f7", "#b2182b"]).with_extremes(bad="0.8")
     im = None
     for k, ax in enumerate(axes):
         if k >= n:

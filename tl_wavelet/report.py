@@ -119,10 +119,31 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def _table_html(df: pd.DataFrame, max_rows: int | None = None) -> str:
+def _table_html(df: pd.DataFrame, max_rows: int | None = None, classes: str = "tbl") -> str:
     shown = df if max_rows is None else df.head(max_rows)
     shown = shown.map(_fmt) if hasattr(shown, "map") else shown.applymap(_fmt)
-    return shown.to_html(index=False, border=0, classes="tbl", escape=True)
+    return shown.to_html(index=False, border=0, classes=classes, escape=True)
+
+
+_COMP_NAMES = {
+    "band_low_pct": "low %", "band_mid_pct": "mid %", "band_high_pct": "high %",
+    "scale_sensitivity_0.5": "S(0.5)", "scale_sensitivity_0.25": "S(0.25)",
+    "spectral_entropy": "H_spec", "selectivity": "selectivity", "n_sequences": "seqs", "seq_len": "len",
+}
+
+
+def _comparison_display(comp: pd.DataFrame) -> pd.DataFrame:
+    """The comparison table for reading: short headers, long definitions moved out.
+
+    The full ``definitions`` text of our rows is in the Definitions section (and the CSV).
+    """
+    d = comp.copy()
+    d.insert(1, "defs", np.where(d["source"] == "paper", "paper",
+                                 np.where(d["definitions"].str.startswith("paper-literal"), "ours, paper=True", "ours, default")))
+    d = d.drop(columns=["source", "definitions"])
+    ren = dict(_COMP_NAMES)
+    ren.update({c: "H_w " + c.rsplit("_", 1)[1] for c in d.columns if c.startswith("wavelet_entropy_s")})
+    return d.rename(columns=ren)
 
 
 def _png(fig) -> bytes:
@@ -202,6 +223,7 @@ table.tbl{border-collapse:collapse;font-size:.8em;margin:.5em 0}
 table.tbl th,table.tbl td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
 table.tbl th{background:#f0f0f0;position:sticky;top:0}
 table.tbl td:first-child,table.tbl th:first-child{text-align:left}
+table.wrap-last td:last-child{white-space:normal;min-width:16em;text-align:left}
 .scroll{overflow-x:auto;max-height:36em;overflow-y:auto}
 table.meta td{padding:1px 10px 1px 0;vertical-align:top;font-size:.9em} code{font-size:.9em}
 nav a{margin-right:1em;font-size:.9em}
@@ -348,7 +370,12 @@ def write_report(
     parts.append(
         _section(
             "comparison", "Comparison with the paper", _HOW["comparison"],
-            f'<div class="scroll">{_table_html(comp)}</div><p><small>Paper: {html.escape(SOURCE)}.</small></p>',
+            f'<div class="scroll">{_table_html(_comparison_display(comp), classes="tbl wrap-last")}</div>'
+            "<p><small>low/mid/high %: Fourier power in 0–¼, ¼–¾, ¾–1 of Nyquist; S(α): scale sensitivity; "
+            "H_spec: spectral entropy (nats); H_w s0..s5: wavelet entropy per scale, s0 = A5 … s5 = D1 "
+            "(the paper's scale order is assumed to be PyWavelets'). Full definitions: see "
+            f"<a href=\"#definitions\">Definitions</a>; all columns in paper_comparison.csv. "
+            f"Paper: {html.escape(SOURCE)}.</small></p>",
         )
     )
     parts.append(_section("scale", "Characteristic scale per head", _HOW["scale"], _img(figs["scale_heatmap.png"], "scale heatmap")))
