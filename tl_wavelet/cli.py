@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 import time
@@ -28,6 +29,8 @@ __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# per-definitions extras written by write_report (heads_paper.csv, band_energy_paper.png, ...)
+_EXTRA_OUTPUT = re.compile(r"^(heads|layers)_[a-z0-9_]+\.csv$|^band_energy_[a-z0-9_]+\.png$")
 
 
 class UserError(Exception):
@@ -136,9 +139,7 @@ def _prepare_out(args) -> Path:
         # --force: remove earlier report files, so none survives from a different run
         # (e.g. an old sweep.csv beside a --no-sweep report). Other files are left alone.
         for f in out.iterdir():
-            ours = f.name in OUTPUT_FILES or (
-                f.suffix in (".csv", ".png") and f.name.split("_")[0] in ("heads", "layers", "band")
-            )
+            ours = f.name in OUTPUT_FILES or _EXTRA_OUTPUT.match(f.name) is not None
             if f.is_file() and ours:
                 f.unlink()
     return out

@@ -104,12 +104,18 @@ def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig):
     n = pattern.shape[-1]
     shorts = {}
     if cfg.signal == "offset_profile":
-        prof = offset_profile(pattern, cfg.drop_first_key)  # [b, h, n]
+        # The cut sequence's profile (a causal prefix) needs only a partial sum over the
+        # same offset-aligned rows: one gather serves the full and every cut profile.
+        aligned, row_len = offset_aligned_rows(pattern, cfg.drop_first_key)
+        def profile(m: int) -> Tensor:
+            count = (row_len[:m, None] > torch.arange(m, device=pattern.device)).sum(0)
+            return aligned[..., :m, :m].sum(-2) / count.clamp(min=1).to(aligned.dtype)
+
+        prof = profile(n)  # [b, h, n]
         rows, lengths = prof[..., None, :], None
-        full = prof[..., None, :]
+        full = rows
         for a in cfg.alphas:
-            m = math.floor(a * n)
-            shorts[a] = offset_profile(pattern[..., :m, :m], cfg.drop_first_key)[..., None, :]
+            shorts[a] = profile(math.floor(a * n))[..., None, :]
     else:  # pattern_rows
         all_rows, all_lengths = offset_aligned_rows(pattern, cfg.drop_first_key)
         if cfg.paper:
@@ -153,7 +159,12 @@ def layer_metrics(
     ``positional_entropy``, ``wavelet_entropy`` [.., level+1], ``reconstruction_error``,
     ``sigma_t``, ``delta_w``, ``efficiency``, ``scale_sensitivity_<alpha>``.
     """
-    act = activation.detach().double()
+    # The pattern stays in its dtype (a float64 copy of [b, h, n, n] costs more than every
+    # metric together); signals are reduced to [b, h, r, n] before the metrics, which run
+    # in float64 internally.
+    act = activation.detach()
+    if not act.is_floating_point() or act.dtype in (torch.float16, torch.bfloat16):
+        act = act.float()
     n = act.shape[-1] if kind == "pattern" else act.shape[1]
     _check_length(cfg, n)
     if kind == "pattern":

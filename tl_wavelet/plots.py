@@ -76,6 +76,12 @@ def plot_scale_heatmap(report, *, annotate: bool | None = None) -> Figure:
     im = ax.imshow(np.where(scale > 0, scale, np.nan), aspect="auto", cmap="viridis", norm=norm,
                    interpolation="nearest", origin="upper")
     cb = fig.colorbar(im, ax=ax)
+    # plain-number ticks at 1-2-5 steps: "10^1" alone says too little about a scale
+    ticks = [m * 10**e for e in range(-1, 7) for m in (1, 2, 5) if vmin <= m * 10**e <= vmax]
+    if len(ticks) >= 2:
+        cb.set_ticks(ticks)
+        cb.set_ticklabels([f"{t:g}" for t in ticks])
+        cb.minorticks_off()
     cb.set_label("characteristic scale (tokens back, log)")
     ax.set_xlabel("head")
     ax.set_ylabel("layer")

@@ -423,7 +423,7 @@ def write_report(
     parts.append(_section("definitions", "Definitions used", None, "".join(defs)))
 
     # meta.json and report.html come last, so their presence means the rest is complete
-    files_html = "<ul>" + "".join(f"<li><code>{html.escape(n)}</code></li>" for n in written + ["meta.json", "report.html"]) + "</ul>"
+    files_html = "<ul>" + "".join(f"<li><a href=\"{html.escape(n)}\"><code>{html.escape(n)}</code></a></li>" for n in written + ["meta.json", "report.html"]) + "</ul>"
     parts.append(_section("files", "Files written", None, files_html))
     meta["files"] = written + ["meta.json", "report.html"]
     save("meta.json", json.dumps(meta, indent=2, default=str))
