@@ -279,6 +279,7 @@ def test_cli_unknown_model_exits_2_listing_known_names(tmp_path, capsys, monkeyp
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--wavelet", "nosuchwavelet"], "nosuchwavelet"),
         (["--text", "/nonexistent/file.txt"], "not found"),
+        (["--sweep-layers", "7"], "layers 0..1"),
     ],
 )
 def test_cli_bad_options_fail_fast_without_traceback(model_dir, tmp_path, capsys, extra, message):

@@ -230,6 +230,12 @@ def _analyze(args) -> int:
         model = _load_model(args)
         timings["load_model_s"] = time.perf_counter() - t
 
+        if args.sweep_layers and not args.no_sweep:
+            n_layers = int(model.cfg.n_layers)
+            bad = [L for L in args.sweep_layers if not 0 <= L < n_layers]
+            if bad:
+                raise UserError(f"--sweep-layers {bad} out of range: this model has layers 0..{n_layers - 1}.")
+
         t = time.perf_counter()
         tokens = _tokens(args, model)
         timings["tokenize_s"] = time.perf_counter() - t
