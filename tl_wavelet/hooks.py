@@ -109,7 +109,8 @@ def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig):
         aligned, row_len = offset_aligned_rows(pattern, cfg.drop_first_key)
         def profile(m: int) -> Tensor:
             count = (row_len[:m, None] > torch.arange(m, device=pattern.device)).sum(0)
-            return aligned[..., :m, :m].sum(-2) / count.clamp(min=1).to(aligned.dtype)
+            # gathered in the pattern's dtype (an exact copy), summed in float64
+            return aligned[..., :m, :m].sum(-2, dtype=torch.float64) / count.clamp(min=1)
 
         prof = profile(n)  # [b, h, n]
         rows, lengths = prof[..., None, :], None
