@@ -27,14 +27,24 @@ from .adapter import hook_name, model_shape, require_hooks, resolve_layers, run_
 from .stats import RunningMoments
 from .transforms import dwt_max_level, min_length
 
-__all__ = ["received_attention", "scale_sensitivity_rerun", "position_encoding_table", "PAPER_TABLE4"]
+__all__ = ["received_attention", "scale_sensitivity_rerun", "position_encoding_table", "paper_table4"]
 
-# Scale sensitivity S(0.5x) / S(0.25x) reported by the paper (v4), for comparison.
-PAPER_TABLE4 = [
-    {"model": "RoPE models (paper, range)", "position_encoding": "rotary", "S_0.5": "0.03-0.08", "S_0.25": "0.07-0.12"},
-    {"model": "bert-base (paper)", "position_encoding": "absolute", "S_0.5": 0.507, "S_0.25": 0.548},
-    {"model": "flan-t5-base (paper)", "position_encoding": "T5 relative bias", "S_0.5": 0.627, "S_0.25": 0.689},
-]
+_ENCODINGS = {"RoPE models (typical)": "rotary", "bert-base (absolute positions)": "absolute",
+              "flan-t5-base (T5 bias)": "T5 relative bias"}
+
+
+def paper_table4() -> pd.DataFrame:
+    """The paper's scale-sensitivity rows (its Table 4), from :mod:`tl_wavelet.paper`."""
+    from .paper import paper_numbers
+
+    nums = paper_numbers()
+    nums = nums[nums["metric"].str.startswith("scale_sensitivity_") & nums["model"].isin(list(_ENCODINGS))]
+    rows = {}
+    for _, r in nums.iterrows():
+        row = rows.setdefault(r["model"], {"model": f"{r['model']} [paper]", "position_encoding": _ENCODINGS[r["model"]]})
+        alpha = r["metric"].removeprefix("scale_sensitivity_")
+        row[f"S_{alpha}"] = f"{r['low']:g}-{r['high']:g}" if pd.isna(r["value"]) else float(r["value"])
+    return pd.DataFrame(list(rows.values()))
 
 
 def received_attention(pattern: Float[Tensor, "batch head q k"]) -> Float[Tensor, "batch head k"]:
@@ -136,4 +146,4 @@ def position_encoding_table(results: dict[str, tuple[str, pd.DataFrame]]) -> pd.
                 # SE of the mean over heads, from the per-head spread
                 row[f"{col}_se"] = float(df[col].std(ddof=1) / math.sqrt(len(df)))
         rows.append(row)
-    return pd.concat([pd.DataFrame(rows), pd.DataFrame(PAPER_TABLE4)], ignore_index=True)
+    return pd.concat([pd.DataFrame(rows), paper_table4()], ignore_index=True)
