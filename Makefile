@@ -45,6 +45,7 @@ test-tl3: $(VENV_TL3)/.installed
 ## make bench: every benchmark; results land in benchmarks/results/*.md
 bench: $(VENV)/.installed
 	for f in benchmarks/bench_*.py; do $(VENV)/bin/python $$f || exit 1; done
+	$(VENV)/bin/python benchmarks/collect.py
 
 clean:
 	rm -rf $(VENV) $(VENV_TL3) .pytest_cache

@@ -322,3 +322,18 @@ def test_cli_interrupt_leaves_complete_files_and_exits_130(model_dir, text_file,
 def test_cli_without_command_prints_help(capsys):
     assert main([]) == 2
     assert "analyze" in capsys.readouterr().err
+
+
+def test_cli_compare_writes_the_position_encoding_table(model_dir, tmp_path):
+    out = tmp_path / "compare"
+    rc = main(["compare", "--models", str(model_dir), "--encoder", "none", "--out", str(out),
+               "--seq-len", "64", "--n-sequences", "2", "--quiet"])
+    assert rc == 0
+    table = pd.read_csv(out / "position_encoding.csv")
+    ours = table[table["model"] == str(model_dir)].iloc[0]
+    assert ours["position_encoding"] == "rotary" and 0 <= float(ours["S_0.5"]) <= 2
+    heads = pd.read_csv(out / f"heads_{model_dir.name}.csv")
+    assert len(heads) == 2 * 4 and heads["causal"].all()
+    assert "bert-base" in (out / "summary.md").read_text()
+    # occupied folder: refused without --force
+    assert main(["compare", "--models", str(model_dir), "--encoder", "none", "--out", str(out), "--quiet"]) == 2

@@ -23,11 +23,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["write_report", "atomic_write", "versions", "OUTPUT_FILES"]
+__all__ = ["write_report", "atomic_write", "versions", "markdown_table", "summary_markdown", "OUTPUT_FILES"]
 
 # Fixed names this module may write (per-report extras get a suffix: heads_<key>.csv ...).
 OUTPUT_FILES = (
     "report.html",
+    "summary.md",
     "meta.json",
     "heads.csv",
     "layers.csv",
@@ -322,6 +323,7 @@ def write_report(
         save("sweep.csv", sweep.to_csv(index=False))
     comp = comparison_table({f"{model_name} [{k}]": r for k, r in reports.items()})
     save("paper_comparison.csv", comp.to_csv(index=False))
+    save("summary.md", summary_markdown(model_name, comp, layers[main_key], sweep, meta))
 
     # ---- figures (PNG bytes kept for embedding)
     figs: dict[str, bytes] = {}
@@ -433,3 +435,37 @@ def write_report(
     )
     save("report.html", page)
     return out / "report.html"
+
+
+def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub-markdown table (no tabulate dependency); floats to ``digits`` significant digits."""
+
+    def cell(x) -> str:
+        if isinstance(x, float):
+            return "" if x != x else f"{x:.{digits}g}"
+        return str(x).replace("|", "\\|")
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def summary_markdown(model_name: str, comparison: pd.DataFrame, layers: pd.DataFrame,
+                     sweep: pd.DataFrame | None, meta: Mapping) -> str:
+    """The report's headline tables as markdown (what docs/results.md collects)."""
+    lines = [f"## {model_name}", ""]
+    if meta.get("command"):
+        lines += [f"Command: `{meta['command']}`", ""]
+    tok = meta.get("tokens") or {}
+    if tok:
+        lines += [f"Tokens: {tok.get('n_sequences')} sequences x {tok.get('seq_len')} ({tok.get('source')}).", ""]
+    lines += ["### Beside the paper", "", markdown_table(comparison), ""]
+    cols = [c for c in ("layer", "rho", "scale_coverage", "dominant_bands", "mean_scale_tokens",
+                        "spec_low", "spec_mid", "spec_high") if c in layers.columns]
+    lines += ["### Per layer (default definitions)", "", markdown_table(layers[cols]), ""]
+    if sweep is not None and len(sweep):
+        top = sweep.reindex(sweep["delta_loss"].abs().sort_values(ascending=False).index).head(15)
+        keep = [c for c in top.columns if c in ("layer", "head", "band", "delta_loss", "se", "estimate", "method", "exact")]
+        lines += ["### Largest band-ablation effects (nats of next-token loss)", "", markdown_table(top[keep]), ""]
+    return "\n".join(lines) + "\n"
