@@ -6,7 +6,7 @@ VENV ?= .venv
 VENV_TL3 ?= .venv-tl3
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast test-tl3 demo bench notebooks clean
+.PHONY: test test-fast test-tl3 demo results bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,18 @@ test-fast: $(VENV)/.installed
 ## make test-tl3: the unit suite on TransformerLens 3.x HookedTransformer
 test-tl3: $(VENV_TL3)/.installed
 	$(VENV_TL3)/bin/python -m pytest -q -m "not real_model and not notebook" $(PYTEST_ARGS)
+
+## make demo: install everything, then analyse SmolLM2-135M end to end -> reports/smollm2/report.html
+demo: $(VENV)/.installed
+	$(VENV)/bin/tl-wavelet analyze --model smollm2-135m --out reports/smollm2 --force
+	@echo "Open reports/smollm2/report.html in a browser."
+
+## make results: both real models and the position-encoding comparison -> docs/results.md
+results: $(VENV)/.installed
+	$(VENV)/bin/tl-wavelet analyze --model smollm2-135m --out reports/smollm2 --force
+	$(VENV)/bin/tl-wavelet analyze --model gemma3-270m --out reports/gemma3 --force
+	$(VENV)/bin/tl-wavelet compare --out reports/compare --force
+	$(VENV)/bin/python docs/build_results.py reports/smollm2 reports/gemma3 reports/compare
 
 ## make bench: every benchmark; results land in benchmarks/results/*.md
 bench: $(VENV)/.installed
