@@ -466,6 +466,6 @@ def summary_markdown(model_name: str, comparison: pd.DataFrame, layers: pd.DataF
     lines += ["### Per layer (default definitions)", "", markdown_table(layers[cols]), ""]
     if sweep is not None and len(sweep):
         top = sweep.reindex(sweep["delta_loss"].abs().sort_values(ascending=False).index).head(15)
-        keep = [c for c in top.columns if c in ("layer", "head", "band", "delta_loss", "se", "estimate", "method", "exact")]
+        keep = [c for c in top.columns if c in ("layer", "head", "band", "delta_loss", "se", "estimate", "verified")]
         lines += ["### Largest band-ablation effects (nats of next-token loss)", "", markdown_table(top[keep]), ""]
     return "\n".join(lines) + "\n"

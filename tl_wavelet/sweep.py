@@ -582,17 +582,28 @@ def _attribute(model, patcher, tokens, valid, ablations, layers, heads, estimato
     try:
         for rows in chunks:
             toks, ok = tokens[rows], valid[rows]
-            # clean activations and removal directions of every swept layer
-            clean_logits, _, clean_acts = _clean_pass(model, toks, [], list(names.values()))
-            clean_sum += float(_token_losses(clean_logits, toks)[ok].sum())
-            del clean_logits
+            # clean activations and removal directions of every swept layer; AtP's one
+            # gradient pass is itself the clean run, so it needs no separate clean pass
+            pre = None
+            if estimator == "atp":
+                pre = _grads(model, toks, ok, n_tok, names, layers, patcher, None, groups, None, 0.0, head_idx, None)
+                clean_acts = {names[L]: pre[1][L] for L in layers}
+                clean_sum += pre[2]
+            else:
+                clean_logits, _, clean_acts = _clean_pass(model, toks, [], list(names.values()))
+                clean_sum += float(_token_losses(clean_logits, toks)[ok].sum())
+                del clean_logits
             directions = {}
             for L in layers:
                 x = clean_acts[names[L]]
                 directions[L] = patcher.deltas(L, x, rows, head_idx) if patcher.target == "z" else None
             for path in paths:
                 for alpha in alphas:
-                    grads = _grads(model, toks, ok, n_tok, names, layers, patcher, directions, groups, path, alpha, head_idx, clean_acts)
+                    if pre is not None:
+                        grads = pre[0]
+                    else:
+                        grads = _grads(model, toks, ok, n_tok, names, layers, patcher, directions, groups, path, alpha,
+                                       head_idx, clean_acts)[0]
                     for a in ablations:
                         g = grads[a.layer]
                         hi = heads.index(a.head)
@@ -616,7 +627,8 @@ def _attribute(model, patcher, tokens, valid, ablations, layers, heads, estimato
 
 
 def _grads(model, toks, ok, n_tok, names, layers, patcher, directions, groups, path, alpha, head_idx, clean_acts):
-    """Gradient of the (token-mean) loss w.r.t. each swept activation, on one interpolated path."""
+    """Gradients of the (token-mean) loss w.r.t. each swept activation on one interpolated path,
+    the activations themselves, and the summed loss: ``(grads, acts, loss_sum)``."""
     outs: dict[int, Tensor] = {}
     layer_of = {nm: L for L, nm in names.items()}
 
@@ -642,6 +654,6 @@ def _grads(model, toks, ok, n_tok, names, layers, patcher, directions, groups, p
 
     with torch.enable_grad(), model.hooks(fwd_hooks=[(names[L], make(L)) for L in layers]):
         logits = model(toks, return_type="logits")
-        loss = torch.where(ok, _token_losses(logits, toks), 0.0).sum() / n_tok
-        gs = torch.autograd.grad(loss, [outs[L] for L in layers])
-    return {L: g.detach() for L, g in zip(layers, gs)}
+        loss_sum = torch.where(ok, _token_losses(logits, toks), 0.0).sum()
+        gs = torch.autograd.grad(loss_sum / n_tok, [outs[L] for L in layers])
+    return {L: g.detach() for L, g in zip(layers, gs)}, {L: outs[L].detach() for L in layers}, float(loss_sum.detach())
