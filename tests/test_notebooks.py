@@ -19,10 +19,12 @@ DEMOS = Path(__file__).resolve().parent.parent / "demos"
 # CI sizes: the shortened corpus and sweep. The notebooks default to larger values.
 CI_ENV = {
     "TLW_NOTEBOOK_SEQUENCES": "8",
-    "TLW_ABLATION_SEQUENCES": "4",
+    "TLW_ABLATION_SEQUENCES": "2",
     "TLW_ABLATION_SEQ_LEN": "128",
-    "TLW_ABLATION_LAYERS": "2",
-    "TLW_ABLATION_HEADS": "3",
+    "TLW_ABLATION_LAYERS": "1",
+    "TLW_ABLATION_HEADS": "2",
+    "TLW_ABLATION_TOP_K": "3",
+    "TLW_ABLATION_ESTIMATOR": "atp",
 }
 
 

