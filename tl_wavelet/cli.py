@@ -196,38 +196,27 @@ def _tokens(args, model):
 
 def _run_sweep(args, model, tokens) -> tuple[object, str]:
     """(DataFrame or None, status line for the report)."""
-    import importlib.util
-
     if args.no_sweep:
         return None, "Band sweep skipped (--no-sweep)."
-    if importlib.util.find_spec("tl_wavelet.sweep") is None:
-        return None, "Band sweep skipped: tl_wavelet.sweep is not available in this installation."
     from .sweep import band_sweep
 
-    import inspect
-
     sub = tokens[: args.sweep_sequences]
-    wanted = dict(
+    df = band_sweep(
+        model,
+        sub,
         target="z",
         layers=args.sweep_layers,
-        attribution=True,
+        attribution=True,  # AtP: one forward + backward estimates every (layer, head, band)
         verify_top_k=args.top_k,
         level=args.level,
         batch_size=args.batch_size,
         progress=not args.quiet,
     )
-    # Pass only what this version of band_sweep accepts, and say in the report what it ignored.
-    params = inspect.signature(band_sweep).parameters
-    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in wanted.items() if takes_all or k in params}
-    ignored = sorted(set(wanted) - set(kwargs))
-    df = band_sweep(model, sub, **kwargs)
     status = (
-        f"Band sweep on {sub.shape[0]} sequences × {sub.shape[1]} tokens: attribution estimate for every "
-        f"head and band, the {args.top_k} largest verified by exact ablation."
+        f"Band sweep on {sub.shape[0]} sequences × {sub.shape[1]} tokens: attribution-patching estimate for "
+        f"every head and band (causal Haar bands of hook_z, zero ablation), the {args.top_k} largest verified "
+        "by exact ablation."
     )
-    if ignored:
-        status += f" (This band_sweep does not take {', '.join(ignored)}; those options were not applied.)"
     return df, status
 
 

@@ -375,11 +375,12 @@ def band_sweep(
     batch_size : rows per forward: sequences per clean pass, and ablations stacked per
         patched forward (``batch_size // sequences``)
     progress : show a tqdm bar
-    attribution : ``False``: every effect exact. ``True`` / ``"ig"``: integrated
-        gradients, ``ig_steps`` forward+backward passes per band, each moving one band of
-        every swept head from clean to removed at once; ``"atp"``: plain attribution
-        patching (one forward+backward). Rows then carry ``estimate`` for every cell and
-        exact columns only where verified.
+    attribution : ``False``: every effect exact. ``True`` / ``"atp"``: attribution
+        patching (one forward+backward per batch); ``"ig"``: integrated gradients,
+        ``ig_steps`` forward+backward passes per band, each moving one band of every swept
+        head from clean to removed at once (on SmolLM2 it ranks no better than AtP but
+        sizes the large effects better; see benchmarks/results/sweep.md). Rows then carry
+        ``estimate`` for every cell and exact columns only where verified.
     verify_top_k : with attribution, recompute the ``k`` largest ``abs(estimate)`` exactly
     level, wavelet, mode : the positional decomposition (``mode`` for the DWT only)
     attention_mask : right-padding mask ``[batch, pos]`` (1 = real token)
@@ -408,7 +409,7 @@ def band_sweep(
     method = _check_method(method)
     if target == "rope" and method != "zero":
         raise ValueError("target='rope' removes rotary pairs (method='zero'); mean/resample apply to target='z'.")
-    estimator = {True: "ig", False: None}.get(attribution, attribution) if isinstance(attribution, bool) else attribution
+    estimator = {True: "atp", False: None}.get(attribution, attribution) if isinstance(attribution, bool) else attribution
     if estimator is not None and estimator not in ESTIMATORS:
         raise ValueError(f"attribution must be True, False or one of {ESTIMATORS}, got {attribution!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
