@@ -104,28 +104,25 @@ def _check_index(kind: str, value, upper: int) -> int:
     return value % upper
 
 
+def _resolve_indices(kind: str, values, upper: int) -> list[int]:
+    if values is None:
+        return list(range(upper))
+    if isinstance(values, int) or isinstance(values, Tensor) and values.ndim == 0:
+        values = [values]
+    out = sorted({_check_index(kind, v, upper) for v in values})
+    if not out:
+        raise ValueError(f"{kind}s is empty: pass None for every {kind}, or a list of {kind} indices.")
+    return out
+
+
 def resolve_layers(shape: ModelShape, layers: int | Iterable[int] | None) -> list[int]:
     """``None`` -> every layer; ints may be negative like Python indices; errors name the range."""
-    if layers is None:
-        return list(range(shape.n_layers))
-    if isinstance(layers, int) or isinstance(layers, Tensor) and layers.ndim == 0:
-        layers = [layers]
-    out = sorted({_check_index("layer", layer, shape.n_layers) for layer in layers})
-    if not out:
-        raise ValueError("layers is empty: pass None for every layer, or a list of layer indices.")
-    return out
+    return _resolve_indices("layer", layers, shape.n_layers)
 
 
 def resolve_heads(shape: ModelShape, heads: int | Iterable[int] | None) -> list[int]:
     """``None`` -> every head; errors name the valid range."""
-    if heads is None:
-        return list(range(shape.n_heads))
-    if isinstance(heads, int) or isinstance(heads, Tensor) and heads.ndim == 0:
-        heads = [heads]
-    out = sorted({_check_index("head", head, shape.n_heads) for head in heads})
-    if not out:
-        raise ValueError("heads is empty: pass None for every head, or a list of head indices.")
-    return out
+    return _resolve_indices("head", heads, shape.n_heads)
 
 
 def require_hooks(model, names: Sequence[str], why: str = "") -> None:

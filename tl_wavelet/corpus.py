@@ -293,20 +293,20 @@ def _encode(tokenizer, text: str) -> list[int]:
     return list(enc["input_ids"])
 
 
-def _separator_id(tokenizer) -> int | None:
-    for attr in ("eos_token_id", "bos_token_id"):
+def _first_id(tokenizer, attrs: tuple[str, ...]) -> int | None:
+    for attr in attrs:
         tid = getattr(tokenizer, attr, None)
         if tid is not None:
             return int(tid)
     return None
+
+
+def _separator_id(tokenizer) -> int | None:
+    return _first_id(tokenizer, ("eos_token_id", "bos_token_id"))
 
 
 def _bos_id(tokenizer) -> int | None:
-    for attr in ("bos_token_id", "eos_token_id"):
-        tid = getattr(tokenizer, attr, None)
-        if tid is not None:
-            return int(tid)
-    return None
+    return _first_id(tokenizer, ("bos_token_id", "eos_token_id"))
 
 
 def token_stream(model_or_tokenizer: Any, texts: str | Sequence[str]) -> list[int]:
