@@ -15,6 +15,30 @@ rows follow the paper's text where ours close its gaps; the paper's own rows are
 from its v4 (arXiv 2410.18067). The full reports (HTML, CSV, figures) are written to
 `reports/<name>/`, which is not committed.
 
+## In short (as of the run below)
+
+- **The paper's trade-off sign does not reproduce here.** With the paper's literal
+  definitions rho (Pearson of positional and spectral entropy, per head over sequences,
+  mean over heads and layers) is -0.22 on SmolLM2-135M and -0.15 on Gemma-3-270m, weaker
+  than the paper's -0.42..-0.74 for 0.5B-12B models. With our defaults (DC removed from the
+  spectrum) it is clearly positive, +0.55 and +0.58: the sign hinges on whether the
+  spectrum's DC term counts, one of the gaps the paper leaves open (docs/metrics.md).
+- **Attention is far more low-frequency than the paper reports**: 94-95 % of Fourier power
+  below a quarter of Nyquist on both models under the paper's definitions, against 60-80 %
+  for Pythia-12B in the paper.
+- **Heads do spread over scales**: per layer the heads' dominant bands (seen from the
+  query) cover 1 to 4 of the 6 bands (SmolLM2 median 3), from previous-token heads (D1)
+  to heads averaging far back (A5); characteristic scales range from ~2 to ~180 tokens.
+- **Scale sensitivity**: re-running on the cut text, the RoPE models' S(0.5) / S(0.25)
+  (0.075 / 0.076 SmolLM2, 0.070 / 0.070 Gemma-3) fall in the paper's RoPE range, but our
+  absolute-position reference, a BERT (all-MiniLM-L6-v2), is even lower (0.004 / 0.009),
+  so the paper's large bert-base value (0.51 / 0.55) is not reproduced with this signal.
+- **Causal test**: the largest effects of removing a single band are the coarse band (A5)
+  of early-to-middle heads: +0.16 nats for SmolLM2 L1H5 and Gemma-3 L7H2. Attribution
+  patching ranks effects well overall (Spearman 0.89 on SmolLM2, BENCHMARKS.md) but
+  underestimates these large ones by about 3x and, on Gemma-3, gets the sign of several
+  wrong: use `verify_top_k`, as the CLI does.
+
 """
 
 
