@@ -65,12 +65,23 @@ def user_baseline(model, tokens, signal):
     return out
 
 
+def _status_kib(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def memory_child(n_sequences: int) -> None:
     model, _ = smollm2_or_same_shape()
     toks = tokens_for(model, n_sequences)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Loading the model peaks far above what it keeps; reset the kernel's peak-RSS mark
+    # (VmHWM) so the peak we read is the analysis's own.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _status_kib("VmRSS")
     tlw.analyze_heads(model, toks, batch_size=BATCH, progress=False)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kib("VmHWM")
     print(json.dumps({"before_kib": base, "peak_kib": peak}))
 
 
@@ -127,13 +138,17 @@ def main() -> None:
     grow8 = mem[8]["peak_kib"] - mem[8]["before_kib"]
     grow64 = mem[64]["peak_kib"] - mem[64]["before_kib"]
     lines.append(
-        f"| peak RSS 64 seq / 8 seq (whole process) | {mem[64]['peak_kib'] / mem[8]['peak_kib']:.3f}x "
+        f"| peak RSS during analysis, 64 seq / 8 seq (process incl. model) | "
+        f"{mem[64]['peak_kib'] / mem[8]['peak_kib']:.3f}x "
         f"({mem[64]['peak_kib'] / 1024:.0f} / {mem[8]['peak_kib'] / 1024:.0f} MiB) | <= 1.2x |"
     )
     lines.append(
-        f"| analysis's own peak growth 64 seq / 8 seq | {grow64 / max(grow8, 1):.3f}x "
-        f"({grow64 / 1024:.0f} / {grow8 / 1024:.0f} MiB above the loaded model) | - |"
+        f"| analysis's own peak above the loaded model, 64 seq / 8 seq | {grow64 / max(grow8, 1):.3f}x "
+        f"({grow64 / 1024:.0f} / {grow8 / 1024:.0f} MiB) | - |"
     )
+    lines += ["", "Peak memory is the kernel's VmHWM, reset after the model is loaded (loading peaks far "
+              "higher than what the model keeps). The user loops compute only a subset of the metrics "
+              "(DWT band energies, positional and spectral entropy); both sides pay the same forward pass."]
     write_result("analysis", "\n".join(lines) + "\n")
 
 

@@ -13,6 +13,7 @@ Each is timed once (a full sweep is minutes of CPU; repeats would not fit the bu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -134,7 +135,8 @@ def main(argv=None) -> None:
         f"- data: {args.n_seq} sequences x {args.seq_len} tokens, {tok_desc}; clean loss {clean_loss:.3f} nats",
         f"- sweep: layers {layers}, all {len(heads)} heads, bands {labels} (causal haar, level {level}), "
         f"method zero: {n_abl} ablations",
-        f"- each configuration timed once (minutes of CPU each); other jobs shared the 2 cores",
+        f"- each configuration timed once (minutes of CPU each); load average at the end "
+        f"{os.getloadavg()[0]:.2f} (about 2 = this benchmark alone on the 2 cores)",
         "",
         "## Exact sweep vs the user loop",
         "",
