@@ -87,7 +87,7 @@ def main() -> None:
     lines = [
         "# Transforms benchmark",
         "",
-        f"Command: `python benchmarks/bench_transforms.py`  ",
+        "Command: `python benchmarks/bench_transforms.py`  ",
         f"Case: attention patterns {list(SHAPE)} float32 on CPU, `{WAVELET}` level {LEVEL}, mode `{MODE}`, "
         f"along the key axis; median of {REPEATS} repeats (loop: 3 repeats of {LOOP_ROWS} rows, scaled to "
         f"{rows.shape[0]} rows).  ",

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from tl_wavelet import corpus
 from tl_wavelet.corpus import (
     available_genres,
     chunk_tokens,

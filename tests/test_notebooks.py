@@ -9,7 +9,6 @@ it sees the same installed tl_wavelet.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest

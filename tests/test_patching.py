@@ -17,7 +17,6 @@ from tl_wavelet.patching import (
     rope_bands,
     rope_pair_dims,
 )
-from tl_wavelet.transforms import band_labels
 
 LAYER = 1
 

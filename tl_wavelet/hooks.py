@@ -25,7 +25,7 @@ from torch import Tensor
 
 from . import metrics as M
 from .adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
-from .signals import offset_aligned_rows, offset_profile
+from .signals import offset_aligned_rows
 from .stats import RunningCorrelation, RunningMoments
 from .transforms import band_labels, causal_bands, dwt_max_level, min_length
 

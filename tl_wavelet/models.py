@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 __all__ = [
     "KNOWN_MODELS",

@@ -35,7 +35,6 @@ from typing import Iterable, Literal, Sequence
 
 import numpy as np
 import torch
-from einops import einsum, rearrange
 from jaxtyping import Float, Int
 from torch import Tensor
 

@@ -25,12 +25,11 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from einops import einsum, rearrange
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -631,7 +630,6 @@ def _grads(model, toks, ok, n_tok, names, layers, patcher, directions, groups, p
     """Gradients of the (token-mean) loss w.r.t. each swept activation on one interpolated path,
     the activations themselves, and the summed loss: ``(grads, acts, loss_sum)``."""
     outs: dict[int, Tensor] = {}
-    layer_of = {nm: L for L, nm in names.items()}
 
     def make(L):
         def fn(x, hook):
