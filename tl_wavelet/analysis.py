@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .adapter import ModelShape, as_tokens, last_fired, run_until
 from .hooks import HeadAccumulator, MetricConfig
@@ -24,14 +25,6 @@ _SCALAR_METRICS = (
     "efficiency",
 )
 _SPECTRAL_BANDS = ("spec_low", "spec_mid", "spec_high")
-
-
-def _progress(iterable, enabled: bool, **kw):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, **kw)
 
 
 def analyze_heads(
@@ -95,17 +88,15 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
     One forward pass feeds several accumulators (e.g. default and ``paper=True`` metrics,
     or several signals), and each pass ends after the last hook any of them needs.
     """
-    from .hooks import _check_length
-
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
     for acc in accumulators:
-        _check_length(acc.config, tokens.shape[1])
+        acc.config.check_length(tokens.shape[1])
     hooks = [h for acc in accumulators for h in acc.hooks()]
     stop = last_fired(acc.stop_hook for acc in accumulators)
     device = next(model.parameters()).device
     batches = range(0, tokens.shape[0], batch_size)
-    for start in _progress(batches, progress, desc="analyze_heads", unit="batch"):
+    for start in tqdm(batches, desc="analyze_heads", unit="batch", disable=not progress):
         run_until(model, tokens[start : start + batch_size].to(device), hooks, stop_at=stop)
 
 

@@ -122,7 +122,7 @@ def _log(args, msg: str) -> None:
 
 def _validate(args):
     """Check every option before the (slow) model load; returns the MetricConfig."""
-    from .hooks import MetricConfig, _check_length
+    from .hooks import MetricConfig
 
     for name, val, lo in (("--seq-len", args.seq_len, 2), ("--batch-size", args.batch_size, 1),
                           ("--level", args.level, 1), ("--top-k", args.top_k, 0),
@@ -133,7 +133,7 @@ def _validate(args):
         raise UserError(f"--n-sequences must be at least 1, got {args.n_sequences}.")
     try:
         cfg = MetricConfig(signal=args.signal, wavelet=args.wavelet, level=args.level)
-        _check_length(cfg, args.seq_len)
+        cfg.check_length(args.seq_len)
     except ValueError as e:
         raise UserError(str(e).replace("seq_len", "--seq-len").replace("level=", "--level ")) from None
     return cfg

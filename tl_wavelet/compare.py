@@ -21,6 +21,7 @@ import torch
 from einops import reduce
 from jaxtyping import Float
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from . import metrics as M
 from .adapter import hook_name, model_shape, require_hooks, resolve_layers, run_until
@@ -99,11 +100,7 @@ def scale_sensitivity_rerun(
     device = next(model.parameters()).device
     stop = hook_name("pattern", layers[-1])
     batches = range(0, tokens.shape[0], batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="scale sensitivity", unit="batch")
-    for start in batches:
+    for start in tqdm(batches, desc="scale sensitivity", unit="batch", disable=not progress):
         batch = tokens[start : start + batch_size].to(device)
         signals: dict[int, dict[int, Tensor]] = {}
         for length in [n] + list(cuts.values()):

@@ -76,19 +76,19 @@ class MetricConfig:
         """Shortest sequence the chosen wavelet/level accepts."""
         return min_length(self.wavelet, self.level)
 
+    def check_length(self, n: int) -> None:
+        """Raise, naming the fix, when sequences of ``n`` positions are too short."""
+        need = self.min_length()
+        if n < need:
+            raise ValueError(
+                f"{self.wavelet} at level {self.level} needs sequences of at least {need} positions, got {n}: "
+                f"pass longer sequences (seq_len >= {need}) or a smaller level "
+                f"(level={max(dwt_max_level(n, self.wavelet), 1)} fits {n})."
+            )
+
     @property
     def labels(self) -> list[str]:
         return band_labels(self.level)
-
-
-def _check_length(cfg: MetricConfig, n: int) -> None:
-    need = cfg.min_length()
-    if n < need:
-        raise ValueError(
-            f"{cfg.wavelet} at level {cfg.level} needs sequences of at least {need} positions, got {n}: "
-            f"pass longer sequences (seq_len >= {need}) or a smaller level "
-            f"(level={max(dwt_max_level(n, cfg.wavelet), 1)} fits {n})."
-        )
 
 
 def _row_subset(lengths: Tensor, min_len: int, max_rows: int) -> Tensor:
@@ -167,7 +167,7 @@ def layer_metrics(
     if not act.is_floating_point() or act.dtype in (torch.float16, torch.bfloat16):
         act = act.float()
     n = act.shape[-1] if kind == "pattern" else act.shape[1]
-    _check_length(cfg, n)
+    cfg.check_length(n)
     if kind == "pattern":
         rows, lengths, full, shorts = _signals_from_pattern(act, cfg)
     else:

@@ -14,7 +14,6 @@ between them, and the choice made here.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -148,22 +147,6 @@ def _per_length_group(x: Tensor, lengths: Tensor, fn, k: int) -> Tensor:
     return out.reshape(*x.shape[:-1], k)
 
 
-def _anchor_kernels(wavelet, level: int, n: int, device) -> Tensor:
-    """K[b, d] with causal_bands(x)[b, t] = sum_d K[b, d] x[t - d], shape [level+1, n]."""
-    fn = getattr(_tf, "causal_anchor_kernels", None)
-    if fn is not None:
-        return torch.as_tensor(fn(wavelet, level, n)).to(dtype=_F64, device=device)
-    return _impulse_kernels(wavelet, level, n).to(device)
-
-
-@functools.lru_cache(maxsize=32)
-def _impulse_kernels(wavelet, level: int, n: int) -> Tensor:
-    # the bands of a unit impulse at t=0 are the kernels themselves (linearity)
-    delta = torch.zeros(n, dtype=_F64)
-    delta[0] = 1.0
-    return _tf.causal_bands(delta, wavelet=wavelet, level=level)
-
-
 # ------------------------------------------------------------- anchored decomposition
 def anchored_bands(
     offset_signal: Float[Tensor, "*batch n"],
@@ -188,7 +171,7 @@ def anchored_bands(
     _check_signal(offset_signal, "offset_signal")
     lengths = _lengths(offset_signal, lengths)
     r = offset_signal.to(_F64) * _mask(offset_signal, lengths)
-    K = _anchor_kernels(wavelet, level, r.shape[-1], r.device)
+    K = _tf.causal_anchor_kernels(wavelet, level, r.shape[-1], dtype=_F64, device=r.device)
     return einsum(r, K, "... d, b d -> ... b").to(_out_dtype(offset_signal))
 
 

@@ -321,11 +321,9 @@ class _Acc:
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    if not enabled:
-        return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc)
+    return tqdm(total=total, desc=desc, disable=not enabled)
 
 
 # ------------------------------------------------------------------ the sweep
@@ -544,11 +542,9 @@ def _exact(model, runner, patcher, tokens, valid, ablations, buckets, batch_size
                     losses = _token_losses(logits, toks.repeat(g, 1)).reshape(g, len(rows), -1)
                     for a, lo in zip(stack, losses):
                         acc.add(a, lo - clean, ok, rows)
-                    if bar is not None:
-                        bar.update(1)
+                    bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return acc, clean_sum
 
 
@@ -618,11 +614,9 @@ def _attribute(model, patcher, tokens, valid, ablations, layers, heads, estimato
                             x = clean_acts[names[a.layer]][:, :, a.head][..., list(a.index)]
                             val = -float((g[:, :, a.head][..., list(a.index)].double() * x.double()).sum())
                         est[a] += val / len(alphas)
-                    if bar is not None:
-                        bar.update(1)
+                    bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return est, clean_sum
 
 
