@@ -1,13 +1,15 @@
 """band_sweep: exact sweep vs the loop a user writes today, and attribution vs exact.
 
-Run: python benchmarks/bench_sweep.py [--layers 3 14 25] [--n-seq 4] [--seq-len 128] [--ig-steps 4]
+Run: python benchmarks/bench_sweep.py [--layers 3 14 25] [--n-seq 4] [--seq-len 128] [--ig-steps 4] [--fisher-samples 1]
 Writes benchmarks/results/sweep.md.
 
 Compared, on the same tokens, layers, heads and bands:
 - loop: one ``model.run_with_hooks(tokens, return_type="loss", loss_per_token=True,
   fwd_hooks=[band_ablation_hook(L, h, [b])])`` per (layer, head, band), plus one clean run;
 - exact: ``band_sweep(...)`` (clean run once per batch, ablations run from the patched layer on);
-- atp / ig: ``band_sweep(..., attribution="atp" | "ig")``, every estimate from gradients.
+- atp / atp2 / ig: ``band_sweep(..., attribution="atp" | "atp2" | "ig")``, every estimate
+  from gradients (atp2 is repeated over 5 sampling seeds: its curvature term is random);
+- the same estimators against an exact sweep with ``method="mean"``.
 Each is timed once (a full sweep is minutes of CPU; repeats would not fit the budget).
 """
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main(argv=None) -> None:
     ap.add_argument("--level", type=int, default=5)
     ap.add_argument("--ig-steps", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--fisher-samples", type=int, default=None, help="atp2's sampled backward passes (default: automatic)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     t0 = time.perf_counter()
@@ -99,43 +102,63 @@ def main(argv=None) -> None:
     exact = pd.DataFrame([{"layer": k[0], "head": k[1], "band": k[2], "delta_loss": v} for k, v in ex.items()])
     clean_loss = float(model(tokens, return_type="loss").detach())
 
-    rows = []
-    for est_name, kw in [("atp", {}), ("ig", {"ig_steps": args.ig_steps})]:
-        t = time.perf_counter()
-        df = band_sweep(model, tokens, attribution=est_name, **kw, **common)
-        s = time.perf_counter() - t
-        e = {(r.layer, r.head, r.band): r.estimate for r in df.itertuples()}
-        keys = list(ex)
-        x = np.array([ex[k] for k in keys])
-        y = np.array([e[k] for k in keys])
+    def score(name, exact_map, est_map, secs, exact_secs):
+        keys = list(exact_map)
+        x = np.array([exact_map[k] for k in keys])
+        y = np.array([est_map[k] for k in keys])
         order = np.argsort(-np.abs(x))
         half, top20 = order[: len(order) // 2], order[:20]
-        top10_exact = set(order[:10])
-        top10_est = set(np.argsort(-np.abs(y))[:10])
-        rows.append({
-            "estimator": est_name + (f" ({args.ig_steps} steps)" if est_name == "ig" else ""),
-            "time_s": s,
-            "speedup_vs_exact": exact_s / s,
-            "spearman_all": spearman(x, y),
-            "spearman_top_half": spearman(x[half], y[half]),
+        return {
+            "estimator": name, "time_s": secs, "speedup_vs_exact": exact_secs / secs,
+            "spearman_all": spearman(x, y), "spearman_top_half": spearman(x[half], y[half]),
             "spearman_top20": spearman(x[top20], y[top20]),
-            "top10_recall": len(top10_exact & top10_est) / 10,
+            "top10_recall": len(set(order[:10]) & set(np.argsort(-np.abs(y))[:10])) / 10,
             "ratio_est_exact_top5": ", ".join(f"{y[i] / x[i]:.2f}" for i in order[:5]),
-        })
+        }
+
+    def estimate(method, est_name, **kw):
+        t = time.perf_counter()
+        df = band_sweep(model, tokens, method=method, attribution=est_name, **kw, **common)
+        return {(r.layer, r.head, r.band): r.estimate for r in df.itertuples()}, time.perf_counter() - t
+
+    fs = args.fisher_samples
+    n_fs = fs or int(np.ceil(32 / args.n_seq))  # what band_sweep picks when fisher_samples is None
+    tables, seed_spread = {}, {}
+    t = time.perf_counter()
+    exact_mean = band_sweep(model, tokens, method="mean", **common)
+    exact_mean_s = time.perf_counter() - t
+    ex_mean = {(r.layer, r.head, r.band): r.delta_loss for r in exact_mean.itertuples()}
+    for method, truth, truth_s in [("zero", ex, exact_s), ("mean", ex_mean, exact_mean_s)]:
+        rows = []
+        for est_name, kw, label in [("atp", {}, "atp"),
+                                    ("atp2", {"fisher_samples": fs}, f"atp2 ({n_fs} sampled backward{'s' * (n_fs > 1)})"),
+                                    ("ig", {"ig_steps": args.ig_steps}, f"ig ({args.ig_steps} steps)")]:
+            if method == "mean" and est_name == "ig":
+                continue  # a minute of CPU that the zero block already characterises
+            # short runs: median time of several (atp: 3 repeats; atp2: its 5 sampling seeds)
+            runs = [estimate(method, est_name, seed=sd, **kw) for sd in range({"atp": 3, "atp2": 5, "ig": 1}[est_name])]
+            secs = float(np.median([r[1] for r in runs]))
+            rows.append(score(label, truth, runs[0][0], secs, truth_s))
+            if est_name == "atp2":
+                spread = [score(label, truth, e, 1.0, 1.0)["spearman_top20"] for e, _ in runs]
+                seed_spread[method] = (min(spread), float(np.mean(spread)), max(spread))
+        tables[method] = (rows, truth_s)
 
     top = exact.reindex(exact.delta_loss.abs().sort_values(ascending=False).index).head(8)
     lines = [
         "# band_sweep: speed and attribution accuracy",
         "",
         f"Command: `python benchmarks/bench_sweep.py --layers {' '.join(map(str, layers))} --n-seq {args.n_seq} "
-        f"--seq-len {args.seq_len} --level {level} --ig-steps {args.ig_steps} --batch-size {args.batch_size}`",
+        f"--seq-len {args.seq_len} --level {level} --ig-steps {args.ig_steps} --batch-size {args.batch_size}"
+        + (f" --fisher-samples {fs}" if fs else "") + "`",
         "",
         f"- model: {desc} (load {load_s:.1f} s)",
         f"- machine: {machine()}",
         f"- data: {args.n_seq} sequences x {args.seq_len} tokens, {tok_desc}; clean loss {clean_loss:.3f} nats",
         f"- sweep: layers {layers}, all {len(heads)} heads, bands {labels} (causal haar, level {level}), "
-        f"method zero: {n_abl} ablations",
-        f"- each configuration timed once (minutes of CPU each); load average at the end "
+        f"methods zero and mean: {n_abl} ablations each",
+        f"- exact runs and ig timed once (minutes of CPU each), atp the median of 3 runs, atp2 of its 5 seeds; "
+        f"load average at the end "
         f"{os.getloadavg()[0]:.2f} (about 2 = this benchmark alone on the 2 cores)",
         "",
         "## Exact sweep vs the user loop",
@@ -154,14 +177,26 @@ def main(argv=None) -> None:
         "",
         "## Attribution vs exact",
         "",
-        "| estimator | time (s) | speedup vs exact | Spearman all | Spearman top half | Spearman top 20 | top-10 recall | estimate / exact, 5 largest |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "Spearman rank correlation of the estimate with the exact delta_loss over all cells, the "
+        "half with the largest |exact| and the 20 largest |exact|; top-10 recall: share of the "
+        "10 largest |exact| among the 10 largest |estimate|.",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['estimator']} | {r['time_s']:.1f} | {r['speedup_vs_exact']:.1f}x | {r['spearman_all']:.3f} | "
-            f"{r['spearman_top_half']:.3f} | {r['spearman_top20']:.3f} | {r['top10_recall']:.1f} | {r['ratio_est_exact_top5']} |"
-        )
+    for method in ("zero", "mean"):
+        rows, truth_s = tables[method]
+        lo, mid, hi = seed_spread[method]
+        lines += [
+            "",
+            f"### method=\"{method}\" (exact sweep {truth_s:.1f} s)",
+            "",
+            "| estimator | time (s) | speedup vs exact | Spearman all | Spearman top half | Spearman top 20 | top-10 recall | estimate / exact, 5 largest |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['estimator']} | {r['time_s']:.1f} | {r['speedup_vs_exact']:.1f}x | {r['spearman_all']:.3f} | "
+                f"{r['spearman_top_half']:.3f} | {r['spearman_top20']:.3f} | {r['top10_recall']:.1f} | {r['ratio_est_exact_top5']} |"
+            )
+        lines += ["", f"atp2 Spearman top 20 over sampling seeds 0-4: min {lo:.3f}, mean {mid:.3f}, max {hi:.3f}."]
     lines += ["", "Largest exact effects:", "", "| layer | head | band | delta_loss |", "|---:|---:|---|---:|"]
     lines += [f"| {r.layer} | {r.head} | {r.band} | {r.delta_loss:.4f} |" for r in top.itertuples()]
     lines.append("")

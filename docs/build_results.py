@@ -34,10 +34,15 @@ from its v4 (arXiv 2410.18067). The full reports (HTML, CSV, figures) are writte
   absolute-position reference, a BERT (all-MiniLM-L6-v2), is even lower (0.004 / 0.009),
   so the paper's large bert-base value (0.51 / 0.55) is not reproduced with this signal.
 - **Causal test**: the largest effects of removing a single band are the coarse band (A5)
-  of early-to-middle heads: +0.16 nats for SmolLM2 L1H5 and Gemma-3 L7H2. Attribution
-  patching ranks effects well overall (Spearman 0.89 on SmolLM2, BENCHMARKS.md) but
-  underestimates these large ones by about 3x and, on Gemma-3, gets the sign of several
-  wrong: use `verify_top_k`, as the CLI does.
+  of early-to-middle heads: +0.16 nats for SmolLM2 L1H5, +0.19 for Gemma-3 L9H1. They are
+  second order (the loss is nearly a parabola along the removal, docs/ablation.md), so
+  first-order attribution patching underestimated them about 3x and, on Gemma-3, got
+  several signs wrong and missed L9H1 altogether. The CLI now screens with `atp2` (AtP plus
+  a sampled Fisher curvature term) and verifies the 20 largest estimates: on the verified
+  cells estimate / exact has median 1.15 (0.77-4.3) and Spearman 0.94 on SmolLM2, median
+  0.71 (0.32-1.4) and Spearman 0.69 with no sign errors on Gemma-3, and the verified sets
+  hold larger effects than AtP's did (sum of |delta_loss| over the 20: 0.82 vs about 0.56
+  nats on SmolLM2, 1.42 vs about 0.87 on Gemma-3).
 
 """
 

@@ -23,7 +23,7 @@ CI_ENV = {
     "TLW_ABLATION_LAYERS": "1",
     "TLW_ABLATION_HEADS": "2",
     "TLW_ABLATION_TOP_K": "3",
-    "TLW_ABLATION_ESTIMATOR": "atp",
+    "TLW_ABLATION_ESTIMATOR": "atp2",
 }
 
 

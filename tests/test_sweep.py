@@ -127,6 +127,40 @@ def test_atp_is_the_first_order_term(random_model, toks):
         assert _row(df, L, 1, b).estimate == pytest.approx(fd, rel=2e-2, abs=2e-6)
 
 
+@pytest.mark.parametrize("target", ["z", "rope"])
+def test_atp2_adds_the_gauss_newton_term(random_model, toks, target):
+    """atp2 - atp = 0.5 d'Gd / n_tokens, with the Gauss-Newton quadratic form computed
+    independently: logit JVPs by central differences, then sum_t Var_{p_t}(J_t d)."""
+    bands = ["A5", "D1"] if target == "z" else ["R0", "R3"]
+    kw = dict(target=target, layers=[0, 1], heads=[1], bands=bands, progress=False)
+    atp = band_sweep(random_model, toks, attribution="atp", **kw)
+    atp2 = band_sweep(random_model, toks, attribution="atp2", fisher_samples=256, **kw)
+    assert atp2.attrs["fisher_samples"] == 256 and atp2.attrs["attribution"] == "atp2"
+    assert all(p.requires_grad for p in random_model.parameters())  # weights handed back trainable
+    assert band_sweep(random_model, toks, attribution="atp2", **kw).attrs["fisher_samples"] == 11  # ceil(32 / 3)
+    n_tok = toks.shape[0] * (toks.shape[1] - 1)
+    eps = 1e-2
+    with torch.no_grad():
+        p = torch.softmax(random_model(toks, return_type="logits").double()[:, :-1], -1)
+    for L, b in [(0, bands[0]), (1, bands[1])]:
+        if target == "z":
+            ((name, fn),) = [band_ablation_hook(L, 1, [b])]
+        else:
+            ((name, fn),) = rope_ablation_hook(random_model, L, 1, [b])
+
+        def scaled(s):
+            return [(name, lambda x, hook: x + s * (fn(x, hook) - x))]
+
+        with torch.no_grad():
+            up = random_model.run_with_hooks(toks, return_type="logits", fwd_hooks=scaled(eps)).double()
+            dn = random_model.run_with_hooks(toks, return_type="logits", fwd_hooks=scaled(-eps)).double()
+        jd = (up - dn)[:, :-1] / (2 * eps)
+        quad = float(((p * jd**2).sum(-1) - (p * jd).sum(-1) ** 2).sum())
+        assert quad > 0
+        got = _row(atp2, L, 1, b).estimate - _row(atp, L, 1, b).estimate
+        assert got == pytest.approx(quad / (2 * n_tok), rel=0.2)
+
+
 def test_ig_is_complete_for_a_single_node(random_model, toks):
     """With one swept (layer, head, band) the IG path is that ablation: estimates sum to the exact effect."""
     kw = dict(layers=1, heads=2, bands=["A5"], progress=False)
@@ -162,6 +196,10 @@ def test_bad_input_names_the_fix(random_model, toks, tokenizer):
     mask[0, :5] = 0
     with pytest.raises(ValueError, match="right-padded"):
         band_sweep(random_model, toks, attention_mask=mask, progress=False)
+    with pytest.raises(ValueError, match="fisher_samples must be a positive int or None"):
+        band_sweep(random_model, toks, attribution="atp2", fisher_samples=0, progress=False)
+    with pytest.raises(ValueError, match="attribution must be True, False or one of"):
+        band_sweep(random_model, toks, attribution="atp3", progress=False)
     with pytest.raises(ValueError, match="pass attribution=True"):
         band_sweep(random_model, toks, verify_top_k=3, progress=False)
     with pytest.raises(ValueError, match="Unknown RoPE band 'A5'"):
