@@ -124,9 +124,16 @@ def position_buckets(n: int) -> list[tuple[int, int]]:
     return out
 
 
+def _next_token_logp(logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, "batch pos_1 vocab"]:
+    return torch.log_softmax(logits[:, :-1].float(), dim=-1)
+
+
+def _pick(logp: Float[Tensor, "batch pos_1 vocab"], ids: Int[Tensor, "batch pos_1"]) -> Float[Tensor, "batch pos_1"]:
+    return logp.gather(-1, ids[..., None])[..., 0]
+
+
 def _token_losses(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos_1"]:
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    return -logp.gather(-1, tokens[:, 1:, None])[..., 0].double()
+    return -_pick(_next_token_logp(logits), tokens[:, 1:]).double()
 
 
 # ------------------------------------------------------------------ running from a layer
@@ -248,6 +255,13 @@ class _Patcher:
         self.wavelet, self.level, self.mode, self.seed, self.shape = wavelet, level, mode, seed, shape
         self.ref_z: dict[int, Tensor] = {}  # layer -> hook_z of the reference sequences
         self.source: Tensor | None = None  # resample: reference row of every swept sequence
+
+    def use_swept_as_reference(self, ref_z: dict[int, Tensor]) -> None:
+        """The swept sequences' own ``hook_z`` is the mean/resample reference (resample: a
+        seeded derangement, so no sequence takes its band from itself)."""
+        self.ref_z = ref_z
+        if self.method == "resample":
+            self.source = derangement(len(next(iter(ref_z.values()))), self.seed)
 
     @property
     def act(self) -> str:
@@ -531,13 +545,14 @@ def _collect_reference(model, patcher, tokens, reference, layers, batch_size, se
         _, _, got = _clean_pass(model, ref_tokens[rows], [], names)
         for nm in names:
             parts[nm].append(got[nm])
-    patcher.ref_z = {L: torch.cat(parts[hook_name("z", L)]) for L in layers}
+    ref_z = {L: torch.cat(parts[hook_name("z", L)]) for L in layers}
+    if reference is None:
+        patcher.use_swept_as_reference(ref_z)
+        return
+    patcher.ref_z = ref_z
     if patcher.method == "resample":
-        if reference is None:
-            patcher.source = derangement(tokens.shape[0], seed)
-        else:
-            g = torch.Generator().manual_seed(int(seed))
-            patcher.source = torch.randint(ref_tokens.shape[0], (tokens.shape[0],), generator=g)
+        g = torch.Generator().manual_seed(int(seed))
+        patcher.source = torch.randint(ref_tokens.shape[0], (tokens.shape[0],), generator=g)
 
 
 def _exact(model, runner, patcher, tokens, valid, ablations, buckets, batch_size, progress):
@@ -630,16 +645,14 @@ def _attribute(model, patcher, tokens, valid, ablations, layers, heads, estimato
             toks, ok = tokens[rows], valid[rows]
             # clean activations and removal directions of every swept layer; AtP's one
             # gradient pass is itself the clean run, so it needs no separate clean pass
-            pre = None
+            clean_grads, sampled = None, []
             if first_order:
-                pre = _grads(model, toks, ok, n_tok, names, layers, patcher, None, groups, None, 0.0, head_idx, None,
-                             fisher_samples, gen)
-                clean_acts = {names[L]: pre[1][L] for L in layers}
-                clean_sum += pre[2]
-                if patcher.method != "zero" and not patcher.ref_z:  # this one batch is the reference
-                    patcher.ref_z = {L: clean_acts[names[L]] for L in layers}
-                    if patcher.method == "resample":
-                        patcher.source = derangement(n_seq, seed)
+                clean_grads, acts, loss_sum, sampled = _grads(model, toks, ok, n_tok, names, layers, patcher, None, groups,
+                                                              None, 0.0, head_idx, None, fisher_samples, gen)
+                clean_acts = {names[L]: acts[L] for L in layers}
+                clean_sum += loss_sum
+                if patcher.method != "zero" and not patcher.ref_z:  # band_sweep left the reference to this one batch
+                    patcher.use_swept_as_reference(acts)
             else:
                 clean_logits, _, clean_acts = _clean_pass(model, toks, [], list(names.values()))
                 clean_sum += float(_token_losses(clean_logits, toks)[ok].sum())
@@ -650,18 +663,18 @@ def _attribute(model, patcher, tokens, valid, ablations, layers, heads, estimato
                 directions[L] = patcher.deltas(L, x, rows, head_idx) if patcher.target == "z" else None
             for path in paths:
                 for alpha in alphas:
-                    if pre is not None:
-                        grads = pre[0]
+                    if clean_grads is not None:
+                        grads = clean_grads
                     else:
                         grads = _grads(model, toks, ok, n_tok, names, layers, patcher, directions, groups, path, alpha,
-                                       head_idx, clean_acts, 0, gen)[0]
+                                       head_idx, clean_acts)[0]
                     for a in ablations:
                         if path is not None and groups[path][1] != (list(a.index) if patcher.target == "z" else a.index):
                             continue  # this IG path moves another band
                         est[a] += float(along(grads, directions, clean_acts, a).sum()) / len(alphas)
-                        if pre is not None and pre[3]:
-                            quad = sum(float((along(G, directions, clean_acts, a) ** 2).sum()) for G in pre[3])
-                            est[a] += quad / (2 * n_tok * len(pre[3]))
+                        if sampled:
+                            quad = sum(float((along(G, directions, clean_acts, a) ** 2).sum()) for G in sampled)
+                            est[a] += quad / (2 * n_tok * len(sampled))
                     bar.update(1)
     finally:
         bar.close()
@@ -711,10 +724,9 @@ def _grads(model, toks, ok, n_tok, names, layers, patcher, directions, groups, p
 
     with torch.enable_grad(), _weights_frozen(model), model.hooks(fwd_hooks=[(names[L], make(L)) for L in layers]):
         logits = model(toks, return_type="logits")
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        logp = _next_token_logp(logits)
         del logits
-        token_losses = -logp.gather(-1, toks[:, 1:, None])[..., 0].double()
-        loss_sum = torch.where(ok, token_losses, 0.0).sum()
+        loss_sum = torch.where(ok, -_pick(logp, toks[:, 1:]).double(), 0.0).sum()
         inputs = [outs[L] for L in layers]
         gs = torch.autograd.grad(loss_sum / n_tok, inputs, retain_graph=fisher_samples > 0)
         sampled = []
@@ -722,7 +734,7 @@ def _grads(model, toks, ok, n_tok, names, layers, patcher, directions, groups, p
             probs = logp.detach().exp().reshape(-1, logp.shape[-1])
             for s in range(fisher_samples):
                 y = torch.multinomial(probs, 1, generator=gen).reshape(ok.shape)
-                loglik = torch.where(ok, logp.gather(-1, y[..., None])[..., 0], 0.0).sum()
+                loglik = torch.where(ok, _pick(logp, y), 0.0).sum()
                 g_s = torch.autograd.grad(loglik, inputs, retain_graph=s < fisher_samples - 1)
                 sampled.append({L: g.detach() for L, g in zip(layers, g_s)})
     return ({L: g.detach() for L, g in zip(layers, gs)}, {L: outs[L].detach() for L in layers},
