@@ -43,7 +43,7 @@ def planted_any(request, planted_hf, tokenizer, planted):
         return planted
     if _tl_major() >= 4:
         pytest.skip("HookedTransformer needs TransformerLens 3.x; `make test-tl3` runs this case")
-    from tl_wavelet.models import _hooked_from_hf
+    from tl_wavelet.models.load import _hooked_from_hf
 
     return _hooked_from_hf("planted-llama", planted_hf, tokenizer, "cpu", torch.float32)
 

@@ -8,7 +8,7 @@ import torch
 
 import tl_wavelet as tlw
 from models_for_tests import PLANTED_OFFSETS
-from tl_wavelet.hooks import HeadAccumulator, rope_pair_energy
+from tl_wavelet.analysis import HeadAccumulator, rope_pair_energy
 
 
 def _hook_counts(model):

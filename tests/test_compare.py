@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tl_wavelet import metrics as M
-from tl_wavelet.compare import position_encoding_table, received_attention, scale_sensitivity_rerun
+from tl_wavelet.analysis.compare import position_encoding_table, received_attention, scale_sensitivity_rerun
 
 
 def test_received_attention_causal_and_bidirectional_closed_forms():

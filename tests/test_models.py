@@ -216,7 +216,7 @@ def _gguf_reference_logits(name, tokens):
         return _GGUF_REF[key]
     spec = M.KNOWN_MODELS[name]
     with tempfile.TemporaryDirectory() as stage:
-        hf, _ = M._hf_from_gguf(spec, M._stage_gguf(spec, Path(stage)))
+        hf, _ = M.cache._hf_from_gguf(spec, M.cache._stage_gguf(spec, Path(stage)))
         hf.eval()
         with torch.no_grad():
             logits = hf(tokens).logits
@@ -258,7 +258,7 @@ def test_real_logits_match_gguf_hf(real):
 
 @pytest.mark.real_model
 def test_real_second_load_from_cache(real, record_property):
-    assert M._cache_ok(M.cache_path(real["name"]))
+    assert M.cache._cache_ok(M.cache_path(real["name"]))
     t0 = time.perf_counter()
     again = M.load(real["name"])
     warm = time.perf_counter() - t0
@@ -329,7 +329,7 @@ def test_cold_load_replaces_broken_cache(tmp_path):
     hf, tok = M.load_hf(name, cache_dir=tmp_path)
     cold = time.perf_counter() - t0
     print(f"\n[{name}] cold GGUF -> cache: {cold:.1f} s")
-    assert M._cache_ok(broken)
+    assert M.cache._cache_ok(broken)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name], "no temporary dirs left over"
     assert hf.config.num_hidden_layers == 30 and hf.config._attn_implementation == "eager"
     # The bridge's tokens (with BOS), so the GGUF reference is shared with the test above.

@@ -7,7 +7,7 @@ import pytest
 import torch
 from einops import einsum, repeat
 
-from tl_wavelet.patching import (
+from tl_wavelet.ablation import (
     band_ablation_hook,
     band_components,
     derangement,

@@ -16,7 +16,7 @@ import torch
 
 import tl_wavelet as tlw
 from models_for_tests import tiny_llama_hf, word_tokenizer
-from tl_wavelet import plots
+from tl_wavelet.report import plots
 from tl_wavelet.analysis import stream
 from tl_wavelet.cli import main
 from tl_wavelet.paper import COLUMNS, comparison_table, paper_numbers, paper_table
@@ -248,7 +248,7 @@ def test_cli_writes_everything_and_heads_csv_equals_analyze_heads(model_dir, tex
 
 
 def test_cli_sweep_step(model_dir, text_file, tmp_path):
-    pytest.importorskip("tl_wavelet.sweep")
+    pytest.importorskip("tl_wavelet.ablation")
     out = tmp_path / "sweep"
     rc = _cli("--model", model_dir, "--out", out, "--text", text_file, "--seq-len", SEQ_LEN, "--quiet",
               "--sweep-layers", 0, "--top-k", 3, "--sweep-sequences", 2)

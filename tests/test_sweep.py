@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from tl_wavelet.patching import band_ablation_hook, derangement, rope_ablation_hook
-from tl_wavelet.sweep import _hf_layer_list, _Runner, band_sweep, position_buckets
+from tl_wavelet.ablation import band_ablation_hook, derangement, rope_ablation_hook
+from tl_wavelet.ablation import band_sweep, position_buckets
+from tl_wavelet.ablation.sweep import _hf_layer_list, _Runner
 from tl_wavelet.adapter import model_shape
 
 

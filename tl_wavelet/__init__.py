@@ -1,35 +1,87 @@
 """tl_wavelet: wavelet (multi-resolution) analysis and band ablation of attention heads.
 
-A TransformerLens plugin. Where things live:
+A TransformerLens plugin. The folders follow the flow:
 
-- signals extracted from activations: :mod:`tl_wavelet.signals`, :mod:`tl_wavelet.rope`
-- transformed: :mod:`tl_wavelet.transforms` (PyWavelets-equal DWT in torch, causal bands)
-- measured: :mod:`tl_wavelet.metrics` (pure functions), streamed by :mod:`tl_wavelet.hooks`,
-  driven by :func:`analyze_heads` (:mod:`tl_wavelet.analysis`)
-- patched: :mod:`tl_wavelet.patching` (band ablation hooks), swept by :mod:`tl_wavelet.sweep`
+- the maths, no models: :mod:`~tl_wavelet.signals` (signals from activations) ->
+  :mod:`~tl_wavelet.transforms` (PyWavelets-equal DWT in torch, causal bands) ->
+  :mod:`~tl_wavelet.metrics` (pure functions) and :mod:`~tl_wavelet.stats` (running sums)
+- what touches a TransformerLens model: :mod:`~tl_wavelet.adapter` (TL 3 / TL 4),
+  :mod:`~tl_wavelet.rope` (RoPE frequencies and metadata read off the model)
+- :mod:`tl_wavelet.analysis`: config -> hooks -> result, driven by :func:`analyze_heads`
+- :mod:`tl_wavelet.ablation`: band ablation hooks -> :func:`band_sweep`
+- :mod:`tl_wavelet.models` (offline checkpoints), :mod:`~tl_wavelet.corpus` (text)
+- :mod:`tl_wavelet.report` (figures, HTML), :mod:`~tl_wavelet.paper` (the paper's numbers),
+  :mod:`~tl_wavelet.cli`
 """
-from .transforms import band_energy, band_labels, causal_bands, dwt_max_level, wavedec, waverec
-from .hooks import HeadAccumulator, MetricConfig, metric_hooks
-from .analysis import HeadReport, analyze_heads
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+
+from .transforms import band_energy, band_labels, causal_bands, dwt, dwt_max_level, idwt, wavedec, waverec
+from .analysis import HeadAccumulator, HeadReport, MetricConfig, analyze_heads, metric_hooks
 from .rope import rope_frequencies
 from . import corpus, models  # noqa: E402  (tlw.models.load, tlw.corpus.default_corpus)
 
-_LAZY = {"plots", "report", "compare", "sweep", "patching", "cli", "metrics", "signals"}
+__version__ = "0.1.0"
+
+# Modules that moved in 0.2; the old dotted paths keep importing (with a DeprecationWarning),
+# as TransformerLens keeps moved names importable.
+_MOVED = {
+    "hooks": "tl_wavelet.analysis.hooks",
+    "compare": "tl_wavelet.analysis.compare",
+    "patching": "tl_wavelet.ablation.patching",
+    "sweep": "tl_wavelet.ablation.sweep",
+    "plots": "tl_wavelet.report.plots",
+}
+# Heavy modules (matplotlib, pandas-heavy) load on first attribute access, not at import.
+_LAZY = {"report", "ablation", "cli", "metrics", "signals", "paper", "stats", "adapter", "transforms"}
+
+
+class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Makes ``import tl_wavelet.sweep`` return ``tl_wavelet.ablation.sweep``."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        short = fullname.removeprefix(__name__ + ".")
+        if fullname.startswith(__name__ + ".") and short in _MOVED:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        short = spec.name.removeprefix(__name__ + ".")
+        warnings.warn(
+            f"tl_wavelet.{short} moved to {_MOVED[short]}; the old path will be removed in 0.3.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        module = importlib.import_module(_MOVED[short])
+        sys.modules[spec.name] = module
+        return module
+
+    def exec_module(self, module):
+        pass  # already executed under its new name
+
+
+if not any(isinstance(f, _MovedModuleFinder) for f in sys.meta_path):
+    sys.meta_path.append(_MovedModuleFinder())
 
 
 def __getattr__(name):
-    # matplotlib and pandas-heavy modules load on first use, not at `import tl_wavelet`
     if name in _LAZY:
-        import importlib
-
         return importlib.import_module(f".{name}", __name__)
+    if name in _MOVED:
+        return importlib.import_module(f".{name}", __name__)
+    if name in ("band_sweep", "band_ablation_hook", "rope_ablation_hook"):
+        return getattr(importlib.import_module(".ablation", __name__), name)
     raise AttributeError(f"module 'tl_wavelet' has no attribute {name!r}")
 
-__version__ = "0.1.0"
 
 __all__ = [
     "wavedec",
     "waverec",
+    "dwt",
+    "idwt",
     "band_energy",
     "band_labels",
     "causal_bands",
@@ -40,6 +92,9 @@ __all__ = [
     "MetricConfig",
     "metric_hooks",
     "rope_frequencies",
+    "band_sweep",
+    "band_ablation_hook",
+    "rope_ablation_hook",
     "corpus",
     "models",
 ]

@@ -122,7 +122,7 @@ def _log(args, msg: str) -> None:
 
 def _validate(args):
     """Check every option before the (slow) model load; returns the MetricConfig."""
-    from .hooks import MetricConfig
+    from .analysis import MetricConfig
 
     for name, val, lo in (("--seq-len", args.seq_len, 2), ("--batch-size", args.batch_size, 1),
                           ("--level", args.level, 1), ("--top-k", args.top_k, 0),
@@ -198,7 +198,7 @@ def _run_sweep(args, model, tokens) -> tuple[object, str]:
     """(DataFrame or None, status line for the report)."""
     if args.no_sweep:
         return None, "Band sweep skipped (--no-sweep)."
-    from .sweep import band_sweep
+    from .ablation import band_sweep
 
     sub = tokens[: args.sweep_sequences]
     df = band_sweep(
@@ -255,8 +255,7 @@ def _analyze(args) -> int:
         timings["tokenize_s"] = time.perf_counter() - t
         _log(args, f"Analysing {tokens.shape[0]} sequences x {tokens.shape[1]} tokens (default + paper definitions, one pass) ...")
 
-        from .analysis import stream
-        from .hooks import HeadAccumulator
+        from .analysis import HeadAccumulator, stream
 
         t = time.perf_counter()
         common = dict(signal=args.signal, wavelet=args.wavelet, level=args.level)
@@ -323,7 +322,7 @@ def _file_slug(name: str) -> str:
 
 
 def _compare(args) -> int:
-    from .compare import position_encoding_table, scale_sensitivity_rerun
+    from .analysis.compare import position_encoding_table, scale_sensitivity_rerun
     from .corpus import chunk_tokens, default_corpus
     from .report import atomic_write, markdown_table
 

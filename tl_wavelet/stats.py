@@ -10,6 +10,8 @@ import math
 import torch
 from torch import Tensor
 
+from .metrics import pearson_from_moments
+
 __all__ = ["RunningMoments", "RunningCorrelation"]
 
 
@@ -84,8 +86,6 @@ class RunningCorrelation:
     @property
     def r(self) -> Tensor:
         """Pearson r per entry; NaN where it is undefined (a constant variable, n < 2)."""
-        from .metrics import pearson_from_moments
-
         m = self._m
         return pearson_from_moments(
             self.count, m["x"].s1, m["y"].s1, m["xx"].s1, m["yy"].s1, m["xy"].s1

@@ -23,73 +23,16 @@ from einops import rearrange, reduce
 from jaxtyping import Float
 from torch import Tensor
 
-from . import metrics as M
-from .adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
-from .signals import offset_aligned_rows
-from .stats import RunningCorrelation, RunningMoments
-from .transforms import band_labels, causal_bands, dwt_max_level, min_length
+from .. import metrics as M
+from ..adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
+from ..rope import rope_frequencies
+from ..signals import offset_aligned_rows
+from ..stats import RunningCorrelation, RunningMoments
+from ..transforms import causal_bands
+from .config import MetricConfig
+from .result import HeadReport
 
-__all__ = ["MetricConfig", "layer_metrics", "rope_pair_energy", "HeadAccumulator", "metric_hooks", "SIGNALS"]
-
-SIGNALS = ("offset_profile", "pattern_rows", "z")
-
-
-@dataclass(frozen=True)
-class MetricConfig:
-    """Choices that define the metrics; stored in every report so numbers stay interpretable.
-
-    signal : "offset_profile" (default), "pattern_rows" or "z" (see docs/metrics.md).
-    wavelet, level, mode : the DWT (PyWavelets names) of the paper's wavelet metrics, and of
-        the band shares when ``paper=True``.
-    band_wavelet : the causal a-trous decomposition behind the default band shares
-        ("haar": its dyadic bands are exact offset ranges [2^(j-1), 2^j); db2's negative
-        taps move some offsets one band off, see docs/metrics.md).
-    paper : follow the paper's text literally where our defaults close its gaps.
-    alphas : truncation ratios for scale sensitivity S(alpha).
-    max_rows : ``pattern_rows`` uses at most this many query rows per sequence (evenly
-        spaced, always including the last), since rows of one sequence are highly redundant.
-    drop_first_key : remove attention to key 0 (the BOS "sink") before measuring.
-    """
-
-    signal: str = "offset_profile"
-    wavelet: str = "db2"
-    level: int = 5
-    mode: str = "symmetric"
-    paper: bool = False
-    band_wavelet: str = "haar"
-    alphas: tuple[float, ...] = (0.5, 0.25)
-    max_rows: int = 32
-    drop_first_key: bool = False
-
-    def __post_init__(self):
-        if self.signal not in SIGNALS:
-            raise ValueError(f"Unknown signal {self.signal!r}: choose one of {', '.join(SIGNALS)}.")
-        for w in (self.wavelet, self.band_wavelet):
-            dwt_max_level(2, w)  # unknown or continuous names raise, listing close ones
-        if not isinstance(self.level, int) or self.level < 1:
-            raise ValueError(f"level must be a positive int, got {self.level!r}.")
-        for a in self.alphas:
-            if not 0 < a < 1:
-                raise ValueError(f"scale-sensitivity alphas must lie in (0, 1), got {a}.")
-
-    def min_length(self) -> int:
-        """Shortest sequence the chosen wavelet/level accepts."""
-        return min_length(self.wavelet, self.level)
-
-    def check_length(self, n: int) -> None:
-        """Raise, naming the fix, when sequences of ``n`` positions are too short."""
-        need = self.min_length()
-        if n < need:
-            raise ValueError(
-                f"{self.wavelet} at level {self.level} needs sequences of at least {need} positions, got {n}: "
-                f"pass longer sequences (seq_len >= {need}) or a smaller level "
-                f"(level={max(dwt_max_level(n, self.wavelet), 1)} fits {n})."
-            )
-
-    @property
-    def labels(self) -> list[str]:
-        return band_labels(self.level)
-
+__all__ = ["layer_metrics", "rope_pair_energy", "HeadAccumulator", "metric_hooks"]
 
 def _row_subset(lengths: Tensor, min_len: int, max_rows: int) -> Tensor:
     """Indices of evenly spaced query rows long enough for the wavelet, last row included."""
@@ -285,8 +228,6 @@ class HeadAccumulator:
             )
         self.rope_meta = None
         if self.rope:
-            from .rope import rope_frequencies
-
             self.rope_meta = rope_frequencies(model, self.layers)
         kinds = self._kinds()
         require_hooks(model, [hook_name(k, L) for L in self.layers for k in kinds], "needed for head metrics")
@@ -341,8 +282,6 @@ class HeadAccumulator:
 
     def report(self):
         """Freeze the running sums into a :class:`tl_wavelet.HeadReport`."""
-        from .analysis import HeadReport
-
         if self.n_sequences == 0:
             raise RuntimeError(
                 "No sequences were measured: run the model with these hooks first "

@@ -38,8 +38,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .adapter import hook_name, model_shape, resolve_heads, resolve_layers
-from .transforms import band_labels, causal_bands, wavedec, waverec
+from ..adapter import hook_name, model_shape, resolve_heads, resolve_layers
+from ..rope import rope_frequencies
+from ..transforms import band_labels, causal_bands, dwt_max_level, wavedec, waverec
 
 __all__ = [
     "METHODS",
@@ -110,8 +111,6 @@ def _check_length(n: int, *, causal: bool, wavelet: str, level: int) -> None:
                 f"causal bands to exist, got {n}: use level <= {max(int(math.log2(n)), 0)} or longer sequences."
             )
     else:
-        from .transforms import dwt_max_level
-
         best = dwt_max_level(n, wavelet)
         if level > best:
             raise ValueError(
@@ -367,8 +366,6 @@ def _fmt_tokens(x: float) -> str:
 
 
 def _rope_meta(model, layer: int) -> dict:
-    from .rope import rope_frequencies
-
     shape = model_shape(model)
     if not shape.rotary:
         raise ValueError(

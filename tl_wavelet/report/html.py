@@ -23,6 +23,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from ..paper import SOURCE, comparison_table, definitions_text
+from . import plots
+
 __all__ = ["write_report", "atomic_write", "versions", "markdown_table", "summary_markdown", "OUTPUT_FILES"]
 
 # Fixed names this module may write (per-report extras get a suffix: heads_<key>.csv ...).
@@ -272,7 +275,7 @@ def write_report(
         its tables are ``heads.csv`` / ``layers.csv`` and it drives the per-head figures;
         every further entry gets ``heads_<name>.csv``, ``layers_<name>.csv`` and a band
         figure, and all of them enter the rho figure and the paper comparison.
-    sweep : DataFrame from :func:`tl_wavelet.sweep.band_sweep`, or None (section says so;
+    sweep : DataFrame from :func:`tl_wavelet.ablation.band_sweep`, or None (section says so;
         put the reason in ``meta["sweep_status"]``)
     meta : run metadata shown at the top and saved as ``meta.json`` (e.g. ``command``,
         ``tokens``, ``timings``); package versions are added.
@@ -285,9 +288,6 @@ def write_report(
     --------
     >>> path = write_report("out", model_name="tiny", reports={"default": report})  # doctest: +SKIP
     """
-    from . import plots
-    from .paper import SOURCE, comparison_table, definitions_text
-
     _check_reports(reports)
     if sweep is not None and not isinstance(sweep, pd.DataFrame):
         raise TypeError(f"sweep must be band_sweep's DataFrame or None, got {type(sweep).__name__}.")

@@ -23,10 +23,11 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import metrics as M
-from .adapter import hook_name, model_shape, require_hooks, resolve_layers, run_until
-from .stats import RunningMoments
-from .transforms import dwt_max_level, min_length
+from .. import metrics as M
+from ..paper import paper_numbers
+from ..adapter import hook_name, model_shape, require_hooks, resolve_layers, run_until
+from ..stats import RunningMoments
+from ..transforms import dwt_max_level, min_length
 
 __all__ = ["received_attention", "scale_sensitivity_rerun", "position_encoding_table", "paper_table4"]
 
@@ -36,8 +37,6 @@ _ENCODINGS = {"RoPE models (typical)": "rotary", "bert-base (absolute positions)
 
 def paper_table4() -> pd.DataFrame:
     """The paper's scale-sensitivity rows (its Table 4), from :mod:`tl_wavelet.paper`."""
-    from .paper import paper_numbers
-
     nums = paper_numbers()
     nums = nums[nums["metric"].str.startswith("scale_sensitivity_") & nums["model"].isin(list(_ENCODINGS))]
     rows = {}

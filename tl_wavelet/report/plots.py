@@ -14,6 +14,8 @@ import pandas as pd
 from matplotlib import colors
 from matplotlib.figure import Figure
 
+from ..paper import paper_numbers
+
 __all__ = [
     "plot_scale_heatmap",
     "plot_band_energy",
@@ -178,8 +180,6 @@ def plot_rho(report, *, reference: bool = True, show_heads: bool = True) -> Figu
     fig = Figure(figsize=(8.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
     if reference:
-        from .paper import paper_numbers
-
         p = paper_numbers()
         # the seven models the paper headlines, not the Pythia size sweep
         main = ["Qwen2.5-0.5B", "Llama-3.2-1B", "Gemma-2-2B", "Pythia-2.8B", "Mistral-7B", "Llama-3.1-8B", "Pythia-12B"]
@@ -376,7 +376,7 @@ def plot_sweep(df: pd.DataFrame, *, value: str | None = None, bands: list[str] |
 
     Parameters
     ----------
-    df : DataFrame from :func:`tl_wavelet.sweep.band_sweep` (columns ``layer, head, band``
+    df : DataFrame from :func:`tl_wavelet.ablation.band_sweep` (columns ``layer, head, band``
         and the value column)
     value : column to show; default ``delta_loss`` (exact), or the attribution estimate
         when the sweep has one for every cell and exact values only for a top-k

@@ -35,7 +35,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .adapter import hook_name, model_shape, require_hooks, resolve_heads, resolve_layers
+from ..adapter import hook_name, model_shape, require_hooks, resolve_heads, resolve_layers
+from ..rope import rope_frequencies
 from .patching import (
     _check_length,
     _check_method,
@@ -49,7 +50,7 @@ from .patching import (
     rope_keep_mask,
     rope_pair_dims,
 )
-from .transforms import band_labels
+from ..transforms import band_labels
 
 __all__ = ["band_sweep", "position_buckets", "ESTIMATORS"]
 
@@ -224,8 +225,6 @@ def _build_ablations(model, shape, target, layers, heads, bands, level, wavelet,
             "target='rope' needs a rotary (RoPE) model; this one uses "
             f"{getattr(model.cfg, 'positional_embedding_type', 'unknown')!r} positions. Use target='z'."
         )
-    from .rope import rope_frequencies
-
     meta = rope_frequencies(model, layers=layers)
     for L in layers:
         table = rope_bands(model, L, n_rope_bands)
@@ -381,9 +380,9 @@ def band_sweep(
     tokens : ``[batch, pos]`` token ids (equal lengths; pad on the right and pass
         ``attention_mask`` otherwise)
     target : ``"z"``: positional bands of the head output ``hook_z``
-        (:func:`~tl_wavelet.patching.band_ablation_hook`); ``"rope"``: groups of rotary
+        (:func:`~tl_wavelet.ablation.band_ablation_hook`); ``"rope"``: groups of rotary
         pairs zeroed in the head's rotated queries ``hook_rot_q``
-        (:func:`~tl_wavelet.patching.rope_ablation_hook`, exact per head)
+        (:func:`~tl_wavelet.ablation.rope_ablation_hook`, exact per head)
     layers, heads : which to sweep (``None``: all)
     bands : ``target="z"``: names from ``band_labels(level)`` (default all);
         ``target="rope"``: names ``R0..R{n_rope_bands-1}`` (default all) or one explicit
