@@ -247,7 +247,13 @@ def read_text_files(paths: PathLike | Iterable[PathLike]) -> list[str]:
                 f"{str(p)!r} is a directory, not a text file. Pass the file paths "
                 f"inside it, e.g. sorted(Path({str(p)!r}).glob('*.txt'))."
             )
-        text = p.read_text(encoding="utf-8")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"Text file {str(p)!r} is not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at position "
+                f"{e.start}): pass plain-text files (convert it, e.g. with iconv), not binary or other encodings."
+            ) from None
         if not text.strip():
             raise ValueError(
                 f"Text file {str(p)!r} is empty (or whitespace only); it contains no "
