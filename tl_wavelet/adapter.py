@@ -31,6 +31,8 @@ __all__ = [
     "as_tokens",
     "is_text",
     "vocab_size",
+    "is_causal",
+    "require_causal",
 ]
 
 HookFn = Callable[[Tensor, object], Tensor | None]
@@ -152,6 +154,34 @@ def run_until(
             model(tokens, return_type=None, **forward_kwargs)
         except _StopForward:
             pass
+
+
+_BIDIRECTIONAL = ("MaskedLM", "Bert", "Roberta", "Electra", "Albert", "Deberta", "Encoder")
+
+
+def is_causal(model) -> bool:
+    """Whether the model predicts the next token (a decoder), not a bidirectional encoder.
+
+    TL 3.x ``HookedTransformer`` is always a decoder (encoders are ``HookedEncoder``); a
+    bridge is judged by its HF architecture name (``BertForMaskedLM`` ... are encoders).
+    """
+    names = [type(model).__name__, str(getattr(getattr(model, "cfg", None), "original_architecture", "") or "")]
+    hf = getattr(model, "original_model", None)
+    if hf is not None:
+        names.append(type(hf).__name__)
+        names += list(getattr(getattr(hf, "config", None), "architectures", None) or [])
+    return not any(tag in name for name in names for tag in _BIDIRECTIONAL)
+
+
+def require_causal(model, what: str) -> None:
+    """Refuse a loss-based measurement on a bidirectional encoder (it has no next-token loss)."""
+    if not is_causal(model):
+        raise ValueError(
+            f"{what} measures the change of next-token loss, but this model is a bidirectional encoder "
+            "(e.g. BERT): every position sees the next token and its language-model head predicts masked "
+            "tokens, so a next-token loss would be meaningless. Use a causal (decoder) model; "
+            "analyze_heads still measures an encoder's attention."
+        )
 
 
 def vocab_size(model) -> int | None:
