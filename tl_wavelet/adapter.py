@@ -243,12 +243,6 @@ def as_tokens(
             )
         tokens = tokens[:n_sequences]
     return tokens
-            raise ValueError("Pass seq_len=... to cut text into equal-length token windows.")
-        return chunk_tokens(model, data, seq_len, n_sequences=n_sequences)
-    raise TypeError(
-        "Expected a [batch, pos] token tensor, a string, or a list of strings; "
-        f"got {type(data).__name__}."
-    )
 
 
 # ------------------------------------------------------------------ running from a layer

@@ -49,6 +49,7 @@ __all__ = [
     "check_choice",
     "check_index",
     "check_indices",
+    "as_list",
     "resolve_level",
     "as_token_ids",
     "check_right_padding",
@@ -138,7 +139,8 @@ def check_index(value: Any, name: str, upper: int, what: str | None = None) -> i
     return i % upper
 
 
-def _as_list(values: Any, name: str) -> list:
+def as_list(values: Any, name: str) -> list:
+    """An int, list, tuple, range, 1-d NumPy array or tensor -> a Python list (items unchecked)."""
     if _is_int(values):
         return [values]
     if isinstance(values, Tensor):
@@ -170,7 +172,7 @@ def check_indices(values: Any, name: str, upper: int, *, what: str | None = None
         if not allow_none:
             raise TypeError(f"{name} must be an int or a list of ints, got None.")
         return list(range(upper))
-    items = _as_list(values, name)
+    items = as_list(values, name)
     if not items:
         raise ValueError(f"{name} is empty: pass None for every {what}, or at least one {what} index.")
     return sorted({check_index(v, name, upper, what) for v in items})
