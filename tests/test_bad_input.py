@@ -40,13 +40,13 @@ def toks():
 @pytest.fixture(scope="module")
 def clean_loss(random_model, toks):
     with torch.no_grad():
-        return float(random_model(toks, return_type="loss"))
+        return float(random_model(toks[:2], return_type="loss"))
 
 
 def _unchanged(model, toks, clean_loss):
     assert _hook_counts(model) == 0
     with torch.no_grad():
-        assert float(model(toks, return_type="loss")) == pytest.approx(clean_loss, rel=0, abs=1e-6)
+        assert float(model(toks[:2], return_type="loss")) == pytest.approx(clean_loss, rel=0, abs=1e-6)
 
 
 def _analyze(model, tokens, **kw):
@@ -386,3 +386,174 @@ def test_nan_activations_give_a_clear_error(random_model, toks):
     pattern = torch.full((1, 4, N, N), math.nan)
     with pytest.raises(ValueError, match="NaN"):
         layer_metrics(pattern, MetricConfig(level=LEVEL))
+
+
+# ------------------------------------------------------------------ ablation entry points
+SWEEP = dict(level=LEVEL, layers=[1], heads=[0], progress=False)
+
+
+def _sweep(model, tokens, **kw):
+    from tl_wavelet.ablation import band_sweep
+
+    return band_sweep(model, tokens, **{**SWEEP, **kw})
+
+
+def test_issue14_point1_causal_no_is_refused(random_model, toks, clean_loss):
+    with pytest.raises(TypeError, match="causal must be True or False, got 'no'"):
+        tlw.band_ablation_hook(1, [0], ["A3"], causal="no", level=LEVEL)
+    with pytest.raises(TypeError, match="causal"):
+        _sweep(random_model, toks[:2], causal="no")
+    with pytest.raises(TypeError, match="progress"):
+        _sweep(random_model, toks[:2], progress="no")
+    _unchanged(random_model, toks, clean_loss)
+
+
+def test_issue14_point3_mean_over_one_sequence_is_nan_with_a_warning(random_model, toks, clean_loss):
+    with pytest.warns(RuntimeWarning, match="method='mean' .* undefined with 1 sample.*at least 2"):
+        df = _sweep(random_model, toks[:1], method="mean", bands=["A3"])
+    assert df["delta_loss"].isna().all() and df["se"].isna().all()
+    with pytest.warns(RuntimeWarning, match="method='mean'"):
+        est = _sweep(random_model, toks[:1], method="mean", bands=["A3"], attribution="atp")
+    assert est["estimate"].isna().all()
+    # with a reference of other sequences the mean is defined (and not ~0)
+    with pytest.warns(RuntimeWarning, match="se .* at least 2"):  # one swept sequence: no standard error
+        ref = _sweep(random_model, toks[:1], method="mean", bands=["A3"], reference=toks[2:5])
+    assert ref["delta_loss"].notna().all() and abs(float(ref["delta_loss"].iloc[0])) > 1e-5
+    with pytest.raises(ValueError, match="resample needs at least 2 sequences"):
+        _sweep(random_model, toks[:1], method="resample", bands=["A3"])
+    _unchanged(random_model, toks, clean_loss)
+
+
+def test_issue14_point3_atp2_with_too_few_draws_is_nan_with_a_warning(random_model, toks):
+    with pytest.warns(RuntimeWarning, match="atp2's curvature .* at least 4"):
+        df = _sweep(random_model, toks[:2], attribution="atp2", fisher_samples=1, bands=["A3"])
+    assert df["estimate"].isna().all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        ok = _sweep(random_model, toks[:2], attribution="atp2", fisher_samples=2, bands=["A3"])
+    assert ok["estimate"].notna().all()
+
+
+def _tiny_bert(tokenizer):
+    from transformers import BertConfig, BertForMaskedLM
+
+    from models_for_tests import boot_bridge
+
+    torch.manual_seed(0)
+    hf = BertForMaskedLM(BertConfig(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                    intermediate_size=64, max_position_embeddings=64,
+                                    attn_implementation="eager")).eval()
+    hf.config.architectures = ["BertForMaskedLM"]
+    return boot_bridge(hf, tokenizer, "tiny-bert")
+
+
+def test_issue14_point5_loss_functions_refuse_a_bidirectional_encoder(tokenizer, toks):
+    """A BERT has no next-token loss: band_sweep refuses it (analyze_heads still measures its attention)."""
+    from tl_wavelet.adapter import is_causal
+
+    bert = _tiny_bert(tokenizer)
+    assert not is_causal(bert)
+    before = _hook_counts(bert)
+    with pytest.raises(ValueError, match="band_sweep measures the change of next-token loss.*bidirectional"):
+        _sweep(bert, toks[:2], heads=None)
+    assert _hook_counts(bert) == before
+    report = _analyze(bert, toks[:4], layers=[0])
+    assert report.to_dataframe()["spectral_entropy"].notna().all()
+
+
+@pytest.mark.parametrize("bands", [[], ["D9"], [4], [-5], [1.0], "A5"])
+def test_issue14_point8_bad_bands_are_clear(random_model, toks, clean_loss, bands):
+    with pytest.raises((ValueError, TypeError), match="bands|band"):
+        _sweep(random_model, toks[:2], bands=bands)
+    with pytest.raises((ValueError, TypeError), match="bands|band"):
+        tlw.band_ablation_hook(1, 0, bands, level=LEVEL)
+    _unchanged(random_model, toks, clean_loss)
+
+
+def test_issue14_point8_negative_band_index_counts_from_the_end(random_model, toks):
+    a = _sweep(random_model, toks[:2], bands=[-1])
+    b = _sweep(random_model, toks[:2], bands=["D1"])
+    assert list(a["band"]) == ["D1"] and np.allclose(a["delta_loss"], b["delta_loss"])
+
+
+def test_issue14_point11_hook_layer_and_heads_checked_against_the_model(random_model, toks, clean_loss):
+    name, _ = tlw.band_ablation_hook(-1, np.int64(0), ["A3"], level=LEVEL, model=random_model)
+    assert name == "blocks.1.attn.hook_z"
+    with pytest.raises(ValueError, match="needs the model: pass model="):
+        tlw.band_ablation_hook(-1, 0, ["A3"], level=LEVEL)
+    with pytest.raises(ValueError, match="layer: layer 99 is out of range"):
+        tlw.band_ablation_hook(99, 0, ["A3"], level=LEVEL, model=random_model)
+    with pytest.raises(ValueError, match="heads: head 4 is out of range"):
+        tlw.band_ablation_hook(1, [4], ["A3"], level=LEVEL, model=random_model)
+    # the same patch through numpy heads, a negative layer, or plain ints
+    with torch.no_grad():
+        a = random_model.run_with_hooks(toks[:2], return_type="loss", fwd_hooks=[
+            tlw.band_ablation_hook(-1, np.array([0, 1]), ["A3"], level=LEVEL, model=random_model)])
+        b = random_model.run_with_hooks(toks[:2], return_type="loss", fwd_hooks=[
+            tlw.band_ablation_hook(1, [0, 1], ["A3"], level=LEVEL)])
+    assert float(a) == float(b)
+    hooks = tlw.rope_ablation_hook(random_model, -1, np.int64(0), ["R0"])
+    assert [n for n, _ in hooks] == ["blocks.1.attn.hook_rot_q"]
+    _unchanged(random_model, toks, clean_loss)
+
+
+def test_issue14_point11_band_sweep_takes_every_token_form(random_model, toks):
+    want = _sweep(random_model, toks[:2], bands=["A3"])
+    for form in (toks[:2].numpy(), toks[:2].tolist()):
+        got = _sweep(random_model, form, bands=["A3"])
+        np.testing.assert_allclose(got["delta_loss"], want["delta_loss"], rtol=1e-9)
+    text = [" ".join(f"w{i}" for i in range(5, 5 + N - 1)), " ".join(f"w{i}" for i in range(40, 40 + N - 1))]
+    from_text = _sweep(random_model, text, bands=["A3"], seq_len=N)
+    assert from_text.attrs["n_sequences"] == 2 and from_text.attrs["seq_len"] == N
+
+
+@pytest.mark.parametrize("bad", [10**6, -5])
+def test_issue14_point10_band_sweep_out_of_vocab(random_model, toks, clean_loss, bad):
+    t = toks[:2].clone()
+    t[0, 3] = bad
+    with pytest.raises(ValueError, match="tokens holds ids outside the vocabulary"):
+        _sweep(random_model, t)
+    with pytest.raises(ValueError, match="reference holds ids outside the vocabulary"):
+        _sweep(random_model, toks[:2], method="mean", reference=t)
+    _unchanged(random_model, toks, clean_loss)
+
+
+_BAD_SWEEP = [
+    ("layers", [], ValueError), ("layers", [2], ValueError), ("layers", 0.5, TypeError),
+    ("heads", [4], ValueError), ("heads", [-5], ValueError), ("heads", "0", TypeError), ("heads", [], ValueError),
+    ("method", "median", ValueError), ("target", "q", ValueError), ("batch_size", 0, ValueError),
+    ("batch_size", 1.5, TypeError), ("attribution", "atp3", ValueError), ("attribution", 1, ValueError),
+    ("verify_top_k", -1, ValueError), ("verify_top_k", 2.0, TypeError), ("level", 0, ValueError),
+    ("level", 6, ValueError), ("level", "3", TypeError), ("wavelet", "db99x", ValueError), ("mode", "wrap", ValueError),
+    ("n_rope_bands", 0, ValueError), ("ig_steps", 0, ValueError), ("fisher_samples", 0, ValueError),
+    ("fisher_samples", 1.5, TypeError), ("seed", "1", TypeError), ("attention_mask", [[1, 0, 1]], ValueError),
+    ("attention_mask", "all", TypeError), ("reference", "x" * 3, ValueError), ("seq_len", 0, ValueError),
+    ("seq_len", 999, ValueError),
+]
+
+
+@pytest.mark.parametrize("name, value, exc", _BAD_SWEEP, ids=[f"{n}={v!r}" for n, v, _ in _BAD_SWEEP])
+def test_band_sweep_bad_values(random_model, toks, clean_loss, name, value, exc):
+    kw = {name: value}
+    if name in ("verify_top_k", "ig_steps", "fisher_samples"):
+        kw["attribution"] = {"ig_steps": "ig", "fisher_samples": "atp2"}.get(name, "atp")
+    if name == "reference":
+        kw["method"] = "mean"
+    with pytest.raises(exc) as e:
+        _sweep(random_model, toks[:2], **kw)
+    msg = str(e.value)
+    assert name in msg or (name in ("wavelet", "mode") and str(value) in msg), msg
+    _unchanged(random_model, toks, clean_loss)
+
+
+_BAD_ROPE = [("layer", 5, ValueError), ("layer", 1.0, TypeError), ("heads", [9], ValueError), ("bands", [], ValueError),
+             ("bands", ["R9"], ValueError), ("bands", [99], ValueError), ("on", "v", ValueError),
+             ("n_bands", 0, ValueError), ("n_bands", 99, ValueError), ("n_bands", 2.0, TypeError)]
+
+
+@pytest.mark.parametrize("name, value, exc", _BAD_ROPE, ids=[f"{n}={v!r}" for n, v, _ in _BAD_ROPE])
+def test_rope_ablation_hook_bad_values(random_model, toks, clean_loss, name, value, exc):
+    kw = {"layer": 0, "heads": 0, "bands": ["R0"], name: value}
+    with pytest.raises(exc, match=name if name != "bands" else "band"):
+        tlw.rope_ablation_hook(random_model, **kw)
+    _unchanged(random_model, toks, clean_loss)

@@ -227,7 +227,10 @@ def as_tokens(
     if is_text(data):
         if seq_len is None:
             raise ValueError(f"{name} is text: pass seq_len=... to cut it into equal-length token windows.")
-        return chunk_tokens(model, data, seq_len, n_sequences=n_sequences, per_document=not isinstance(data, str))
+        try:
+            return chunk_tokens(model, data, seq_len, n_sequences=n_sequences, per_document=not isinstance(data, str))
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
     tokens = as_token_ids(data, name, vocab_size=vocab_size(model), min_len=min_len)
     if seq_len is not None:
         if seq_len > tokens.shape[1]:

@@ -279,7 +279,7 @@ def _collect_reference(model, cells: Target, tokens, reference, layers, batch_si
     if reference is None:
         ref_tokens = tokens
     else:
-        ref_tokens, _ = _prepare(model, reference, None, name="reference")
+        ref_tokens, _ = _prepare(model, reference, None, seq_len=tokens.shape[1], name="reference")
         if ref_tokens.shape[1] != tokens.shape[1]:
             raise ValueError(
                 f"reference sequences must have the swept length {tokens.shape[1]}, got {ref_tokens.shape[1]}."
