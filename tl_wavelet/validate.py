@@ -47,6 +47,8 @@ __all__ = [
     "check_int",
     "check_optional_int",
     "check_choice",
+    "check_ratios",
+    "is_int",
     "check_index",
     "check_indices",
     "as_list",
@@ -77,7 +79,8 @@ def check_bool(value: Any, name: str) -> bool:
     raise TypeError(f"{name} must be True or False, got {_describe(value)}.")
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an int by this module's rule (Python/NumPy/0-d torch integer, not bool)."""
     if isinstance(value, (bool, np.bool_)):
         return False
     if isinstance(value, (int, np.integer)):
@@ -98,7 +101,7 @@ def check_int(value: Any, name: str, *, minimum: int | None = None, maximum: int
     ...
     TypeError: level must be an int, got 2.0 (float).
     """
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {_describe(value)}.")
     out = int(value)
     if minimum is not None and out < minimum:
@@ -121,6 +124,22 @@ def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
     return value
 
 
+def check_ratios(values: Any, name: str) -> tuple[float, ...]:
+    """A float in (0, 1) or a non-empty list/tuple of them -> a tuple of floats.
+
+    >>> check_ratios(0.5, "alphas")
+    (0.5,)
+    """
+    if isinstance(values, (int, float, np.floating)) and not isinstance(values, (bool, np.bool_)):
+        values = (values,)
+    if not isinstance(values, (tuple, list)) or not values:
+        raise TypeError(f"{name} must be a ratio in (0, 1) or a non-empty tuple of them, got {_describe(values)}.")
+    for a in values:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, float, np.floating)) or not 0 < a < 1:
+            raise ValueError(f"{name}: ratios must lie in (0, 1), got {a!r}.")
+    return tuple(float(a) for a in values)
+
+
 def check_index(value: Any, name: str, upper: int, what: str | None = None) -> int:
     """One index into ``range(upper)``; negative counts from the end (Python's rule).
 
@@ -128,7 +147,7 @@ def check_index(value: Any, name: str, upper: int, what: str | None = None) -> i
     3
     """
     what = what or name
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int index (or a list of them), got {_describe(value)}.")
     i = int(value)
     if not -upper <= i < upper:
@@ -141,7 +160,7 @@ def check_index(value: Any, name: str, upper: int, what: str | None = None) -> i
 
 def as_list(values: Any, name: str) -> list:
     """An int, list, tuple, range, 1-d NumPy array or tensor -> a Python list (items unchecked)."""
-    if _is_int(values):
+    if is_int(values):
         return [values]
     if isinstance(values, Tensor):
         if values.dtype.is_floating_point or values.dtype == torch.bool or values.ndim > 1:
@@ -249,7 +268,7 @@ def as_token_ids(data: Any, name: str = "tokens", *, vocab_size: int | None = No
     if isinstance(data, (list, tuple)):
         if not data:
             raise ValueError(f"{name} is empty: pass at least one sequence of token ids.")
-        if all(_is_int(t) for t in data):
+        if all(is_int(t) for t in data):
             data = torch.tensor([int(t) for t in data], dtype=torch.long)
         else:
             rows = []

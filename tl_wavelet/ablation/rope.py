@@ -23,7 +23,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..adapter import ModelShape, hook_name, model_shape, resolve_heads, resolve_layers
-from ..validate import as_list, check_choice, check_index, check_int
+from ..validate import as_list, check_choice, check_index, check_int, is_int
 from ..rope import rope_frequencies
 from .spec import Ablation, Target
 
@@ -128,7 +128,7 @@ def resolve_rope_bands(
                     f"{[t.label for t in table]}; or pass rotary pair indices 0..{n_pairs - 1}."
                 )
             pairs.update(by_name[b].pairs)
-        elif not isinstance(b, (bool, np.bool_)) and isinstance(b, (int, np.integer)):
+        elif is_int(b):
             if not -n_pairs <= b < n_pairs:
                 raise ValueError(f"bands: rotary pair {b} is out of range: layer {layer} has pairs 0..{n_pairs - 1}.")
             pairs.add(int(b) % n_pairs)
@@ -258,8 +258,8 @@ class RopePairs(Target):
             if bands is None:
                 chosen = [(t.name, list(t.pairs)) for t in table]
             else:
-                items = [bands] if isinstance(bands, (str, int, np.integer)) else list(bands)
-                if all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in items):
+                items = [bands] if isinstance(bands, str) else as_list(bands, "bands")
+                if all(is_int(b) for b in items):
                     # one explicit group of pair indices
                     label = "pairs " + ",".join(str(int(p)) for p in items)
                     chosen = [(label, resolve_rope_bands(model, L, items, n_bands))]

@@ -25,7 +25,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..transforms import MODES, band_labels, dwt_max_level
-from ..validate import as_list, check_bool, check_int
+from ..validate import as_list, check_bool, check_int, is_int
 
 __all__ = [
     "METHODS",
@@ -115,7 +115,7 @@ class BandSpec:
                         "(A = the coarse approximation, D_j = details at scale 2^j; change level= for others)."
                     )
                 out.add(labels.index(b))
-            elif not isinstance(b, (bool, np.bool_)) and isinstance(b, (int, np.integer)):
+            elif is_int(b):
                 if not -len(labels) <= b < len(labels):  # negative: from the end, as in Python
                     raise ValueError(
                         f"bands: band index {b} is out of range: level {level} has bands 0..{len(labels) - 1} = "

@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 
 from ..transforms import band_labels, dwt_max_level, min_length
-from ..validate import check_bool, check_choice, check_int
+from ..validate import check_bool, check_choice, check_int, check_ratios
 
 __all__ = ["MetricConfig", "SIGNALS"]
 
@@ -65,15 +65,7 @@ class MetricConfig:
             object.__setattr__(self, name, check_bool(getattr(self, name), name))
         if not isinstance(self.mode, str):
             raise TypeError(f"mode must be a PyWavelets extension mode such as 'symmetric', got {self.mode!r}.")
-        alphas = self.alphas
-        if isinstance(alphas, (int, float)) and not isinstance(alphas, bool):
-            alphas = (alphas,)
-        if not isinstance(alphas, (tuple, list)) or not alphas:
-            raise TypeError(f"alphas must be a non-empty tuple of ratios in (0, 1), got {self.alphas!r}.")
-        for a in alphas:
-            if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a < 1:
-                raise ValueError(f"alphas: scale-sensitivity ratios must lie in (0, 1), got {a!r}.")
-        object.__setattr__(self, "alphas", tuple(float(a) for a in alphas))
+        object.__setattr__(self, "alphas", check_ratios(self.alphas, "alphas"))
         if self.drop_first_key and self.signal == "z":
             # the z signal is the head output over positions, not attention over keys:
             # there is no first key to drop, and ignoring the option would be a silent no-op
