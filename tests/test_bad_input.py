@@ -557,3 +557,20 @@ def test_rope_ablation_hook_bad_values(random_model, toks, clean_loss, name, val
     with pytest.raises(exc, match=name if name != "bands" else "band"):
         tlw.rope_ablation_hook(random_model, **kw)
     _unchanged(random_model, toks, clean_loss)
+
+
+def test_both_backends_take_the_same_forms_and_refuse_the_same_values(planted_any, toks):
+    """TL 4 bridge and (under `make test-tl3`) TL 3 HookedTransformer: same rules."""
+    from tl_wavelet.adapter import is_causal
+
+    model = planted_any
+    assert is_causal(model)
+    name, _ = tlw.band_ablation_hook(-1, np.int64(0), ["A3"], level=LEVEL, model=model)
+    assert name == "blocks.1.attn.hook_z"
+    with pytest.raises(ValueError, match="tokens_or_texts holds ids outside the vocabulary"):
+        tlw.analyze_heads(model, toks + 1000, level=LEVEL, progress=False)
+    with pytest.raises(ValueError, match="layers: layer 2 is out of range"):
+        tlw.analyze_heads(model, toks, layers=[2], level=LEVEL, progress=False)
+    df = _sweep(model, toks[:2].numpy(), bands=[-1])
+    assert list(df["band"]) == ["D1"] and df["delta_loss"].notna().all()
+    assert _hook_counts(model) == 0
