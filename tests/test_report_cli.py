@@ -366,3 +366,23 @@ def test_cli_compare_writes_the_position_encoding_table(model_dir, tmp_path):
     assert "bert-base" in (out / "summary.md").read_text()
     # occupied folder: refused without --force
     assert main(["compare", "--models", str(model_dir), "--encoder", "none", "--out", str(out), "--quiet"]) == 2
+
+
+def test_cli_compare_force_interrupted_keeps_the_earlier_files(model_dir, tmp_path, capsys, monkeypatch):
+    """issue 14.12, compare: --force swaps the new files in only at the end."""
+    import tl_wavelet.analysis.compare as cmp
+
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", str(model_dir), "--encoder", "none", "--out", str(out), "--seq-len", "64",
+            "--n-sequences", "2", "--quiet"]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cmp, "scale_sensitivity_rerun", interrupted)
+    assert main(args + ["--force"]) == 130
+    assert "unchanged" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["cmp"]

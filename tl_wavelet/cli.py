@@ -369,10 +369,8 @@ def _compare(args) -> int:
                           ("--batch-size", args.batch_size, 1)):
         if val < lo:
             raise UserError(f"{name} must be at least {lo}, got {val}.")
-    out = Path(args.out).expanduser()
     names = ["position_encoding.csv", "summary.md"]
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise UserError(f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force.")
+    final, out = _prepare_out(args)  # --force into an occupied folder: a temporary folder, swapped in at the end
     out.mkdir(parents=True, exist_ok=True)
     args.offline = getattr(args, "offline", False)
     args.device = "cpu"
@@ -401,7 +399,14 @@ def _compare(args) -> int:
             df = scale_sensitivity_rerun(enc, tokens, batch_size=args.batch_size, progress=not args.quiet)
             results[args.encoder] = ("absolute (BERT)", df)
             atomic_write(out / f"heads_{_file_slug(args.encoder)}.csv", df.to_csv(index=False))
-    except KeyboardInterrupt:
+    except BaseException as e:
+        if out != final:
+            shutil.rmtree(out, ignore_errors=True)
+            if isinstance(e, KeyboardInterrupt):
+                print(f"\nInterrupted; the earlier files in {final} are unchanged.", file=sys.stderr)
+                return EXIT_INTERRUPTED
+        if not isinstance(e, KeyboardInterrupt):
+            raise
         print(f"\nInterrupted; per-model files written so far in {out} are complete.", file=sys.stderr)
         return EXIT_INTERRUPTED
     table = position_encoding_table(results)
@@ -420,6 +425,8 @@ def _compare(args) -> int:
         "",
     ]
     atomic_write(out / names[1], "\n".join(md))
+    _swap_in(final, out)
+    out = final
     print(f"Comparison: {out / names[0]} and {out / names[1]}")
     return 0
 
