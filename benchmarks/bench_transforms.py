@@ -61,22 +61,22 @@ def main() -> None:
     load_before = os.getloadavg()
 
     # exactness first: float32 against pywt's float64 result on the same data
-    err = max_rel_err(wavedec(x, WAVELET, LEVEL, MODE), pywt.wavedec(arr.astype(np.float64), WAVELET, MODE, LEVEL))
+    err = max_rel_err(wavedec(x, WAVELET, MODE, LEVEL), pywt.wavedec(arr.astype(np.float64), WAVELET, MODE, LEVEL))
 
     threads = torch.get_num_threads()
-    t_ours = median_ms(lambda: wavedec(x, WAVELET, LEVEL, MODE))
+    t_ours = median_ms(lambda: wavedec(x, WAVELET, MODE, LEVEL))
     t_pywt = median_ms(lambda: pywt.wavedec(arr, WAVELET, mode=MODE, level=LEVEL, axis=-1))
     sub = rows[:LOOP_ROWS]
     t_loop = median_ms(lambda: [pywt.wavedec(r, WAVELET, mode=MODE, level=LEVEL) for r in sub], repeats=3)
     t_loop *= rows.shape[0] / LOOP_ROWS
 
-    coeffs_t = wavedec(x, WAVELET, LEVEL, MODE)
+    coeffs_t = wavedec(x, WAVELET, MODE, LEVEL)
     coeffs_np = pywt.wavedec(arr, WAVELET, mode=MODE, level=LEVEL, axis=-1)
     t_rec = median_ms(lambda: waverec(coeffs_t, WAVELET, MODE))
     t_rec_pywt = median_ms(lambda: pywt.waverec(coeffs_np, WAVELET, mode=MODE, axis=-1))
 
     torch.set_num_threads(1)
-    t_ours1 = median_ms(lambda: wavedec(x, WAVELET, LEVEL, MODE))
+    t_ours1 = median_ms(lambda: wavedec(x, WAVELET, MODE, LEVEL))
     t_rec1 = median_ms(lambda: waverec(coeffs_t, WAVELET, MODE))
     torch.set_num_threads(threads)
     load_after = os.getloadavg()

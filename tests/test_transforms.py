@@ -143,7 +143,7 @@ def test_perfect_reconstruction(case):
     # dmey is a truncated Meyer filter and only approximately invertible (pywt: ~1e-2)
     x, wavelet, mode, level, dim = case
     n = x.shape[dim]
-    y = waverec(wavedec(x, wavelet, level, mode, dim), wavelet, mode, dim).narrow(dim, 0, n)
+    y = waverec(wavedec(x, wavelet, mode, level, dim), wavelet, mode, dim).narrow(dim, 0, n)
     tol = 1e-8 if x.dtype == torch.float64 else 1e-4
     assert (y - x).abs().max() <= tol * x.abs().max()
 
@@ -194,12 +194,45 @@ def test_bad_inputs():
         wavedec(torch.arange(64), "db2")
     with pytest.raises(ValueError, match="2 positions"):
         dwt(torch.randn(1), "db2", mode="reflect")
-    with pytest.raises(ValueError, match="dim"):
+    with pytest.raises(ValueError, match="axis=2 is out of range"):
         wavedec(torch.randn(3, 64), dim=2)
     with pytest.raises(ValueError, match="mismatch"):
         waverec([torch.randn(10), torch.randn(7)], "db2")
     with pytest.raises(TypeError, match="ContinuousWavelet|discrete"):
         wavedec(torch.randn(64), pywt.ContinuousWavelet("morl"))
+
+
+# ------------------------------------------------------------------ PyWavelets' signatures
+def test_positional_arguments_in_pywt_order():
+    # pywt: wavedec(data, wavelet, mode, level, axis); dwt/idwt/waverec(..., wavelet, mode, axis)
+    x = torch.randn(3, 40, dtype=torch.float64)
+    xn = x.numpy()
+    for o, r in zip(wavedec(x, "db2", "periodization", 3, 1), pywt.wavedec(xn, "db2", "periodization", 3, 1)):
+        np.testing.assert_allclose(o.numpy(), r, rtol=0, atol=1e-12)
+    cA, cD = dwt(x.T, "sym3", "reflect", 0)
+    rA, rD = pywt.dwt(xn.T, "sym3", "reflect", 0)
+    np.testing.assert_allclose(cA.numpy(), rA, atol=1e-12)
+    np.testing.assert_allclose(idwt(cA, cD, "sym3", "reflect", 0).numpy(), pywt.idwt(rA, rD, "sym3", "reflect", 0), atol=1e-12)
+    coeffs = pywt.wavedec(xn, "db3", "smooth", 2)
+    np.testing.assert_allclose(waverec([torch.from_numpy(c) for c in coeffs], "db3", "smooth", -1).numpy(),
+                               pywt.waverec(coeffs, "db3", "smooth", -1), atol=1e-12)
+    want = [(c ** 2).sum(-1) for c in pywt.wavedec(xn, "db2", "zero", 2)]
+    np.testing.assert_allclose(band_energy(x, "db2", "zero", 2).numpy(), np.stack(want, -1), atol=1e-10)
+
+
+def test_dim_is_an_alias_of_axis():
+    x = torch.randn(32, 3, 40, dtype=torch.float64)
+    by_axis = wavedec(x, "db2", level=2, axis=0)
+    by_dim = wavedec(x, "db2", level=2, dim=0)
+    assert all(torch.equal(a, b) for a, b in zip(by_axis, by_dim))
+    assert all(torch.equal(a, b) for a, b in zip(wavedec(x, "db2", axis=1, dim=1), wavedec(x, "db2", axis=1)))
+    for call in (lambda: wavedec(x, "db2", axis=0, dim=1), lambda: dwt(x, "db2", axis=-1, dim=0),
+                 lambda: idwt(x, x, "db2", axis=1, dim=2), lambda: waverec([x, x], "db2", axis=0, dim=1),
+                 lambda: band_energy(x, "db2", axis=2, dim=0)):
+        with pytest.raises(ValueError, match="dim is an alias of axis"):
+            call()
+    with pytest.raises(TypeError, match="axis must be an int"):
+        wavedec(x, "db2", "symmetric", 1, "0")
 
 
 # ------------------------------------------------------------------ band energy
@@ -218,7 +251,7 @@ def test_band_energy_is_squared_pywt_coefficients(case):
     x, wavelet, mode, level, dim = case
     ref = pywt.wavedec(x.double().numpy(), wavelet, mode=mode, level=level, axis=dim)
     want = np.stack([(c**2).sum(axis=dim) for c in ref], axis=-1)
-    got = band_energy(x, wavelet, level, mode, dim)
+    got = band_energy(x, wavelet, mode, level, dim)
     assert rel_err(got, want, float(want.max())) <= 10 * TOL[x.dtype]
     assert len(band_labels(want.shape[-1] - 1)) == want.shape[-1]
 

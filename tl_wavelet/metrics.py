@@ -239,7 +239,7 @@ def dwt_band_energy(
     level = _resolve_level(level, int(lengths.min()) if lengths.numel() else x.shape[-1], wavelet)
 
     def energy(rows):
-        return torch.stack([c.pow(2).sum(-1) for c in wavedec(rows, wavelet, level, mode)], -1)
+        return torch.stack([c.pow(2).sum(-1) for c in wavedec(rows, wavelet, mode, level)], -1)
 
     return _per_length_group(x, lengths, energy, level + 1).to(_out_dtype(x))
 
@@ -508,7 +508,7 @@ def wavelet_entropy(
 
     def entropy(rows):
         out = []
-        coeffs = wavedec(rows, wavelet, level, mode)
+        coeffs = wavedec(rows, wavelet, mode, level)
         total = sum(c.pow(2).sum(-1) for c in coeffs)
         for c in coeffs:
             e = c.pow(2)
@@ -697,8 +697,8 @@ def scale_sensitivity(
         es = dwt_band_energy(x_short.to(_F64), wavelet, jp, mode)
         ef, es = torch.broadcast_tensors(band_shares(ef), band_shares(es))
         return _one_minus_cos(ef, es).to(_out_dtype(x_full))
-    cf = wavedec(x_full.to(_F64), wavelet, jp, mode)
-    cs = wavedec(x_short.to(_F64), wavelet, jp, mode)
+    cf = wavedec(x_full.to(_F64), wavelet, mode, jp)
+    cs = wavedec(x_short.to(_F64), wavelet, mode, jp)
     keep = [min(a.shape[-1], b.shape[-1]) for a, b in zip(cf, cs)]
     vf = torch.cat([c[..., :k] for c, k in zip(cf, keep)], -1)
     vs = torch.cat([c[..., :k] for c, k in zip(cs, keep)], -1)
@@ -731,7 +731,7 @@ def reconstruction_error(
     level = _resolve_level(level, int(lengths.min()) if lengths.numel() else x.shape[-1], wavelet)
 
     def err(rows):
-        rec = waverec(wavedec(rows, wavelet, level, mode), wavelet, mode)[..., : rows.shape[-1]]
+        rec = waverec(wavedec(rows, wavelet, mode, level), wavelet, mode)[..., : rows.shape[-1]]
         return _safe_div((rows - rec).norm(dim=-1), rows.norm(dim=-1)).unsqueeze(-1)
 
     return _per_length_group(x, lengths, err, 1).squeeze(-1).to(_out_dtype(x))

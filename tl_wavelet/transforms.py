@@ -182,9 +182,19 @@ def _work_dtype(*tensors: Tensor) -> torch.dtype:
 
 
 def _check_dim(x: Tensor, dim: int) -> int:
+    dim = check_int(dim, "axis")
     if not -x.ndim <= dim < x.ndim or x.ndim == 0:
-        raise ValueError(f"dim={dim} is out of range for a tensor of shape {tuple(x.shape)}.")
-    return dim % x.ndim
+        raise ValueError(f"axis={dim} is out of range for a tensor of shape {tuple(x.shape)}.")
+    return int(dim) % x.ndim
+
+
+def _axis(axis: int | None, dim: int | None) -> int:
+    """PyWavelets' ``axis`` or its torch-style alias ``dim`` (default -1); both given must agree."""
+    if dim is None:
+        return -1 if axis is None else axis
+    if axis is not None and axis != dim:
+        raise ValueError(f"axis={axis} and dim={dim} disagree: dim is an alias of axis, pass only one.")
+    return dim
 
 
 # ------------------------------------------------------------------ extension
@@ -373,11 +383,33 @@ def _from_rows(r: Tensor, batch: tuple[int, ...], dim: int) -> Tensor:
 
 # ------------------------------------------------------------------ public DWT
 def dwt(
-    x: Float[Tensor, "*batch n"], wavelet="db2", mode: str = "symmetric", dim: int = -1
+    data: Float[Tensor, "*batch n"],
+    wavelet="db2",
+    mode: str = "symmetric",
+    axis: int | None = None,
+    *,
+    dim: int | None = None,
 ) -> tuple[Float[Tensor, "*batch m"], Float[Tensor, "*batch m"]]:
-    """Single-level DWT along ``dim``: ``(cA, cD)``, equal to ``pywt.dwt``.
+    """Single-level DWT along ``axis``: ``(cA, cD)``, equal to ``pywt.dwt``.
 
-    ``m = (n + F - 1) // 2`` (``ceil(n / 2)`` for ``mode="periodization"``).
+    Parameters
+    ----------
+    data : Tensor
+        Real floating tensor; every dim but ``axis`` is a batch dim.
+    wavelet : str or pywt.Wavelet
+        Any name in ``pywt.wavelist(kind="discrete")`` or a discrete ``pywt.Wavelet``.
+    mode : str
+        Signal extension mode, one of :data:`MODES`.
+    axis : int, optional
+        The position axis (default -1).
+    dim : int, optional
+        Torch-style alias of ``axis``.
+
+    Returns
+    -------
+    (cA, cD) : tuple of Tensor
+        ``m = (n + F - 1) // 2`` samples each along ``axis`` (``ceil(n / 2)`` for
+        ``mode="periodization"``).
 
     Examples
     --------
@@ -387,20 +419,42 @@ def dwt(
     ([2.1213, 4.9497], [-0.7071, -0.7071])
     """
     bank, mode = _bank(wavelet), _check_mode(mode)
-    dtype, dim = _work_dtype(x), _check_dim(x, dim)
-    if x.shape[dim] < 1:
+    dtype, dim = _work_dtype(data), _check_dim(data, _axis(axis, dim))
+    if data.shape[dim] < 1:
         raise ValueError("the transformed dim is empty: a DWT needs at least 1 position.")
-    rows, batch = _to_rows(x, dim, dtype)
+    rows, batch = _to_rows(data, dim, dtype)
     return tuple(_from_rows(c, batch, dim) for c in _dwt_rows(rows, bank, mode))
 
 
 def idwt(
-    cA: Float[Tensor, "*batch m"], cD: Float[Tensor, "*batch m"], wavelet="db2", mode: str = "symmetric", dim: int = -1
+    cA: Float[Tensor, "*batch m"],
+    cD: Float[Tensor, "*batch m"],
+    wavelet="db2",
+    mode: str = "symmetric",
+    axis: int | None = None,
+    *,
+    dim: int | None = None,
 ) -> Float[Tensor, "*batch n"]:
-    """Single-level inverse DWT along ``dim``, equal to ``pywt.idwt(cA, cD)``.
+    """Single-level inverse DWT along ``axis``, equal to ``pywt.idwt(cA, cD)``.
 
-    Returns ``2m - F + 2`` samples (``2m`` for ``mode="periodization"``); away from
-    periodization the mode does not enter the inverse, exactly as in pywt.
+    Parameters
+    ----------
+    cA, cD : Tensor
+        Approximation and detail coefficients of one shape.
+    wavelet : str or pywt.Wavelet
+        The wavelet of the forward transform.
+    mode : str
+        Signal extension mode, one of :data:`MODES`.
+    axis : int, optional
+        The position axis (default -1).
+    dim : int, optional
+        Torch-style alias of ``axis``.
+
+    Returns
+    -------
+    Tensor
+        ``2m - F + 2`` samples along ``axis`` (``2m`` for ``mode="periodization"``); away
+        from periodization the mode does not enter the inverse, exactly as in pywt.
 
     Examples
     --------
@@ -410,7 +464,7 @@ def idwt(
     True
     """
     bank, mode = _bank(wavelet), _check_mode(mode)
-    dtype, dim = _work_dtype(cA, cD), _check_dim(cA, dim)
+    dtype, dim = _work_dtype(cA, cD), _check_dim(cA, _axis(axis, dim))
     if cA.shape != cD.shape:
         raise ValueError(f"cA and cD must have the same shape, got {tuple(cA.shape)} and {tuple(cD.shape)}.")
     a, batch = _to_rows(cA, dim, dtype)
@@ -419,24 +473,35 @@ def idwt(
 
 
 def wavedec(
-    x: Float[Tensor, "*batch n"], wavelet="db2", level: int | None = None, mode: str = "symmetric", dim: int = -1
+    data: Float[Tensor, "*batch n"],
+    wavelet="db2",
+    mode: str = "symmetric",
+    level: int | None = None,
+    axis: int | None = None,
+    *,
+    dim: int | None = None,
 ) -> list[Float[Tensor, "*batch _"]]:
-    """Multilevel DWT along ``dim``, equal to ``pywt.wavedec`` coefficient for coefficient.
+    """Multilevel DWT along ``axis``, equal to ``pywt.wavedec`` coefficient for coefficient.
+
+    The arguments are PyWavelets': ``wavedec(data, wavelet, mode='symmetric',
+    level=None, axis=-1)``, with ``dim`` accepted as the torch-style name of ``axis``.
 
     Parameters
     ----------
-    x : Tensor
-        Real floating tensor; every dim but ``dim`` is a batch dim. float16/bfloat16
+    data : Tensor
+        Real floating tensor; every dim but ``axis`` is a batch dim. float16/bfloat16
         are computed and returned in float32.
     wavelet : str or pywt.Wavelet
         Any name in ``pywt.wavelist(kind="discrete")`` or a discrete ``pywt.Wavelet``.
+    mode : str
+        Signal extension mode, one of :data:`MODES`.
     level : int or None
         Number of levels; ``None`` means :func:`dwt_max_level`. Unlike pywt (which
         warns), a level deeper than ``dwt_max_level`` raises.
-    mode : str
-        Signal extension mode, one of :data:`MODES`.
-    dim : int
-        The position axis.
+    axis : int, optional
+        The position axis (default -1).
+    dim : int, optional
+        Torch-style alias of ``axis``.
 
     Returns
     -------
@@ -447,15 +512,15 @@ def wavedec(
     --------
     >>> import numpy as np, pywt, torch
     >>> x = torch.randn(3, 40, dtype=torch.float64)
-    >>> ours = wavedec(x, "sym4", level=2, mode="periodic")
+    >>> ours = wavedec(x, "sym4", "periodic", 2)           # pywt's positional order
     >>> ref = pywt.wavedec(x.numpy(), "sym4", level=2, mode="periodic")
     >>> all(np.allclose(a.numpy(), b, rtol=0, atol=1e-12) for a, b in zip(ours, ref))
     True
     """
     bank, mode = _bank(wavelet), _check_mode(mode)
-    dtype, dim = _work_dtype(x), _check_dim(x, dim)
-    level = _resolve_level(level, x.shape[dim], bank)
-    rows, batch = _to_rows(x, dim, dtype)
+    dtype, dim = _work_dtype(data), _check_dim(data, _axis(axis, dim))
+    level = _resolve_level(level, data.shape[dim], bank)
+    rows, batch = _to_rows(data, dim, dtype)
     if level == 0:  # pywt returns the data itself; a copy lets callers mutate it
         return [_from_rows(rows.clone(), batch, dim)]
     parts = [_wavedec_rows(chunk, bank, level, mode) for chunk in _row_chunks(rows)]
@@ -470,12 +535,35 @@ def _wavedec_rows(rows: Float[Tensor, "rows n"], bank: _Bank, level: int, mode: 
     return [rows, *details[::-1]]
 
 
-def waverec(coeffs: list[Float[Tensor, "*batch _"]], wavelet="db2", mode: str = "symmetric", dim: int = -1) -> Float[Tensor, "*batch n"]:
+def waverec(
+    coeffs: list[Float[Tensor, "*batch _"]],
+    wavelet="db2",
+    mode: str = "symmetric",
+    axis: int | None = None,
+    *,
+    dim: int | None = None,
+) -> Float[Tensor, "*batch n"]:
     """Multilevel inverse DWT, equal to ``pywt.waverec``.
 
-    ``coeffs`` is ``[cA_J, cD_J, ..., cD_1]`` as from :func:`wavedec`. As in pywt, an
-    approximation one sample longer than the next detail band is trimmed, so an
-    odd-length signal comes back with one extra sample (take ``[..., :n]``).
+    Parameters
+    ----------
+    coeffs : list of Tensor
+        ``[cA_J, cD_J, ..., cD_1]`` as from :func:`wavedec`.
+    wavelet : str or pywt.Wavelet
+        The wavelet of the forward transform.
+    mode : str
+        Signal extension mode, one of :data:`MODES`.
+    axis : int, optional
+        The position axis (default -1).
+    dim : int, optional
+        Torch-style alias of ``axis``.
+
+    Returns
+    -------
+    Tensor
+        The signal. As in pywt, an approximation one sample longer than the next detail
+        band is trimmed, so an odd-length signal comes back with one extra sample (take
+        ``[..., :n]``).
 
     Examples
     --------
@@ -488,7 +576,7 @@ def waverec(coeffs: list[Float[Tensor, "*batch _"]], wavelet="db2", mode: str = 
     bank, mode = _bank(wavelet), _check_mode(mode)
     if not isinstance(coeffs, (list, tuple)) or len(coeffs) < 1:
         raise ValueError("coeffs must be a non-empty list [cA_J, cD_J, ..., cD_1] as returned by wavedec.")
-    dtype, dim = _work_dtype(*coeffs), _check_dim(coeffs[0], dim)
+    dtype, dim = _work_dtype(*coeffs), _check_dim(coeffs[0], _axis(axis, dim))
     shapes = [tuple(c.movedim(dim, -1).shape[:-1]) for c in coeffs]
     if len(set(shapes)) != 1:
         raise ValueError(f"all coefficient arrays need the same batch shape; got {[tuple(c.shape) for c in coeffs]}.")
@@ -527,25 +615,42 @@ def band_labels(level: int) -> list[str]:
 
 
 def band_energy(
-    x: Float[Tensor, "*batch n"], wavelet="db2", level: int | None = None, mode: str = "symmetric", dim: int = -1
+    data: Float[Tensor, "*batch n"],
+    wavelet="db2",
+    mode: str = "symmetric",
+    level: int | None = None,
+    axis: int | None = None,
+    *,
+    dim: int | None = None,
 ) -> Float[Tensor, "*batch bands"]:
-    """Sum of squared DWT coefficients per band, band axis last (``dim`` removed).
+    """Sum of squared DWT coefficients per band, band axis last (``axis`` removed).
 
-    Bands in :func:`band_labels` order. With an orthogonal wavelet and
-    ``mode="periodization"`` (and ``n`` divisible by ``2**level``) the bands add up to
-    ``(x**2).sum(dim)`` (Parseval).
+    Arguments as :func:`wavedec`. Bands in :func:`band_labels` order. With an orthogonal
+    wavelet and ``mode="periodization"`` (and ``n`` divisible by ``2**level``) the bands
+    add up to ``(x**2).sum(axis)`` (Parseval).
+
+    Parameters
+    ----------
+    data, wavelet, mode, level, axis, dim
+        As :func:`wavedec`.
+
+    Returns
+    -------
+    Tensor
+        ``[*batch, level + 1]``.
 
     Examples
     --------
     >>> import torch
     >>> x = torch.randn(4, 64, dtype=torch.float64)
-    >>> e = band_energy(x, "db4", level=3, mode="periodization")
+    >>> e = band_energy(x, "db4", "periodization", 3)
     >>> e.shape, torch.allclose(e.sum(-1), x.pow(2).sum(-1))
     (torch.Size([4, 4]), True)
     """
-    dim = _check_dim(x, dim) if isinstance(x, Tensor) else dim
-    coeffs = wavedec(x, wavelet, level, mode, dim)
-    return torch.stack([c.pow(2).sum(dim) for c in coeffs], dim=-1)
+    axis = _axis(axis, dim)
+    axis = _check_dim(data, axis) if isinstance(data, Tensor) else axis
+    coeffs = wavedec(data, wavelet, mode, level, axis)
+    return torch.stack([c.pow(2).sum(axis) for c in coeffs], dim=-1)
 
 
 # ------------------------------------------------------------------ causal bands

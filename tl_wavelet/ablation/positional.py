@@ -57,11 +57,11 @@ def _components(x: Float[Tensor, "batch pos *rest"], spec: BandSpec) -> Float[Te
     spec.check_length(n)
     if spec.causal:
         return causal_bands(x, spec.wavelet, spec.level, dim=1).to(x.dtype)
-    coeffs = wavedec(x, spec.wavelet, level=spec.level, mode=spec.mode, dim=1)
+    coeffs = wavedec(x, spec.wavelet, mode=spec.mode, level=spec.level, axis=1)
     comps = []
     for b in range(len(coeffs)):
         only = [c if i == b else torch.zeros_like(c) for i, c in enumerate(coeffs)]
-        comps.append(waverec(only, spec.wavelet, mode=spec.mode, dim=1).narrow(1, 0, n))
+        comps.append(waverec(only, spec.wavelet, mode=spec.mode, axis=1).narrow(1, 0, n))
     return torch.stack(comps).to(x.dtype)
 
 
