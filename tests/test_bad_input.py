@@ -112,6 +112,28 @@ def test_indices_property_correct_or_clear(value):
     assert got == sorted({list(range(5))[i] for i in items})
 
 
+_ids = st.integers(-3, 12)
+_token_values = st.one_of(
+    _ids, st.lists(_ids, max_size=4), st.lists(st.lists(_ids, min_size=0, max_size=3), max_size=3),
+    st.floats(allow_nan=True), st.text(max_size=3), st.none(), st.booleans(),
+    st.lists(st.one_of(_ids, st.floats(), st.text(max_size=2)), max_size=3),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_token_values)
+def test_token_ids_property_correct_or_clear(value):
+    """Any value: the ids as a [batch, pos] tensor within the vocabulary, or a clear error naming the argument."""
+    try:
+        got = V.as_token_ids(value, "tokens", vocab_size=10)
+    except (ValueError, TypeError) as e:
+        assert str(e).startswith("tokens"), str(e)
+        return
+    rows = [value] if all(isinstance(v, int) and not isinstance(v, bool) for v in value) else value
+    assert got.dtype == torch.long and got.tolist() == [list(r) for r in rows]
+    assert int(got.min()) >= 0 and int(got.max()) < 10
+
+
 # ------------------------------------------------------------------ 1. bools are bools (analysis side)
 @pytest.mark.parametrize("name", ["paper", "progress", "drop_first_key", "rope"])
 @pytest.mark.parametrize("value", ["no", 1])
