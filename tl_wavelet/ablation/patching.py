@@ -39,7 +39,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..adapter import hook_name, model_shape, resolve_heads, resolve_layers
-from ..rope import rope_frequencies
+from ..rope import describe_positions, rope_frequencies, rotary_hooks
 from ..transforms import band_labels, causal_bands, dwt_max_level, wavedec, waverec
 
 __all__ = [
@@ -370,7 +370,7 @@ def _rope_meta(model, layer: int) -> dict:
     if not shape.rotary:
         raise ValueError(
             "RoPE band patching needs a rotary (RoPE) model; this one uses "
-            f"{getattr(model.cfg, 'positional_embedding_type', 'unknown')!r} positions. "
+            f"{describe_positions(model)} positions. "
             "Use target='z' (positional bands of hook_z) instead."
         )
     (layer,) = resolve_layers(shape, [layer])
@@ -469,6 +469,10 @@ def rope_ablation_hook(
 ) -> list[tuple[str, object]]:
     """Hooks that zero rotary pairs of chosen heads in ``hook_rot_q`` and/or ``hook_rot_k``.
 
+    On models that rotate without firing those hooks (GPT-NeoX/Pythia, Phi-3 and GPT-J
+    bridges) the same pairs are zeroed in ``hook_q``/``hook_k``, before the rotation,
+    which is the same patch (:func:`tl_wavelet.rope.rotary_hooks` checks the substitution).
+
     Parameters
     ----------
     model : the TransformerLens model (the pair layout and wavelengths are read from it)
@@ -480,7 +484,8 @@ def rope_ablation_hook(
         ``q_pair . R k_pair``; ``"k"``/``"qk"``: a key head serves a whole group of query
         heads under grouped-query attention, so every query head of each touched group
         must be selected
-    n_bands : how many wavelength groups name the bands
+    n_bands : how many wavelength groups name the bands (the default 4 shrinks to the
+        number of rotary pairs when a layer has fewer)
 
     Returns
     -------
@@ -496,12 +501,17 @@ def rope_ablation_hook(
     if on not in ("q", "k", "qk"):
         raise ValueError(f"on must be 'q', 'k' or 'qk', got {on!r}.")
     meta = _rope_meta(model, layer)
+    # Few rotary pairs (e.g. Pythia-style partial rotary on small heads): fewer default bands.
+    n_bands = min(n_bands, meta["inv_freq"].numel()) if n_bands == 4 else n_bands
     pairs = resolve_rope_bands(model, layer, bands, n_bands)
     dims = rope_pair_dims(pairs, meta["rotary_dim"], meta["adjacent_pairs"])
     q_heads = resolve_heads(shape, heads)
+    # hook_rot_q/k, or hook_q/k where the model never fires those: a pair zeroed before the
+    # rotation is zero after it, so the patch is the same (tl_wavelet.rope.rotary_hooks).
+    q_kind, k_kind = rotary_hooks(model)
     hooks = []
     if "q" in on:
-        hooks.append((hook_name("rot_q", layer), _mask_hook(q_heads, dims, "query", shape.n_heads)))
+        hooks.append((hook_name(q_kind, layer), _mask_hook(q_heads, dims, "query", shape.n_heads)))
     if "k" in on:
         g = shape.group_size
         groups = sorted({h // g for h in q_heads})
@@ -514,7 +524,7 @@ def rope_ablation_hook(
                 f"you selected {[h for h in q_heads if h // g == k]}. Select the whole group, or use "
                 "on='q' (removing a pair from q alone is exact per head)."
             )
-        hooks.append((hook_name("rot_k", layer), _mask_hook(groups, dims, "key", shape.n_kv_heads)))
+        hooks.append((hook_name(k_kind, layer), _mask_hook(groups, dims, "key", shape.n_kv_heads)))
     return hooks
 
 

@@ -36,7 +36,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..adapter import hook_name, model_shape, require_hooks, resolve_heads, resolve_layers
-from ..rope import rope_frequencies
+from ..rope import rope_frequencies, rotary_hooks
 from .patching import (
     _check_length,
     _check_method,
@@ -254,6 +254,7 @@ class _Patcher:
         self.wavelet, self.level, self.mode, self.seed, self.shape = wavelet, level, mode, seed, shape
         self.ref_z: dict[int, Tensor] = {}  # layer -> hook_z of the reference sequences
         self.source: Tensor | None = None  # resample: reference row of every swept sequence
+        self.rope_q = "rot_q"  # or "q" where the model never fires hook_rot_q (rope.rotary_hooks)
 
     def use_swept_as_reference(self, ref_z: dict[int, Tensor]) -> None:
         """The swept sequences' own ``hook_z`` is the mean/resample reference (resample: a
@@ -264,7 +265,7 @@ class _Patcher:
 
     @property
     def act(self) -> str:
-        return "z" if self.target == "z" else "rot_q"
+        return "z" if self.target == "z" else self.rope_q
 
     def hook_fn(self, ab: _Ablation, rows: Tensor) -> Callable:
         """The patch of one ablation on sequences ``rows`` (global indices)."""
@@ -461,6 +462,8 @@ def band_sweep(
     n = tokens.shape[1]
     ablations = _build_ablations(model, shape, target, layers, heads, bands, level, wavelet, causal, n, n_rope_bands, "q")
     patcher = _Patcher(target, method, causal, wavelet, level, mode, seed, shape)
+    if target == "rope":
+        patcher.rope_q = rotary_hooks(model)[0]
     require_hooks(model, [hook_name(patcher.act, L) for L in layers] + [f"blocks.{L}.hook_resid_pre" for L in layers],
                   why=f"band_sweep target={target!r}")
     # attribution's gradient pass records hook_z of the swept sequences anyway: when they are
