@@ -365,3 +365,30 @@ def test_boot_native_model_says_how_to_load(tokens):
     with pytest.raises(ValueError, match="boot_transformers|tl_wavelet.models.load"):
         rotary_hooks(model)
     assert _no_hooks_left(model)
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "gptj"])
+def test_rope_band_sweep_equals_pairs_zeroed_by_hand(arch, loaded, tokens):
+    """band_sweep(target='rope') on few-pair partial-rotary heads == the loss with those dims zeroed by hand."""
+    model, _ = loaded(arch)
+    meta = tlw.rope_frequencies(model)[0]
+    q_kind, _ = rotary_hooks(model)
+    x = tokens[:2, :32]
+    df = tlw.band_sweep(model, x, target="rope", layers=[0], heads=[0], progress=False)
+    n_pairs = meta["inv_freq"].numel()
+    assert len(df) == min(4, n_pairs)  # one band per pair here: 2 (GPT-NeoX) / 4 (GPT-J) pairs
+    r = meta["rotary_dim"]
+    with torch.no_grad():
+        clean = float(model(x, return_type="loss"))
+        for _, row in df.iterrows():
+            pair = int(row["band"][1:])  # R_i holds pair i: wavelengths grow with the index
+            dims = [2 * pair, 2 * pair + 1] if arch == "gptj" else [pair, pair + r // 2]  # GPT-J: adjacent
+
+            def zero(q, hook, dims=dims):
+                q = q.clone()
+                q[:, :, 0, dims] = 0
+                return q
+
+            ablated = float(model.run_with_hooks(x, return_type="loss", fwd_hooks=[(f"blocks.0.attn.hook_{q_kind}", zero)]))
+            assert row["delta_loss"] == pytest.approx(ablated - clean, rel=1e-3, abs=1e-6)
+    assert _no_hooks_left(model)

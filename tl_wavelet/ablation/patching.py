@@ -465,7 +465,7 @@ def rope_ablation_hook(
     bands: str | Sequence[int] | Sequence[str] | None,
     *,
     on: Literal["q", "k", "qk"] = "q",
-    n_bands: int = 4,
+    n_bands: int | None = None,
 ) -> list[tuple[str, object]]:
     """Hooks that zero rotary pairs of chosen heads in ``hook_rot_q`` and/or ``hook_rot_k``.
 
@@ -484,8 +484,8 @@ def rope_ablation_hook(
         ``q_pair . R k_pair``; ``"k"``/``"qk"``: a key head serves a whole group of query
         heads under grouped-query attention, so every query head of each touched group
         must be selected
-    n_bands : how many wavelength groups name the bands (the default 4 shrinks to the
-        number of rotary pairs when a layer has fewer)
+    n_bands : how many wavelength groups name the bands (``None``: 4, or the number of
+        rotary pairs when the layer has fewer)
 
     Returns
     -------
@@ -501,8 +501,8 @@ def rope_ablation_hook(
     if on not in ("q", "k", "qk"):
         raise ValueError(f"on must be 'q', 'k' or 'qk', got {on!r}.")
     meta = _rope_meta(model, layer)
-    # Few rotary pairs (e.g. Pythia-style partial rotary on small heads): fewer default bands.
-    n_bands = min(n_bands, meta["inv_freq"].numel()) if n_bands == 4 else n_bands
+    if n_bands is None:  # 4, or fewer where a layer has fewer rotary pairs (small partial-rotary heads)
+        n_bands = min(4, meta["inv_freq"].numel())
     pairs = resolve_rope_bands(model, layer, bands, n_bands)
     dims = rope_pair_dims(pairs, meta["rotary_dim"], meta["adjacent_pairs"])
     q_heads = resolve_heads(shape, heads)

@@ -227,16 +227,17 @@ def _build_ablations(model, shape, target, layers, heads, bands, level, wavelet,
         )
     meta = rope_frequencies(model, layers=layers)
     for L in layers:
-        table = rope_bands(model, L, n_rope_bands)
+        nb = min(4, meta[L]["inv_freq"].numel()) if n_rope_bands is None else n_rope_bands
+        table = rope_bands(model, L, nb)
         if bands is None:
             chosen = [(t.name, list(t.pairs)) for t in table]
         else:
             items = [bands] if isinstance(bands, (str, int, np.integer)) else list(bands)
             if all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in items):
                 # one explicit group of pair indices
-                chosen = [("pairs " + ",".join(str(int(p)) for p in items), resolve_rope_bands(model, L, items, n_rope_bands))]
+                chosen = [("pairs " + ",".join(str(int(p)) for p in items), resolve_rope_bands(model, L, items, nb))]
             else:
-                chosen = [(b, resolve_rope_bands(model, L, [b], n_rope_bands)) for b in items]
+                chosen = [(b, resolve_rope_bands(model, L, [b], nb)) for b in items]
         for h in heads:
             for name, pairs in chosen:
                 dims = rope_pair_dims(pairs, meta[L]["rotary_dim"], meta[L]["adjacent_pairs"])
@@ -368,7 +369,7 @@ def band_sweep(
     mode: str = "symmetric",
     attention_mask: Int[Tensor, "batch pos"] | None = None,
     reference: Int[Tensor, "rbatch pos"] | None = None,
-    n_rope_bands: int = 4,
+    n_rope_bands: int | None = None,
     ig_steps: int = 4,
     fisher_samples: int | None = None,
     seed: int = 0,
@@ -413,7 +414,8 @@ def band_sweep(
     level, wavelet, mode : the positional decomposition (``mode`` for the DWT only)
     attention_mask : right-padding mask ``[batch, pos]`` (1 = real token)
     reference : token ids of other sequences for ``mean`` / ``resample``
-    n_rope_bands : how many wavelength groups make the RoPE bands
+    n_rope_bands : how many wavelength groups make the RoPE bands (``None``: 4, or the
+        number of rotary pairs of a layer that has fewer)
     ig_steps : integration steps of ``attribution="ig"``
     fisher_samples : sampled backward passes per batch of ``attribution="atp2"``; ``None``:
         enough that samples x sequences >= 32 (8 for 4 sequences, 1 from 32 on)
