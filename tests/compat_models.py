@@ -7,8 +7,6 @@ No hub, no mocks: the HF model is the independent truth the suite compares again
 """
 from __future__ import annotations
 
-import torch
-
 VOCAB = 97
 
 # name -> (config class name, model class name, config kwargs, rotary?)
@@ -62,6 +60,7 @@ NON_ROTARY = [name for name, spec in ARCHS.items() if not spec[3]]
 
 def tiny_hf(name: str, seed: int = 0):
     """The tiny random-weight HF model of architecture ``name`` (eager attention, eval mode)."""
+    import torch
     import transformers
 
     cfg_cls, model_cls, kwargs, _ = ARCHS[name]

@@ -91,11 +91,12 @@ def loaded(saved):
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
-def test_load_logits_equal_hf(arch, saved, loaded, tokens):
+def test_load_logits_equal_hf(arch, saved, loaded, tokens, record_property):
     d, hf = saved(arch)
     if BACKEND == "hooked" and arch in HOOKED_UNSUPPORTED:
         with pytest.raises(NotImplementedError, match=f"{HOOKED_UNSUPPORTED[arch]}.*backend='bridge'"):
             tlw.models.load(d, backend="hooked")
+        record_property("outcome", "unsupported")  # for docs/compatibility.md
         return
     model, _ = loaded(arch)  # tlw.models.load(dir, backend=BACKEND)
     with torch.no_grad():
@@ -335,6 +336,25 @@ def test_planted_gpt_neox_partial_rotary_heads_land_at_their_scale(tmp_path, tok
 
 
 # ------------------------------------------------------------------ bad input
+
+def test_olmo2_with_grouped_kv_heads(tmp_path, tok, tokens):
+    """TL 3 converts OLMo-2 without grouped-query attention: refused, naming the bridge; the bridge holds it."""
+    import transformers
+
+    cfg = transformers.Olmo2Config(**dict(ARCHS["olmo2"][2], num_key_value_heads=2))
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    hf = transformers.Olmo2ForCausalLM(cfg).eval()
+    hf.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    if BACKEND == "hooked":
+        with pytest.raises(NotImplementedError, match="OLMo-2.*key/value heads.*backend='bridge'"):
+            tlw.models.load(tmp_path, backend="hooked")
+        return
+    model = tlw.models.load(tmp_path, backend="bridge")
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens), hf(tokens).logits, atol=1e-4, rtol=0)
+
 
 def test_unverifiable_rotation_is_refused(loaded):
     """The q/k substitution is checked: a wrong pair layout does not reproduce the attention."""
