@@ -272,7 +272,7 @@ def rotary_hooks(model) -> tuple[str, str]:
             )
         meta = rope_frequencies(model)
         for L in layers:
-            err = _score_mismatch(got[L], meta[L], shape.group_size)
+            err = _score_mismatch(got[L], meta[L])
             if not err < _SCORE_RTOL:
                 raise ValueError(
                     f"{arch} ({shape.backend}), layer {L}: this model does not fire hook_rot_q/hook_rot_k, "
@@ -285,7 +285,7 @@ def rotary_hooks(model) -> tuple[str, str]:
     return result
 
 
-def _score_mismatch(acts: dict[str, Tensor], meta: dict, group: int) -> float:
+def _score_mismatch(acts: dict[str, Tensor], meta: dict) -> float:
     """How far the model's attention is from softmax(c * RoPE(q) . RoPE(k)), best scale c.
 
     Compared in log space on the causal part, each query row centred (the softmax
