@@ -3,7 +3,7 @@
 The table is generated from the suite's own results (tests/test_compat.py, run with
 ``--junitxml``): nothing in it is typed by hand.
 
-Usage (from the repository root)::
+Usage (from the repository root; ``make compat`` does the first)::
 
     python docs/build_compatibility.py                       # .venv (TL 4.x) and .venv-tl3 (TL 3.x)
     python docs/build_compatibility.py --tl4 PY --tl3 PY     # other interpreters
