@@ -355,7 +355,11 @@ def load(
         (needs a reachable hub or a local HuggingFace cache).
     backend
         ``None`` picks ``"bridge"`` (``TransformerBridge``) on TransformerLens 4.x and
-        ``"hooked"`` (``HookedTransformer``) on 3.x. ``"hooked"`` needs TransformerLens 3.x.
+        ``"hooked"`` (``HookedTransformer``) on 3.x. ``"hooked"`` needs TransformerLens 3.x;
+        it converts a local directory offline with TransformerLens's own weight converters
+        and checks the logits against the HF model. Which architecture works on which
+        backend, tested: docs/compatibility.md (TL 3 has no StableLM, and BERT only as
+        the bidirectional ``HookedEncoder``: those raise ``NotImplementedError``).
     device, dtype
         Where and in which floating dtype the model runs.
     cache_dir
@@ -377,6 +381,11 @@ def load(
     ImportError
         A known model's package is missing (the message gives the pip command), or
         ``backend="hooked"`` on TransformerLens 4.x.
+    NotImplementedError
+        ``backend="hooked"`` for an architecture TransformerLens 3.x cannot hold (the
+        message names it and the backend that works).
+    RuntimeError
+        ``backend="hooked"``: the converted model's logits differ from the HF model's.
 
     Examples
     --------
