@@ -596,3 +596,17 @@ def test_both_backends_take_the_same_forms_and_refuse_the_same_values(planted_an
     df = _sweep(model, toks[:2].numpy(), bands=[-1])
     assert list(df["band"]) == ["D1"] and df["delta_loss"].notna().all()
     assert _hook_counts(model) == 0
+
+
+def test_a_bert_made_causal_is_not_refused(tokenizer):
+    """BertLMHeadModel(is_decoder=True) has a next-token loss: only bidirectional models are refused."""
+    from transformers import BertConfig, BertLMHeadModel
+
+    from models_for_tests import boot_bridge
+    from tl_wavelet.adapter import is_causal
+
+    torch.manual_seed(0)
+    hf = BertLMHeadModel(BertConfig(vocab_size=97, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=64, max_position_embeddings=64, is_decoder=True,
+                                    attn_implementation="eager")).eval()
+    assert is_causal(boot_bridge(hf, tokenizer, "tiny-causal-bert"))

@@ -166,11 +166,14 @@ def is_causal(model) -> bool:
     """Whether the model predicts the next token (a decoder), not a bidirectional encoder.
 
     TL 3.x ``HookedTransformer`` is always a decoder (encoders are ``HookedEncoder``); a
-    bridge is judged by its HF architecture name (``BertForMaskedLM`` ... are encoders).
+    bridge is a decoder when its HF config says ``is_decoder``, else it is judged by its HF
+    architecture name (``BertForMaskedLM`` ... are encoders).
     """
     names = [type(model).__name__, str(getattr(getattr(model, "cfg", None), "original_architecture", "") or "")]
     hf = getattr(model, "original_model", None)
     if hf is not None:
+        if getattr(getattr(hf, "config", None), "is_decoder", False):
+            return True  # e.g. BertLMHeadModel(is_decoder=True): a BERT made causal
         names.append(type(hf).__name__)
         names += list(getattr(getattr(hf, "config", None), "architectures", None) or [])
     return not any(tag in name for name in names for tag in _BIDIRECTIONAL)
