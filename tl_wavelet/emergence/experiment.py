@@ -332,6 +332,7 @@ def summarize(heads: pd.DataFrame, layers: pd.DataFrame, cfg: EmergenceConfig) -
         tt = timing[timing.position == pos]
         row["induction phase step"] = _spread(tt.groupby("seed")["induction_phase_step"].first()) if len(tt) else _spread(
             [induction_phase_step(*_loss_curve(layers, pos, s)) for s in g["seed"].unique()])
+        row["first specialisation step (specialised heads)"] = _spread(tt["specialisation_step"]) if len(tt) else "n/a"
         row["specialisation step - induction step"] = _spread(tt["lag_vs_induction"]) if len(tt) else "no specialised head"
         table.append(row)
     answers = pd.DataFrame(table).set_index("position").T.reset_index().rename(columns={"index": "quantity"})
