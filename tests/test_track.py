@@ -218,10 +218,10 @@ def test_unwritable_or_existing_out(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(ValueError, match="not writable"):
-        Tracker(_probe(), out=blocker / "sub" / "log.csv")
+        Tracker(_probe(), metrics=dict(level=4), out=blocker / "sub" / "log.csv")
     existing = tmp_path / "a.csv"
     existing.write_text("step\n0\n")
     with pytest.raises(ValueError, match="already exists"):
-        Tracker(_probe(), out=existing)
+        Tracker(_probe(), metrics=dict(level=4), out=existing)
     with pytest.raises(ValueError, match=r"\.csv or \.jsonl"):
-        Tracker(_probe(), out=tmp_path / "log.parquet")
+        Tracker(_probe(), metrics=dict(level=4), out=tmp_path / "log.parquet")

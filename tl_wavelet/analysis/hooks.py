@@ -250,6 +250,7 @@ class HeadAccumulator:
         self.config = MetricConfig(**config)
         self.layers = resolve_layers(shape, layers)
         self.rope, self.rope_meta = False, None
+        self.seq_len = None
         self._state = {L: _LayerState() for L in self.layers}
         self._rope_q, self._rope_k = {}, {}
         return self
