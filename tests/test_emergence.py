@@ -111,6 +111,10 @@ def test_ci_run_writes_report_and_checkpoints(tmp_path):
                            metrics=dict(level=CI_CONFIG.level), induction=(CI_CONFIG.probe_sequences, 64), progress=False)
     pd.testing.assert_frame_equal(tr.to_dataframe(), log[log.step == 60].reset_index(drop=True),
                                   check_exact=False, rtol=1e-5)
+    # --report-only rebuilds the same answers from the tracker logs on disk
+    answers = pd.read_csv(out / "answers.csv")
+    assert main(["emergence", "--out", str(out), "--report-only", "--quiet"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "answers.csv"), answers)
     # an occupied --out is refused without --force
     assert main(["emergence", "--ci", "--out", str(out), "--quiet"]) == 2
     assert main(["emergence", "--ci", "--out", str(tmp_path / "x"), "--steps", "0", "--quiet"]) == 2

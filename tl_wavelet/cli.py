@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
     e.add_argument("--force", action="store_true", help="write into a non-empty --out (runs/ and checkpoints/ are replaced)")
     e.add_argument("--ci", action="store_true", help="the shortened CI version (1 seed, 1 layer, 120 steps)")
-    e.add_argument("--steps", type=int, default=None, help="training steps per run (default 600; --ci 120)")
+    e.add_argument("--steps", type=int, default=None, help="training steps per run (default 500; --ci 120)")
     e.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --ci 0)")
     e.add_argument("--positions", nargs="+", default=None, choices=["rope", "nope", "absolute"],
                    help="position kinds (default all three)")
@@ -176,18 +176,6 @@ def _prepare_out(args) -> tuple[Path, Path]:
     report as it was.
     """
     out = Path(args.out).expanduser()
-    command = "tl-wavelet " + shlex.join(args.argv)
-    if args.report_only:
-        from .emergence import load_runs, summarize
-
-        if not (out / "config.json").exists() or not (out / "runs").is_dir():
-            raise UserError(f"--report-only needs an earlier run in --out (config.json and runs/), not found in {str(out)!r}.")
-        cfg = EmergenceConfig.from_json(json.loads((out / "config.json").read_text()))
-        heads, layers = load_runs(out)
-        result = {"heads": heads, "layers": layers, **summarize(heads, layers, cfg)}
-        path = write_emergence_report(out, result, cfg, command=command)
-        _log(args, f"emergence: wrote {path}")
-        return 0
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
     if out.is_dir() and any(out.iterdir()):
@@ -454,7 +442,6 @@ def _compare(args) -> int:
     atomic_write(out / names[1], "\n".join(md))
     print(f"Comparison: {out / names[0]} and {out / names[1]}")
     return 0
-
 
 
 # --------------------------------------------------------------------------- emergence
