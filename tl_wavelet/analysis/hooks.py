@@ -242,6 +242,30 @@ class HeadAccumulator:
         self._rope_q = {L: RunningMoments() for L in self.layers}
         self._rope_k = {L: RunningMoments() for L in self.layers}
 
+    @classmethod
+    def from_shape(cls, shape: ModelShape, layers: int | Iterable[int] | None = None, **config) -> "HeadAccumulator":
+        """An accumulator fed by hand through :meth:`add`, for models without TransformerLens hooks.
+
+        E.g. the attention patterns a Hugging Face model returns with
+        ``output_attentions=True`` (what :mod:`tl_wavelet.track` does). No RoPE usage:
+        that needs the rotated queries, which only the ``hook_rot_q`` hooks see.
+        """
+        self = cls.__new__(cls)
+        self.shape = shape
+        self.config = MetricConfig(**config)
+        self.layers = resolve_layers(shape, layers)
+        self.rope, self.rope_meta, self._rope_kinds = False, None, ("rot_q", "rot_k")
+        self.seq_len = None
+        self._state = {L: _LayerState() for L in self.layers}
+        self._rope_q, self._rope_k = {}, {}
+        return self
+
+    def add(self, layer: int, activation: Tensor, kind: str = "pattern") -> None:
+        """Fold one layer's ``hook_pattern``-shaped [batch, head, q, k] (or ``hook_z``) activation in."""
+        if layer not in self._state:
+            raise ValueError(f"layer {layer} is not measured by this accumulator (layers={self.layers}).")
+        self._metric_hook(layer, kind)(activation, None)
+
     def _kinds(self) -> list[str]:
         main = "z" if self.config.signal == "z" else "pattern"
         # Firing order inside a block: rot_q, rot_k, pattern, z.
