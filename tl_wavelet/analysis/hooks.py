@@ -326,11 +326,14 @@ class HeadAccumulator:
         metric configuration, layer set or RoPE setting.
         """
         sd = self._checked(sd, "The state to load")
-        fresh = {L: _LayerState() for L in self.layers}
-        self._state, self.seq_len = fresh, None
+        self.reset()
+        self.merge(sd)
+
+    def reset(self) -> None:
+        """Forget every sequence seen so far (the hooks stay valid)."""
+        self._state, self.seq_len = {L: _LayerState() for L in self.layers}, None
         for L in self.layers:
             self._rope_q[L], self._rope_k[L] = RunningMoments(), RunningMoments()
-        self.merge(sd)
 
     def merge(self, other: "HeadAccumulator | dict") -> "HeadAccumulator":
         """Add another accumulator's sums (or a saved state) to these, in place; returns self.
