@@ -8,7 +8,7 @@ import torch
 
 from tl_wavelet.ablation import band_ablation_hook, derangement, rope_ablation_hook
 from tl_wavelet.ablation import band_sweep, position_buckets
-from tl_wavelet.ablation.sweep import _hf_layer_list, _Runner
+from tl_wavelet.adapter import LayerRunner as _Runner, hf_layer_list as _hf_layer_list
 from tl_wavelet.adapter import model_shape
 
 

@@ -8,6 +8,7 @@ a :class:`ModelShape` and hook names.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -25,6 +26,8 @@ __all__ = [
     "run_until",
     "last_fired",
     "as_tokens",
+    "hf_layer_list",
+    "LayerRunner",
 ]
 
 HookFn = Callable[[Tensor, object], Tensor | None]
@@ -198,3 +201,76 @@ def as_tokens(model, data, *, seq_len: int | None = None, n_sequences: int | Non
         "Expected a [batch, pos] token tensor, a string, or a list of strings; "
         f"got {type(data).__name__}."
     )
+
+
+# ------------------------------------------------------------------ running from a layer
+class _PassThrough(torch.nn.Module):
+    """Stands in for a decoder layer whose output is already known (the cached residual)."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+def hf_layer_list(model) -> torch.nn.ModuleList | None:
+    """The HuggingFace ModuleList that holds a TransformerBridge's blocks, or None."""
+    blocks = list(getattr(model, "blocks", []))
+    for mod in model.original_model.modules():
+        if isinstance(mod, torch.nn.ModuleList) and len(mod) == len(blocks) and all(a is b for a, b in zip(mod, blocks)):
+            return mod
+    return None
+
+
+class LayerRunner:
+    """Runs the model from the residual entering a layer, skipping the blocks before it.
+
+    HookedTransformer (TL 3.x) does this with ``start_at_layer``. TransformerBridge (TL
+    4.x) accepts ``start_at_layer`` but still executes blocks ``0..L-1`` and discards their
+    output, so there the earlier HuggingFace decoder layers are swapped, for the duration
+    of the call only, for pass-through modules (the layer list keeps its length, so
+    per-index layer types such as Gemma-3's sliding/global masks stay aligned).
+    :meth:`check` guards this: if the shortcut does not reproduce the clean logits, the
+    runner falls back to full forwards and warns.
+    """
+
+    def __init__(self, model, shape: ModelShape):
+        self.model, self.shape = model, shape
+        self.layer_list = hf_layer_list(model) if shape.backend == "bridge" else None
+        self.skip = shape.backend == "hooked" or self.layer_list is not None
+        self.checked = False
+
+    def logits_from(self, layer: int, resid: Tensor, tokens: Tensor, fwd_hooks) -> Tensor:
+        """Logits of ``tokens`` given ``resid``, the residual entering ``layer``, with ``fwd_hooks``."""
+        model = self.model
+        with model.hooks(fwd_hooks=fwd_hooks):
+            if not self.skip:
+                return model(tokens, return_type="logits")
+            if self.shape.backend == "hooked":
+                return model(resid, start_at_layer=layer, return_type="logits")
+            saved = [self.layer_list[i] for i in range(layer)]
+            try:
+                for i in range(layer):
+                    self.layer_list[i] = _PassThrough()
+                return model(resid, return_type="logits")
+            finally:  # the model must come back unchanged, also on error or Ctrl-C
+                for i, m in enumerate(saved):
+                    self.layer_list[i] = m
+
+    def check(self, layer: int, resid: Tensor, tokens: Tensor, clean_logits: Tensor) -> None:
+        """Once per run: the shortcut must reproduce the clean logits, else use full forwards."""
+        if self.checked or not self.skip:
+            return
+        self.checked = True
+        try:
+            with torch.no_grad():
+                got = self.logits_from(layer, resid, tokens, [])
+            err = float((got - clean_logits).norm() / clean_logits.norm().clamp_min(1e-30))
+            ok = err < 1e-4
+        except Exception as e:  # an architecture whose layer loop the pass-through does not fit
+            err, ok = f"{type(e).__name__}: {e}", False
+        if not ok:
+            warnings.warn(
+                f"band_sweep: running from layer {layer} did not reproduce the clean logits ({err}); "
+                "falling back to one full forward per ablation (slower, same results).",
+                stacklevel=3,
+            )
+            self.skip = False
