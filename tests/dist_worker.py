@@ -10,9 +10,18 @@ import torch
 
 from tl_wavelet import distributed as D
 from tl_wavelet import models
+from tl_wavelet.ablation import band_sweep
 from tl_wavelet.analysis import HeadAccumulator, analyze_heads, stream
 
 N_SEQ, SEQ_LEN, BATCH = 7, 64, 2  # 4 batches of 2, 2, 2, 1: uneven across 2 ranks
+# 9 exact cells (layer 1, heads 0, 2, 3, bands A2 D2 D1): 5 on rank 0, 4 on rank 1
+SWEEP = dict(layers=[1], heads=[0, 2, 3], level=2, batch_size=2, progress=False)
+
+
+def sweeps(model, tokens):
+    sub = tokens[:5, :32]
+    return {"exact": band_sweep(model, sub, **SWEEP),
+            "atp": band_sweep(model, sub, attribution="atp", verify_top_k=3, method="mean", **SWEEP)}
 
 
 def corpus():
@@ -34,6 +43,8 @@ def main(model_dir: str, out: str) -> None:
     result["rows"] = sum(rows)
     result["states"] = [a.state_dict() for a in accs]
     result["report"] = analyze_heads(model, tokens, level=3, batch_size=BATCH, progress=False).to_dataframe()
+
+    result["sweeps"] = sweeps(model, tokens)
 
     # mismatched arguments across ranks: refused on every rank, naming the argument
     try:

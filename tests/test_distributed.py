@@ -22,6 +22,7 @@ from tl_wavelet.cli import main
 
 pytestmark = pytest.mark.distributed
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,6 @@ def launch(model_dir, tmp_path_factory):
 
 
 def test_two_ranks_equal_one_process(model_dir, launch):
-    sys.path.insert(0, str(REPO / "tests"))
     from dist_worker import BATCH, corpus
 
     _, ranks = launch
@@ -90,6 +90,19 @@ def test_two_ranks_equal_one_process(model_dir, launch):
     single = analyze_heads(model, tokens, level=3, batch_size=BATCH, progress=False).to_dataframe()
     for res in ranks:
         assert_same_table(res["report"], single)
+
+
+def test_sweep_two_ranks_equal_one_process(model_dir, launch):
+    from dist_worker import corpus, sweeps
+
+    _, ranks = launch
+    single = sweeps(models.load(str(model_dir), device="cpu"), corpus())
+    for kind, want in single.items():
+        assert kind == "exact" or int(want["verified"].sum()) == 3
+        for res in ranks:
+            got = res["sweeps"][kind]
+            pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9, atol=1e-12)
+            assert got.attrs["clean_loss"] == pytest.approx(want.attrs["clean_loss"], rel=1e-12)
 
 
 def test_mismatch_and_failing_rank_fail_every_rank(launch):

@@ -21,7 +21,9 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from .. import distributed as D
 from ..adapter import LayerRunner, hook_name, model_shape, require_hooks, resolve_heads, resolve_layers
+from ..state import model_fingerprint, tensor_digest
 from .attribution import ESTIMATORS, FISHER_SEQUENCE_SAMPLES, attribute
 from .exact import run_exact
 from .passes import chunks, clean_pass
@@ -171,6 +173,18 @@ def band_sweep(
     over predicting positions lo..hi, dyadic buckets), and with attribution ``estimate``
     and ``verified``. ``df.attrs`` holds the clean loss and the settings.
 
+    Notes
+    -----
+    Under ``torch.distributed`` (e.g. ``torchrun``) every rank passes the same arguments
+    (checked by one ``all_gather`` of digests) and gets the same DataFrame: exact cells are
+    dealt out round-robin (rank ``r`` runs cells ``r, r + world, ...`` on all sequences,
+    so costly early-layer cells spread evenly) and their rows gathered; attribution passes
+    split the batches of sequences and their sums are added in rank order; verified cells
+    are dealt out like exact ones. Exact and ``atp`` / ``ig`` results equal a single
+    process's up to float rounding; ``atp2`` draws its sampled tokens on rank ``r`` from
+    ``seed + r``, so it is the same estimator with other random draws. More ranks than
+    exact cells (or than sequences, for attribution) is a ValueError.
+
     Examples
     --------
     >>> df = band_sweep(model, tokens[:4], layers=[0, 1], heads=[0, 3])   # doctest: +SKIP
@@ -191,10 +205,18 @@ def band_sweep(
     ablations = cells.ablations(layers, heads, bands, n)
     require_hooks(model, [hook_name(cells.act, L) for L in layers] + [f"blocks.{L}.hook_resid_pre" for L in layers],
                   why=f"band_sweep target={target!r}")
+    world, rank = D.world_size(), D.rank()
+    if world > 1:
+        _check_distributed(model, tokens, mask, reference, ablations, estimator, world, dict(
+            target=target, method=method, causal=causal, batch_size=batch_size, attribution=estimator,
+            verify_top_k=verify_top_k, level=level, wavelet=wavelet, mode=mode, n_rope_bands=n_rope_bands,
+            ig_steps=ig_steps, fisher_samples=fisher_samples, seed=seed))
+        progress = progress and rank == 0
     # attribution's gradient pass records hook_z of the swept sequences anyway: when they are
-    # the reference and fit in one batch, it serves as the reference (no separate clean pass)
+    # the reference and fit in one batch, it serves as the reference (no separate clean pass;
+    # with several ranks, every rank needs the reference, so each collects it)
     reference_from_grad_pass = (cells.needs_reference and reference is None and estimator in ("atp", "atp2")
-                                and tokens.shape[0] <= batch_size)
+                                and tokens.shape[0] <= batch_size and world == 1)
     if cells.needs_reference and not reference_from_grad_pass:
         _collect_reference(model, cells, tokens, reference, layers, batch_size, seed)
 
@@ -204,15 +226,33 @@ def band_sweep(
         valid = mask[:, 1:] & mask[:, :-1]
     runner = LayerRunner(model, shape)
 
-    def exact(cells_to_run):
-        return run_exact(model, runner, cells, tokens, valid, cells_to_run, buckets, batch_size, progress)
+    def exact(cells_to_run) -> tuple[dict, float]:
+        """``({cell: result row}, clean loss sum)``; with several ranks, each runs every
+        world-th cell on all sequences and the rows are gathered (every rank gets all)."""
+        mine = D.split_evenly(cells_to_run, rank, world)
+
+        def local():
+            if not mine:  # fewer cells to verify than ranks: this rank idles
+                return {}, None
+            acc, clean = run_exact(model, runner, cells, tokens, valid, mine, buckets, batch_size, progress)
+            return {a: acc.row(a) for a in mine}, clean
+
+        parts = D.run_collectively(local, "band_sweep (exact)")
+        rows = {a: row for part, _ in parts for a, row in part.items()}
+        return rows, next(c for _, c in parts if c is not None)
 
     if estimator is None:
-        acc, clean_sum = exact(ablations)
-        df = pd.DataFrame([{"layer": a.layer, "head": a.head, "band": a.band, **acc.row(a)} for a in ablations])
+        rows, clean_sum = exact(ablations)
+        df = pd.DataFrame([{"layer": a.layer, "head": a.head, "band": a.band, **rows[a]} for a in ablations])
     else:
-        est, clean_sum = attribute(model, cells, tokens, valid, ablations, layers, heads, estimator, ig_steps,
-                                   fisher_samples if estimator == "atp2" else 0, seed, batch_size, progress)
+        parts = D.run_collectively(
+            lambda: attribute(model, cells, tokens, valid, ablations, layers, heads, estimator, ig_steps,
+                              fisher_samples if estimator == "atp2" else 0, seed, batch_size, progress,
+                              shard=(rank, world)),
+            "band_sweep (attribution)")
+        # sums over each rank's batches, added in rank order: the same on every rank
+        est = {a: sum(part[0][a] for part in parts) for a in ablations}
+        clean_sum = sum(part[1] for part in parts)
         df = _verified_frame(ablations, est, buckets, verify_top_k, exact)
     n_tok = int(valid.sum())
     df.attrs.update(
@@ -245,6 +285,26 @@ def _check_options(target, method, attribution, batch_size, verify_top_k, ig_ste
     return estimator
 
 
+def _check_distributed(model, tokens, mask, reference, ablations, estimator, world, options) -> None:
+    """Every rank was called alike, and there is work for every rank."""
+    D.check_same_arguments("band_sweep", {
+        "model": model_fingerprint(model)["weights"], "tokens": tensor_digest(tokens),
+        "attention_mask": None if mask is None else tensor_digest(mask),
+        "reference": None if reference is None else tensor_digest(torch.as_tensor(reference)),
+        "cells": len(ablations), **options,
+    })
+    if estimator is None and world > len(ablations):
+        raise ValueError(
+            f"{world} ranks but only {len(ablations)} (layer, head, band) cells to run exactly: launch at most "
+            f"{len(ablations)} ranks, or sweep more layers/heads/bands."
+        )
+    if estimator is not None and world > tokens.shape[0]:
+        raise ValueError(
+            f"{world} ranks but only {tokens.shape[0]} sequences for attribution: launch at most "
+            f"{tokens.shape[0]} ranks, or pass more sequences."
+        )
+
+
 def _verified_frame(ablations, est, buckets, verify_top_k, exact) -> pd.DataFrame:
     """Estimates of every cell, with exact columns for the ``verify_top_k`` largest."""
     df = pd.DataFrame([{"layer": a.layer, "head": a.head, "band": a.band, "estimate": est[a]} for a in ablations])
@@ -254,10 +314,10 @@ def _verified_frame(ablations, est, buckets, verify_top_k, exact) -> pd.DataFram
         df[c] = np.nan
     df["verified"] = False
     if top:
-        acc, _ = exact(top)
+        rows, _ = exact(top)
         pos = {a: i for i, a in enumerate(ablations)}
         for a in top:
-            for k, v in acc.row(a).items():
+            for k, v in rows[a].items():
                 df.loc[pos[a], k] = v
             df.loc[pos[a], "verified"] = True
     return df[["layer", "head", "band", *exact_cols, "estimate", "verified"]]
