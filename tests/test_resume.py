@@ -158,3 +158,42 @@ def test_foreign_or_corrupt_checkpoint_refused_nothing_changed(model_dir, tmp_pa
     # --resume into a non-empty folder without a checkpoint: refused
     assert main(_args(model_dir, full, "--resume")) == 2
     assert "holds no checkpoint.pt" in capsys.readouterr().err
+
+
+def test_sweep_resume_keeps_finished_cells(model_dir, tmp_path, capsys, monkeypatch):
+    import tl_wavelet.state as st
+
+    def args(out, *extra):
+        a = _args(model_dir, out, "--n-sequences", "4", "--sweep-sequences", "3", "--top-k", "10", *extra)
+        a.remove("--no-sweep")
+        return a
+
+    assert main(args(tmp_path / "whole")) == 0
+    real_save = st.save_state
+    saves = []
+
+    def interrupt_in_sweep(path, state):  # Ctrl-C right after the first verified cells are saved
+        real_save(path, state)
+        saves.append(state)
+        if state.get("sweep") and state["sweep"]["rows"]:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(st, "save_state", interrupt_in_sweep)
+    out = tmp_path / "run"
+    assert main(args(out)) == 130
+    monkeypatch.setattr(st, "save_state", real_save)
+    kept = st.load_state(out / CHECKPOINT, "tl_wavelet.analyze")["sweep"]
+    assert len(kept["rows"]) == 8 and kept["estimates"] is not None  # 8 of the 10 verified cells
+    saves.clear()
+
+    def record(path, state):
+        real_save(path, state)
+        saves.append(state)
+
+    monkeypatch.setattr(st, "save_state", record)
+    assert main(args(out, "--resume")) == 0
+    # the resumed run went on from the 8 kept cells: no analysis slice, no attribution pass again
+    assert [len(s["sweep"]["rows"]) for s in saves] == [10]
+    _same_tables(out, tmp_path / "whole")
+    pd.testing.assert_frame_equal(pd.read_csv(out / "sweep.csv"), pd.read_csv(tmp_path / "whole" / "sweep.csv"),
+                                  check_exact=False, rtol=1e-9, atol=1e-12)

@@ -123,3 +123,55 @@ def test_state_file_atomic_and_corruption_refused(tmp_path, random_model):
         load_state(tmp_path / "junk.pt", "test")
     with pytest.raises(ValueError, match="not a other state"):
         load_state(path, "other")
+
+
+def _roundtrip(state):
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def test_band_sweep_resumes_keeping_finished_cells(random_model):
+    from tl_wavelet.ablation import band_sweep
+
+    g = torch.Generator().manual_seed(5)
+    tokens = torch.randint(4, 97, (3, 32), generator=g)
+    kw = dict(layers=[1], heads=[0, 1, 2], level=2, batch_size=3, progress=False)  # 9 cells
+    calls = []
+
+    def counted(**extra):  # forwards that reach layer 1's hook_z: clean passes + patched cells
+        calls.clear()
+        with random_model.hooks(fwd_hooks=[("blocks.1.attn.hook_z", lambda t, hook: calls.append(1))]):
+            return band_sweep(random_model, tokens, **kw, **extra)
+
+    plain = counted()
+    n_plain = len(calls)  # a clean pass, the runner's self-check, 9 patched cells
+    states = []
+    full = counted(on_checkpoint=states.append)
+    pd_equal(full, plain)
+    assert [len(s["rows"]) for s in states] == [8, 9]  # a checkpoint after each group of 8 cells
+    resumed = counted(resume=_roundtrip(states[0]))
+    assert len(calls) == n_plain - 8  # only the missing cell ran
+    pd_equal(resumed, plain)
+    assert resumed.attrs["clean_loss"] == plain.attrs["clean_loss"]
+
+    # attribution: the estimates of an interrupted run are kept, the verified cells rerun
+    states.clear()
+    est = counted(attribution="atp", verify_top_k=2, on_checkpoint=states.append)
+    n_est = len(calls)
+    assert states[0]["estimates"] is not None and not states[0]["rows"]
+    again = counted(attribution="atp", verify_top_k=2, resume=_roundtrip(states[0]))
+    assert len(calls) == n_est - 1  # the same, less the attribution's gradient pass
+    pd_equal(again, est)
+
+    with pytest.raises(ValueError, match="tokens"):
+        band_sweep(random_model, tokens.flip(0), **kw, resume=states[0] | {"kind": "tl_wavelet.band_sweep"})
+    with pytest.raises(ValueError, match="options"):
+        band_sweep(random_model, tokens, **{**kw, "level": 3}, resume=_roundtrip(states[0]))
+
+
+def pd_equal(a, b):
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, atol=0)

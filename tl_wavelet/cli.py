@@ -226,7 +226,7 @@ def _tokens(args, model):
         raise UserError(str(e)) from None
 
 
-def _run_sweep(args, model, tokens) -> tuple[object, str]:
+def _run_sweep(args, model, tokens, resume=None, on_checkpoint=None) -> tuple[object, str]:
     """(DataFrame or None, status line for the report)."""
     if args.no_sweep:
         return None, "Band sweep skipped (--no-sweep)."
@@ -245,6 +245,8 @@ def _run_sweep(args, model, tokens) -> tuple[object, str]:
         level=args.level,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        resume=resume,
+        on_checkpoint=on_checkpoint,
     )
     status = (
         f"Band sweep on {sub.shape[0]} sequences × {sub.shape[1]} tokens: second-order attribution estimate "
@@ -436,7 +438,20 @@ def _analyze_run(args) -> int:
             _log(args, f"Analysis report written to {out / 'report.html'}; running the band sweep ...")
 
         t = time.perf_counter()
-        sweep, status = _run_sweep(args, model, tokens)
+        from .state import save_state
+
+        analysis_state = {"kind": _CHECKPOINT_KIND, "fingerprint": fingerprint, "analysis_done": int(tokens.shape[0]),
+                          "accumulators": {k: a.state_dict() for k, a in accs.items()}}
+
+        def sweep_checkpoint(state):  # the finished analysis and the sweep's cells so far
+            if is_main:
+                save_state(out / CHECKPOINT, {**analysis_state, "sweep": state})
+
+        resume_sweep = ckpt.get("sweep") if ckpt is not None else None
+        if resume_sweep is not None:
+            _log(args, f"Resuming the band sweep: {len(resume_sweep['rows'])} exact cells already done"
+                 + (", attribution estimates kept." if resume_sweep.get("estimates") is not None else "."))
+        sweep, status = _run_sweep(args, model, tokens, resume_sweep, sweep_checkpoint)
         if sweep is not None:
             timings["sweep_s"] = time.perf_counter() - t
         meta["sweep_status"] = status

@@ -13,7 +13,7 @@ sums over tokens in float64), averaged over all real tokens; with an
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .. import distributed as D
 from ..adapter import LayerRunner, hook_name, model_shape, require_hooks, resolve_heads, resolve_layers
-from ..state import model_fingerprint, tensor_digest
+from ..state import check_fingerprint, model_fingerprint, tensor_digest
 from .attribution import ESTIMATORS, FISHER_SEQUENCE_SAMPLES, attribute
 from .exact import run_exact
 from .passes import chunks, clean_pass
@@ -118,6 +118,8 @@ def band_sweep(
     ig_steps: int = 4,
     fisher_samples: int | None = None,
     seed: int = 0,
+    on_checkpoint: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
 ) -> pd.DataFrame:
     """Loss change when one band of one head is removed, for every (layer, head, band).
 
@@ -164,6 +166,13 @@ def band_sweep(
     fisher_samples : sampled backward passes per batch of ``attribution="atp2"``; ``None``:
         enough that samples x sequences >= 32 (8 for 4 sequences, 1 from 32 on)
     seed : resample permutation, and the sampled next tokens of ``atp2``
+    on_checkpoint : called with the sweep's state (plain containers, ``torch.save``-able)
+        after the attribution pass and after every group of 8 exact cells per rank
+        (each group repeats the clean pass: about 1/8 more forwards); save it to resume
+    resume : a state passed to ``on_checkpoint`` by an interrupted call with the same
+        model, tokens and options: its attribution estimates and finished cells are kept,
+        and only the rest runs. A state from other arguments is refused (ValueError naming
+        what differs).
 
     Returns
     -------
@@ -220,39 +229,69 @@ def band_sweep(
     if cells.needs_reference and not reference_from_grad_pass:
         _collect_reference(model, cells, tokens, reference, layers, batch_size, seed)
 
+    fingerprint = {
+        "model": model_fingerprint(model)["weights"], "tokens": tensor_digest(tokens),
+        "attention_mask": None if mask is None else tensor_digest(mask),
+        "reference": None if reference is None else tensor_digest(torch.as_tensor(reference)),
+        "options": repr(dict(target=target, layers=layers, heads=heads, bands=bands, method=method, causal=causal,
+                             batch_size=batch_size, attribution=estimator, verify_top_k=verify_top_k, level=level,
+                             wavelet=wavelet, mode=mode, n_rope_bands=n_rope_bands, ig_steps=ig_steps,
+                             fisher_samples=fisher_samples, seed=seed)),
+    }
+    saved = _resume_state(resume, fingerprint)
+
+    def checkpoint() -> None:
+        if on_checkpoint is not None:
+            on_checkpoint({"kind": "tl_wavelet.band_sweep", "fingerprint": fingerprint, **saved,
+                           "rows": dict(saved["rows"])})  # a snapshot: later cells must not change it
+
     buckets = position_buckets(n)
     valid = torch.ones(tokens.shape[0], n - 1, dtype=torch.bool, device=tokens.device)
     if mask is not None:
         valid = mask[:, 1:] & mask[:, :-1]
     runner = LayerRunner(model, shape)
 
-    def exact(cells_to_run) -> tuple[dict, float]:
-        """``({cell: result row}, clean loss sum)``; with several ranks, each runs every
-        world-th cell on all sequences and the rows are gathered (every rank gets all)."""
-        mine = D.split_evenly(cells_to_run, rank, world)
+    def exact_group(todo) -> float:
+        """Run cells ``todo`` (with several ranks, every world-th cell each, on all sequences),
+        gather their rows into ``saved``; returns the clean loss sum."""
+        mine = D.split_evenly(todo, rank, world)
 
         def local():
             if not mine:  # fewer cells to verify than ranks: this rank idles
                 return {}, None
             acc, clean = run_exact(model, runner, cells, tokens, valid, mine, buckets, batch_size, progress)
-            return {a: acc.row(a) for a in mine}, clean
+            return {_key(a): acc.row(a) for a in mine}, clean
 
         parts = D.run_collectively(local, "band_sweep (exact)")
-        rows = {a: row for part, _ in parts for a, row in part.items()}
-        return rows, next(c for _, c in parts if c is not None)
+        saved["rows"].update({k: row for part, _ in parts for k, row in part.items()})
+        saved["clean_sum"] = next(c for _, c in parts if c is not None)
+        checkpoint()
+        return saved["clean_sum"]
+
+    def exact(cells_to_run) -> tuple[dict, float]:
+        """``({cell: result row}, clean loss sum)``, skipping cells a resumed state holds."""
+        todo = [a for a in cells_to_run if _key(a) not in saved["rows"]]
+        size = len(todo) if on_checkpoint is None else _CELLS_PER_CHECKPOINT * world
+        for i in range(0, len(todo), max(size, 1)):
+            exact_group(todo[i:i + size])
+        return {a: saved["rows"][_key(a)] for a in cells_to_run}, saved["clean_sum"]
 
     if estimator is None:
         rows, clean_sum = exact(ablations)
         df = pd.DataFrame([{"layer": a.layer, "head": a.head, "band": a.band, **rows[a]} for a in ablations])
     else:
-        parts = D.run_collectively(
-            lambda: attribute(model, cells, tokens, valid, ablations, layers, heads, estimator, ig_steps,
-                              fisher_samples if estimator == "atp2" else 0, seed, batch_size, progress,
-                              shard=(rank, world)),
-            "band_sweep (attribution)")
-        # sums over each rank's batches, added in rank order: the same on every rank
-        est = {a: sum(part[0][a] for part in parts) for a in ablations}
-        clean_sum = sum(part[1] for part in parts)
+        if saved["estimates"] is None:
+            parts = D.run_collectively(
+                lambda: attribute(model, cells, tokens, valid, ablations, layers, heads, estimator, ig_steps,
+                                  fisher_samples if estimator == "atp2" else 0, seed, batch_size, progress,
+                                  shard=(rank, world)),
+                "band_sweep (attribution)")
+            # sums over each rank's batches, added in rank order: the same on every rank
+            saved["estimates"] = {_key(a): sum(part[0][a] for part in parts) for a in ablations}
+            saved["attribution_clean_sum"] = sum(part[1] for part in parts)
+            checkpoint()
+        est = {a: saved["estimates"][_key(a)] for a in ablations}
+        clean_sum = saved["attribution_clean_sum"]
         df = _verified_frame(ablations, est, buckets, verify_top_k, exact)
     n_tok = int(valid.sum())
     df.attrs.update(
@@ -283,6 +322,29 @@ def _check_options(target, method, attribution, batch_size, verify_top_k, ig_ste
                                        or fisher_samples < 1):
         raise ValueError(f"fisher_samples must be a positive int or None (automatic), got {fisher_samples!r}.")
     return estimator
+
+
+#: exact cells per rank between two checkpoints (each group repeats the clean pass once)
+_CELLS_PER_CHECKPOINT = 8
+
+
+def _key(a) -> tuple:
+    """A cell's identity in a saved state: (layer, head, band, index)."""
+    return (int(a.layer), int(a.head), str(a.band), tuple(int(i) for i in a.index))
+
+
+def _resume_state(resume, fingerprint) -> dict:
+    """The mutable sweep state: empty, or a resumed one checked against this call."""
+    fresh = {"estimates": None, "attribution_clean_sum": None, "rows": {}, "clean_sum": None}
+    if resume is None:
+        return fresh
+    if not isinstance(resume, dict) or resume.get("kind") != "tl_wavelet.band_sweep":
+        raise ValueError(f"resume must be a state passed to on_checkpoint by band_sweep, got {type(resume).__name__}.")
+    check_fingerprint(fingerprint, resume.get("fingerprint"), "The band_sweep state to resume")
+    for k in fresh:
+        fresh[k] = resume.get(k, fresh[k])
+    fresh["rows"] = dict(fresh["rows"])
+    return fresh
 
 
 def _check_distributed(model, tokens, mask, reference, ablations, estimator, world, options) -> None:
