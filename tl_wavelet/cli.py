@@ -30,7 +30,9 @@ import argparse
 import os
 import re
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -164,14 +166,25 @@ def _validate(args):
     return cfg
 
 
-def _prepare_out(args) -> Path:
+def _ours(name: str) -> bool:
     from .report import OUTPUT_FILES
 
+    return name in OUTPUT_FILES or _EXTRA_OUTPUT.match(name) is not None
+
+
+def _prepare_out(args) -> tuple[Path, Path]:
+    """(the --out folder, the folder this run writes into).
+
+    Without --force the two are one new or empty folder. With --force into an occupied
+    folder the run writes into a temporary folder beside it, and :func:`_swap_in` moves
+    the files over only when the run has finished: an error or Ctrl-C leaves the previous
+    report as it was.
+    """
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
     if getattr(args, "resume", False) and (out / CHECKPOINT).exists():
-        return out  # resuming: the checkpoint and the files written so far stay
+        return out, out  # resuming in place: the checkpoint and the files written so far stay
     if out.is_dir() and any(out.iterdir()):
         if getattr(args, "resume", False) and not args.force:
             raise UserError(
@@ -181,15 +194,28 @@ def _prepare_out(args) -> Path:
         if not args.force:
             raise UserError(
                 f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force to write "
-                "into it (earlier report files there are replaced)."
+                "into it (earlier report files there are replaced once the new run has finished)."
             )
-        # --force: remove earlier report files, so none survives from a different run
-        # (e.g. an old sweep.csv beside a --no-sweep report). Other files are left alone.
-        for f in out.iterdir():
-            ours = f.name in OUTPUT_FILES or f.name == CHECKPOINT or _EXTRA_OUTPUT.match(f.name) is not None
-            if f.is_file() and ours:
-                f.unlink()
-    return out
+        return out, Path(tempfile.mkdtemp(prefix=f".{out.name}.tl-wavelet-", dir=out.parent))
+    return out, out
+
+
+def _swap_in(out: Path, staging: Path) -> None:
+    """Move a finished run's files from ``staging`` into ``out``, replacing earlier report files.
+
+    Each file is replaced with one rename (never half-written); report files of the earlier
+    run that this one did not write (e.g. an old sweep.csv beside a --no-sweep report) are
+    removed; other files in ``out`` are left alone.
+    """
+    if staging == out:
+        return
+    new = {f.name for f in staging.iterdir()}
+    for f in staging.iterdir():
+        os.replace(f, out / f.name)
+    for f in out.iterdir():
+        if f.is_file() and _ours(f.name) and f.name not in new:
+            f.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _load_model(args):
@@ -349,16 +375,22 @@ def _analyze_run(args) -> int:
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     out: Path | None = None
+    final: Path | None = None
+    staging: Path | None = None
     try:
         _validate(args)
 
-        def prepare():  # rank 0 alone reads and clears --out; the others get its checkpoint
+        def prepare():  # rank 0 alone reads --out and the checkpoint; the others get its answer
             if not is_main:
                 return None
-            o = _prepare_out(args)
-            return o, _read_checkpoint(args, o)
+            fin, stg = _prepare_out(args)
+            return fin, stg, _read_checkpoint(args, fin)
 
-        out, ckpt = run_collectively(prepare, "preparing --out")[0]
+        # the checkpoint is written where the report files go: --out, or with --force into an
+        # occupied --out the temporary folder, which an interruption drops with everything else
+        # (the earlier report stays untouched; such a run cannot be resumed)
+        final, staging, ckpt = run_collectively(prepare, "preparing --out")[0]
+        out = staging
         if args.text:  # read the files before the slow model load, so a bad path fails fast
             from .corpus import read_text_files
 
@@ -393,7 +425,7 @@ def _analyze_run(args) -> int:
             diff = fingerprint_diff(fingerprint, ckpt.get("fingerprint", {}))
             if diff:
                 raise UserError(
-                    f"--resume: {out / CHECKPOINT} was saved by a run on something else; it differs in\n  "
+                    f"--resume: {final / CHECKPOINT} was saved by a run on something else; it differs in\n  "
                     + "\n  ".join(d.replace(" here vs ", " now vs ").replace(" in the other state", " in the checkpoint")
                                    for d in diff)
                     + "\nNothing in --out was changed. Rerun with that run's arguments, or without --resume "
@@ -410,7 +442,7 @@ def _analyze_run(args) -> int:
             accs = {"default": HeadAccumulator(model, **common), "paper": HeadAccumulator(model, paper=True, **common)}
         except ValueError as e:
             raise UserError(str(e)) from None
-        _stream_with_checkpoints(args, model, tokens, accs, ckpt, fingerprint, out, is_main)
+        _stream_with_checkpoints(args, model, tokens, accs, ckpt, fingerprint, staging, is_main)
         reports = {k: a.report() for k, a in accs.items()}
         timings["analysis_s"] = time.perf_counter() - t
 
@@ -445,7 +477,7 @@ def _analyze_run(args) -> int:
 
         def sweep_checkpoint(state):  # the finished analysis and the sweep's cells so far
             if is_main:
-                save_state(out / CHECKPOINT, {**analysis_state, "sweep": state})
+                save_state(staging / CHECKPOINT, {**analysis_state, "sweep": state})
 
         resume_sweep = ckpt.get("sweep") if ckpt is not None else None
         if resume_sweep is not None:
@@ -462,13 +494,28 @@ def _analyze_run(args) -> int:
         if not is_main:
             return 0
         html_path = write_report(out, model_name=args.model, reports=reports, sweep=sweep, meta=meta)
-        (out / CHECKPOINT).unlink(missing_ok=True)  # the run is complete: nothing to resume
-        print(f"Report: {html_path}")
+        (staging / CHECKPOINT).unlink(missing_ok=True)  # the run is complete: nothing to resume
+        _swap_in(final, staging)
+        (final / CHECKPOINT).unlink(missing_ok=True)  # nor an earlier run's, replaced by --force
+        out = final
+        print(f"Report: {final / html_path.name}")
         print(f"Tables and figures: {out}/ (heads.csv, layers.csv, paper_comparison.csv, *.png)")
         return 0
-    except KeyboardInterrupt:
-        if not is_main:
-            return EXIT_INTERRUPTED
+    except BaseException as e:
+        if not is_main:  # rank 0 speaks for the run and owns --out
+            if isinstance(e, KeyboardInterrupt):
+                return EXIT_INTERRUPTED
+            raise
+        hint = (f"Rerun the same command with --resume to continue from {final / CHECKPOINT}."
+                if final is not None and staging == final and (final / CHECKPOINT).exists() else None)
+        if staging is not None and staging != final and staging.exists():
+            # --force into an earlier report: this run's files are dropped, the earlier report stays
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(e, KeyboardInterrupt):
+                print(f"\nInterrupted; the earlier report in {final} is unchanged.", file=sys.stderr)
+                return EXIT_INTERRUPTED
+        if not isinstance(e, KeyboardInterrupt):
+            raise
         print("\nInterrupted.", file=sys.stderr)
         if out is not None and out.is_dir():
             done = sorted(f.name for f in out.iterdir() if f.is_file() and not f.name.startswith("."))
@@ -476,8 +523,8 @@ def _analyze_run(args) -> int:
                 print(f"Files in {out} (each one complete): {', '.join(done)}", file=sys.stderr)
             else:
                 print(f"Nothing was written to {out}.", file=sys.stderr)
-            if (out / CHECKPOINT).exists():
-                print(f"Rerun the same command with --resume to continue from {out / CHECKPOINT}.", file=sys.stderr)
+            if hint:
+                print(hint, file=sys.stderr)
         else:
             print("Nothing was written.", file=sys.stderr)
         return EXIT_INTERRUPTED

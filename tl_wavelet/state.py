@@ -22,7 +22,7 @@ import torch
 
 from .adapter import model_shape
 
-__all__ = ["model_fingerprint", "fingerprint_diff", "check_fingerprint", "save_state", "load_state", "tensor_digest"]
+__all__ = ["digest", "model_fingerprint", "fingerprint_diff", "check_fingerprint", "save_state", "load_state", "tensor_digest"]
 
 # elements read from each end of every parameter for the weight digest: enough to tell two
 # checkpoints apart, cheap for a model spread over several devices (a few KB copied per tensor)
@@ -35,6 +35,15 @@ def tensor_digest(t: torch.Tensor) -> str:
     h = hashlib.sha256(f"{tuple(t.shape)}|{t.dtype}|".encode())
     h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
+
+
+def digest(obj) -> str | None:
+    """:func:`tensor_digest` of a tensor, sha256 of ``repr`` otherwise (None stays None)."""
+    if obj is None:
+        return None
+    if isinstance(obj, torch.Tensor):
+        return tensor_digest(obj)
+    return hashlib.sha256(repr(obj).encode()).hexdigest()[:16]
 
 
 def model_fingerprint(model) -> dict:

@@ -23,6 +23,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..adapter import ModelShape, hook_name, model_shape, resolve_heads, resolve_layers
+from ..validate import as_list, check_choice, check_index, check_int
 from ..rope import rope_frequencies
 from .spec import Ablation, Target
 
@@ -72,7 +73,7 @@ def _rope_meta(model, layer: int) -> dict:
             f"{getattr(model.cfg, 'positional_embedding_type', 'unknown')!r} positions. "
             "Use target='z' (positional bands of hook_z) instead."
         )
-    (layer,) = resolve_layers(shape, [layer])
+    layer = check_index(layer, "layer", shape.n_layers)
     return rope_frequencies(model, layers=[layer])[layer]
 
 
@@ -91,8 +92,9 @@ def rope_bands(model, layer: int = 0, n_bands: int = 4) -> list[RopeBand]:
     meta = _rope_meta(model, layer)
     wl = meta["wavelength"].double()
     n_pairs = wl.numel()
-    if isinstance(n_bands, bool) or not isinstance(n_bands, (int, np.integer)) or not 1 <= n_bands <= n_pairs:
+    if not isinstance(n_bands, (bool, np.bool_)) and isinstance(n_bands, (int, np.integer)) and not 1 <= n_bands <= n_pairs:
         raise ValueError(f"n_bands must be an int in 1..{n_pairs} (this layer has {n_pairs} rotary pairs), got {n_bands!r}.")
+    n_bands = check_int(n_bands, "n_bands", minimum=1, maximum=n_pairs)
     order = torch.argsort(wl).tolist()
     out = []
     for i, chunk in enumerate(np.array_split(np.array(order), int(n_bands))):
@@ -113,8 +115,9 @@ def resolve_rope_bands(
     n_pairs = sum(len(b.pairs) for b in table)
     if bands is None:
         return list(range(n_pairs))
-    if isinstance(bands, (str, int, np.integer)):
-        bands = [bands]
+    bands = [bands] if isinstance(bands, str) else as_list(bands, "bands")
+    if not bands:
+        raise ValueError(f"bands is empty: pass None for every pair, or names from {[t.name for t in table]}.")
     pairs: set[int] = set()
     by_name = {b.name: b for b in table} | {b.label: b for b in table}
     for b in bands:
@@ -125,12 +128,12 @@ def resolve_rope_bands(
                     f"{[t.label for t in table]}; or pass rotary pair indices 0..{n_pairs - 1}."
                 )
             pairs.update(by_name[b].pairs)
-        elif isinstance(b, (int, np.integer)) and not isinstance(b, bool):
-            if not 0 <= b < n_pairs:
-                raise ValueError(f"Rotary pair {b} is out of range: layer {layer} has pairs 0..{n_pairs - 1}.")
-            pairs.add(int(b))
+        elif not isinstance(b, (bool, np.bool_)) and isinstance(b, (int, np.integer)):
+            if not -n_pairs <= b < n_pairs:
+                raise ValueError(f"bands: rotary pair {b} is out of range: layer {layer} has pairs 0..{n_pairs - 1}.")
+            pairs.add(int(b) % n_pairs)
         else:
-            raise TypeError(f"A RoPE band is a name such as 'R0' or a pair index, got {b!r}.")
+            raise TypeError(f"bands: a RoPE band is a name such as 'R0' or a pair index, got {b!r}.")
     return sorted(pairs)
 
 
@@ -192,8 +195,8 @@ def rope_ablation_hook(
     >>> model.run_with_hooks(tokens, return_type="loss", fwd_hooks=hooks)  # doctest: +SKIP
     """
     shape = model_shape(model)
-    if on not in ("q", "k", "qk"):
-        raise ValueError(f"on must be 'q', 'k' or 'qk', got {on!r}.")
+    check_choice(on, "on", ("q", "k", "qk"))
+    layer = check_index(layer, "layer", shape.n_layers)
     meta = _rope_meta(model, layer)
     pairs = resolve_rope_bands(model, layer, bands, n_bands)
     dims = rope_pair_dims(pairs, meta["rotary_dim"], meta["adjacent_pairs"])

@@ -28,8 +28,9 @@ from ..adapter import ModelShape, hook_name, model_shape, require_hooks, resolve
 from ..rope import rope_frequencies
 from ..signals import offset_aligned_rows
 from ..state import check_fingerprint, model_fingerprint
-from ..stats import RunningCorrelation, RunningMoments
+from ..stats import MIN_CORRELATION_N, RunningCorrelation, RunningMoments
 from ..transforms import causal_bands
+from ..validate import check_bool, warn_small_sample
 from .config import MetricConfig
 from .result import HeadReport
 
@@ -220,7 +221,8 @@ class HeadAccumulator:
         self.shape: ModelShape = model_shape(model)
         self.config = MetricConfig(**config)
         self.layers = resolve_layers(self.shape, layers)
-        self.rope = self.shape.rotary if rope is None else bool(rope)
+        self.rope = self.shape.rotary if rope is None else check_bool(rope, "rope")
+        self.seq_len: int | None = None  # set by the first batch; later batches must match
         if self.rope and not self.shape.rotary:
             raise ValueError(
                 "RoPE frequency usage needs a rotary model; this model's positional embedding is "
@@ -253,8 +255,19 @@ class HeadAccumulator:
         """The last hook these metrics need: a forward may end right after it."""
         return hook_name(self._kinds()[-1], self.layers[-1])
 
+    def _check_seq_len(self, n: int) -> None:
+        # The deep band energies have ceil(log2 n) + 1 bands and every metric compares
+        # sequences of one length: mixing lengths would mix incomparable numbers.
+        if self.seq_len is not None and n != self.seq_len:
+            raise ValueError(
+                f"tokens: this HeadAccumulator measured sequences of {self.seq_len} positions and now got {n}. "
+                "Its metrics compare sequences of one length: cut every batch to one length, or use one "
+                "accumulator per length."
+            )
+
     def _metric_hook(self, layer: int, kind: str):
         def fn(activation: Tensor, hook) -> None:
+            self._check_seq_len(activation.shape[-1] if kind == "pattern" else activation.shape[1])
             values = layer_metrics(activation, self.config, kind)
             state = self._state[layer]
             state.add(values)
@@ -269,6 +282,7 @@ class HeadAccumulator:
         store = self._rope_q if which == "q" else self._rope_k
 
         def fn(activation: Tensor, hook) -> None:
+            self._check_seq_len(activation.shape[1])
             store[layer].update(rope_pair_energy(activation.detach(), meta["rotary_dim"], meta["adjacent_pairs"]))
 
         return fn
@@ -371,6 +385,11 @@ class HeadAccumulator:
                 "No sequences were measured: run the model with these hooks first "
                 "(e.g. model.run_with_hooks(tokens, fwd_hooks=acc.hooks()))."
             )
+        n = self.n_sequences
+        if n < 2:
+            warn_small_sample("The standard errors (columns *_se)", n, 2)
+        if n < MIN_CORRELATION_N:
+            warn_small_sample("rho (a correlation over sequences) and rho_se", n, MIN_CORRELATION_N)
         stats = {}
         for L, st in self._state.items():
             for key, mom in st.moments.items():
