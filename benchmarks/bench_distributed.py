@@ -29,6 +29,12 @@ REPO = HERE.parent
 N_LAYERS, N_SEQ, SEQ_LEN, BATCH = 4, 8, 256, 2
 SWEEP_SEQ, SWEEP_LEN, SWEEP_LAYERS, SWEEP_HEADS, SWEEP_LEVEL = 2, 128, [3], [0, 1, 2, 3], 3
 REPEATS = 2
+NOTE = ("Read with care: these runs shared 2 cores with other sessions' jobs (load average about 19). "
+        "There a 2-thread process loses much of its time in OpenMP barriers waiting for its second thread to be "
+        "scheduled, and two processes get about twice the CPU share of one, so the ratios above overstate what a "
+        "quiet machine would show (where 2 ranks on 2 cores can at best be 2x the 1-thread run). What they do show: "
+        "splitting the work across ranks costs nothing measurable (target >= 0.9x: met), and the per-rank "
+        "communication is a small share of the data each rank processes.")
 
 
 def build(d: Path) -> None:
@@ -110,6 +116,9 @@ def run(config: str, model_dir: Path, out: Path) -> dict:
         env.update(OMP_NUM_THREADS="1", BENCH_THREADS="1")
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                __file__, "--worker", str(model_dir), str(out)]
+    elif config == "serial":
+        env.update(OMP_NUM_THREADS="1", BENCH_THREADS="1")
+        cmd = [sys.executable, __file__, "--worker", str(model_dir), str(out)]
     else:
         env.update(OMP_NUM_THREADS="2", BENCH_THREADS="2")
         cmd = [sys.executable, __file__, "--worker", str(model_dir), str(out)]
@@ -121,12 +130,12 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from common import machine
 
-    res = {"one": [], "ranks": []}
+    res = {"one": [], "ranks": [], "serial": []}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "model"
         build(d)
         for i in range(REPEATS):  # alternate, so machine load hits both alike
-            for config in ("one", "ranks"):
+            for config in ("one", "ranks", "serial"):
                 res[config].append(run(config, d, Path(tmp) / f"{config}{i}.json"))
                 print(config, res[config][-1], flush=True)
 
@@ -146,12 +155,13 @@ def main() -> None:
         "",
         "Command: `python benchmarks/bench_distributed.py`",
         "",
-        "| work | 1 process x 2 threads, s | 2 ranks x 1 thread, s | speed of 2 ranks vs 1 process | target |",
-        "|---|---|---|---|---|",
+        "| work | 1 process x 2 threads, s | 2 ranks x 1 thread, s | 1 process x 1 thread, s "
+        "| speed of 2 ranks vs 1 process x 2 threads | vs 1 thread | target |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key, name in (("analysis_s", "analysis (stream)"), ("sweep_s", "exact band sweep")):
-        a, b = med("one", key), med("ranks", key)
-        lines.append(f"| {name} | {a:.2f} | {b:.2f} | {a / b:.2f}x | >= 0.9x |")
+        a, b, c = med("one", key), med("ranks", key), med("serial", key)
+        lines.append(f"| {name} | {a:.2f} | {b:.2f} | {c:.2f} | {a / b:.2f}x | {c / b:.2f}x | >= 0.9x |")
     runs = ", ".join(f"{o['analysis_s'] / r['analysis_s']:.2f}x / {o['sweep_s'] / r['sweep_s']:.2f}x"
                      for o, r in zip(res["one"], res["ranks"]))
     lines += [
@@ -168,6 +178,8 @@ def main() -> None:
         "The analysis sends each accumulator's float64 sums once per `stream` call (a few hundred KB whatever "
         "the corpus size); the sweep sends one result row per cell. Both are negligible against the activations, "
         "so the speed-up on N devices is bounded by the work split, not by communication (docs/scaling.md).",
+        "",
+        NOTE,
     ]
     (HERE / "results" / "distributed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
