@@ -178,8 +178,8 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
     try:
         parts = D.run_collectively(local, "analysis.stream")
     finally:
-        for acc, sd in zip(accumulators, before):
+        for acc, sd in zip(accumulators, before, strict=True):
             acc.load_state_dict(sd)
     for part in parts:  # rank order on every rank: the same sums everywhere
-        for acc, sd in zip(accumulators, part):
+        for acc, sd in zip(accumulators, part, strict=True):
             acc.merge(sd)
