@@ -26,13 +26,13 @@ from torch import Tensor
 from .. import metrics as M
 from ..adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
 from ..rope import rope_frequencies
-from ..signals import offset_aligned_rows
+from ..signals import offset_aligned_rows, received_attention, without_first_key
 from ..stats import RunningCorrelation, RunningMoments
 from ..transforms import causal_bands
-from .config import MetricConfig
+from .config import KEY_ORDER_SIGNALS, MetricConfig
 from .result import HeadReport
 
-__all__ = ["layer_metrics", "rope_pair_energy", "HeadAccumulator", "metric_hooks"]
+__all__ = ["layer_metrics", "spectral_metrics", "rope_pair_energy", "HeadAccumulator", "metric_hooks"]
 
 def _row_subset(lengths: Tensor, min_len: int, max_rows: int) -> Tensor:
     """Indices of evenly spaced query rows long enough for the wavelet, last row included."""
@@ -60,6 +60,24 @@ def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig):
         full = rows
         for a in cfg.alphas:
             shorts[a] = profile(math.floor(a * n))[..., None, :]
+    elif cfg.signal == "last_row":
+        # the last query, the only one that sees the whole sequence, in key order; the cut
+        # sequence's last query is row m - 1 of the causal prefix
+        def last(p: Tensor) -> Tensor:
+            return without_first_key(p) if cfg.drop_first_key else p
+
+        full = last(pattern[..., -1:, :])
+        rows, lengths = full, None
+        for a in cfg.alphas:
+            m = math.floor(a * n)
+            shorts[a] = last(pattern[..., m - 1 : m, :m])
+    elif cfg.signal == "received":
+        p = without_first_key(pattern) if cfg.drop_first_key else pattern
+        full = received_attention(p, dtype=torch.float64)[..., None, :]
+        rows, lengths = full, None
+        for a in cfg.alphas:
+            m = math.floor(a * n)
+            shorts[a] = received_attention(p[..., :m, :m], dtype=torch.float64)[..., None, :]
     else:  # pattern_rows
         all_rows, all_lengths = offset_aligned_rows(pattern, cfg.drop_first_key)
         if cfg.paper:
@@ -120,7 +138,7 @@ def layer_metrics(
     # Band energies: which dyadic scale the head works at. "band_energy_deep" runs to the
     # depth that reaches every offset, so the characteristic scale sees attention far back;
     # "band_energy" folds the levels beyond cfg.level into A_J for the reported shares.
-    if cfg.paper:
+    if cfg.paper or cfg.signal in KEY_ORDER_SIGNALS:
         energy = M.dwt_band_energy(full, cfg.wavelet, cfg.level, cfg.mode)
     elif kind == "pattern":
         # Seen from the query: attention at distance d in the dyadic band holding d.
@@ -132,12 +150,7 @@ def layer_metrics(
     out["band_energy_deep"] = reduce(energy, "b h r j -> b h j", "sum")
     out["band_energy"] = M.fold_bands(out["band_energy_deep"], cfg.level)
 
-    # Fourier view (the paper's spectral metrics), energies summed over rows.
-    power, freqs = M.power_spectrum(rows, lengths, remove_dc=not cfg.paper)
-    power = reduce(power, "b h r f -> b h f", "sum")
-    out["spectral_shares"] = M.spectral_band_shares(power, freqs)
-    out["spectral_entropy"] = M.spectral_entropy(power)
-    out["selectivity"] = M.frequency_selectivity(power)
+    out.update(spectral_metrics(rows, lengths, cfg))
 
     if kind == "pattern":
         h_pos = M.positional_entropy(rows, lengths, weights="mass")
@@ -165,6 +178,29 @@ def layer_metrics(
         out[f"scale_sensitivity_{a:g}"] = M.scale_sensitivity(
             full, short, cfg.wavelet, cfg.level, paper=cfg.paper
         ).mean(-1)
+    return out
+
+
+def spectral_metrics(
+    rows: Float[Tensor, "batch head r n"], lengths: Tensor | None, cfg: MetricConfig, per_row: bool = False
+) -> dict[str, Tensor]:
+    """The paper's Fourier metrics of one head's signals, powers summed over its rows.
+
+    Returns ``spectral_shares`` [batch, head, 3] (low / mid / high), ``spectral_entropy``
+    and ``selectivity`` [batch, head] under ``cfg``'s DC, window and padding choices; with
+    ``per_row`` also ``spectral_entropy_rows`` [batch, head, r] (one value per row).
+    """
+    power, freqs = M.power_spectrum(
+        rows, lengths, remove_dc=cfg.dc_removed, window=cfg.window, nfft=cfg.nfft(rows.shape[-1])
+    )
+    total = reduce(power, "b h r f -> b h f", "sum")
+    out = {
+        "spectral_shares": M.spectral_band_shares(total, freqs),
+        "spectral_entropy": M.spectral_entropy(total),
+        "selectivity": M.frequency_selectivity(total),
+    }
+    if per_row:
+        out["spectral_entropy_rows"] = M.spectral_entropy(power)
     return out
 
 
