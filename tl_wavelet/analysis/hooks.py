@@ -42,14 +42,20 @@ def _row_subset(lengths: Tensor, min_len: int, max_rows: int) -> Tensor:
     return torch.linspace(first, n - 1, count).round().long().unique()
 
 
-def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig):
-    """(rows, lengths, full, short) for an attention pattern [b, h, q, k]."""
+def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None):
+    """(rows, lengths, full, short) for an attention pattern [b, h, q, k].
+
+    ``aligned``: ``offset_aligned_rows(pattern, cfg.drop_first_key)`` when the caller already
+    has it (several signals from one gather).
+    """
     n = pattern.shape[-1]
     shorts = {}
+    if aligned is None and cfg.signal in ("offset_profile", "pattern_rows"):
+        aligned = offset_aligned_rows(pattern, cfg.drop_first_key)
     if cfg.signal == "offset_profile":
         # The cut sequence's profile (a causal prefix) needs only a partial sum over the
         # same offset-aligned rows: one gather serves the full and every cut profile.
-        aligned, row_len = offset_aligned_rows(pattern, cfg.drop_first_key)
+        aligned, row_len = aligned
         def profile(m: int) -> Tensor:
             count = (row_len[:m, None] > torch.arange(m, device=pattern.device)).sum(0)
             # gathered in the pattern's dtype (an exact copy), summed in float64
@@ -79,7 +85,7 @@ def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig):
             m = math.floor(a * n)
             shorts[a] = received_attention(p[..., :m, :m], dtype=torch.float64)[..., None, :]
     else:  # pattern_rows
-        all_rows, all_lengths = offset_aligned_rows(pattern, cfg.drop_first_key)
+        all_rows, all_lengths = aligned
         if cfg.paper:
             idx = torch.tensor([n - 1])
         else:

@@ -51,6 +51,7 @@ from torch import Tensor
 from .. import metrics as M
 from ..adapter import as_tokens, hook_name, model_shape, require_hooks, resolve_layers
 from ..paper import paper_numbers
+from ..signals import offset_aligned_rows
 from ..transforms import dwt_max_level, min_length
 from .config import MetricConfig
 from .hooks import _signals_from_pattern, spectral_metrics
@@ -172,6 +173,10 @@ class _Grouped:
             self.c = torch.zeros_like(self.s)
         # one sum per group present (a batch holds few), rather than index_add_, which is
         # slow under thread contention; a one-hot product would turn 0 * inf into NaN
+        if groups.unique().numel() == groups.numel():  # the usual case: batch <= n_groups
+            self.s[groups] += v
+            self.c[groups] += ok.to(v.dtype)
+            return
         for g in groups.unique().tolist():
             sel = groups == g
             self.s[g] += v[sel].sum(0)
@@ -337,8 +342,14 @@ class MultiverseAccumulator:
         self._seen[layer] += b
         values: dict[tuple, Tensor] = {}
         singles, multi = {}, {}
+        gathered = {}  # one offset gather per first-key choice serves offset_profile and pattern_rows
         for (sig, fk), cfg in self._signal_cfgs.items():
-            rows, lengths, full, shorts = _signals_from_pattern(act, cfg)
+            aligned = None
+            if sig in ("offset_profile", "pattern_rows"):
+                if fk not in gathered:
+                    gathered[fk] = offset_aligned_rows(act, cfg.drop_first_key)
+                aligned = gathered[fk]
+            rows, lengths, full, shorts = _signals_from_pattern(act, cfg, aligned)
             if sig == "pattern_rows":
                 # float64 rows: per-row entropies of float32 rows round to 1e-7, and rho over
                 # near-constant entropies amplifies that
@@ -355,8 +366,11 @@ class MultiverseAccumulator:
                 stacked = torch.stack([singles[k][0] for k in wkeys])  # [K, b, h, 1, n]
                 shorts = {a: torch.stack([singles[k][1][a] for k in wkeys]) for a in self.alphas}
                 self._wavelet(values, wkeys, stacked, shorts, n)
-        for key, (rows, lengths) in multi.items():
-            self._spectral(values, [key], b, rows, lengths)
+        if multi:  # pattern_rows of each first-key choice, stacked; lengths differ per row
+            keys = list(multi)
+            rows = torch.cat([multi[k][0] for k in keys])
+            lengths = torch.cat([multi[k][1].expand(b, 1, -1) for k in keys])  # [K*b, 1, r]
+            self._spectral(values, keys, b, rows, lengths)
         self._fold(layer, values, groups)
 
     def _fold(self, layer: int, values: dict[tuple, Tensor], groups: Tensor) -> None:
@@ -396,7 +410,8 @@ class MultiverseAccumulator:
                     values[("rho", k + spec_key + ("heads",))] = v
             if by_rows:  # per head over query rows, one value per (sequence, head)
                 r = M.pearson(h_pos_rows.double(), sm["spectral_entropy_rows"].double())
-                values[("rho", keys[0] + spec_key + ("rows",))] = r[..., None]
+                for k, v in split(r[..., None]).items():
+                    values[("rho", k + spec_key + ("rows",))] = v
 
     def _wavelet(self, values, keys, full, shorts, n) -> None:
         """Wavelet readings of the single-row signals stacked as [K, b, h, 1, n]."""
@@ -409,18 +424,20 @@ class MultiverseAccumulator:
                     values[("wavelet_entropy", k + (w, lv, norm))] = we[i]
         for a in self.alphas:
             m = math.floor(a * n)
-            for sampling in ax["sampling"]:
-                if sampling == "prefix":  # the signal of the sequence cut to m tokens (a causal prefix)
-                    short = shorts[a]
-                else:  # the full signal sampled at m evenly spaced positions
-                    short = full[..., (torch.arange(m) * n) // m]
-                for w, lv in itertools.product(ax["wavelet"], ax["level"]):
-                    level = self._level(w, lv, n)
-                    for align in ax["alignment"]:
-                        s = M.scale_sensitivity(full, short, w, level, "symmetric", paper=align == "coefficients")
-                        s = s.mean(-1)  # [K, b, h]
+            cut = {
+                "prefix": shorts[a],  # the signal of the sequence cut to m tokens (a causal prefix)
+                "decimate": full[..., (torch.arange(m) * n) // m],  # the full signal at m evenly spaced positions
+            }
+            # both samplings stacked on a new leading axis: the full signal's DWT is shared
+            short = torch.stack([cut[sm] for sm in ax["sampling"]])  # [S, K, b, h, 1, m]
+            for w, lv in itertools.product(ax["wavelet"], ax["level"]):
+                level = self._level(w, lv, n)
+                for align in ax["alignment"]:
+                    s = M.scale_sensitivity(full, short, w, level, "symmetric", paper=align == "coefficients")
+                    s = s.mean(-1)  # [S, K, b, h]
+                    for j, sampling in enumerate(ax["sampling"]):
                         for i, k in enumerate(keys):
-                            values[(f"scale_sensitivity_{a:g}", k + (w, lv, sampling, align))] = s[i][..., None]
+                            values[(f"scale_sensitivity_{a:g}", k + (w, lv, sampling, align))] = s[j, i][..., None]
 
     # ------------------------------------------------------------------ results
     def to_dataframe(self) -> pd.DataFrame:

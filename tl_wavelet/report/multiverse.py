@@ -143,4 +143,11 @@ def multiverse_summary(df: pd.DataFrame, model_name: str = "") -> str:
         for _, r in joint.head(10).iterrows():
             choice = ", ".join(f"{a}={r[a]}" for a in AXES if a in joint.columns and pd.notna(r[a]))
             lines.append(f"  - {choice}: rho {r['rho']:.3g}, low band {r['low_band_share']:.3g}")
+    every = ("rho", "low_band_share", "mid_band_share", "high_band_share", "spectral_entropy", "selectivity")
+    if set(every) <= set(df["metric"]):
+        for group in (every[:4], every):
+            joint = joint_reproductions(df, group)
+            names = ", ".join(group)
+            lines.append(f"- Readings reproducing {names} together: {len(joint)}"
+                         + (" (none)." if joint.empty else "."))
     return "\n".join(lines) + "\n"
