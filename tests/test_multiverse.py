@@ -438,3 +438,12 @@ def test_cli_writes_csv_figures_and_summary(model_dir, tmp_path, capsys):
     rc = main(["multiverse", "--model", str(model_dir), "--out", str(tmp_path / "x"), "--axis", "colour=red"])
     assert rc == 2
     assert "Unknown axis 'colour'" in capsys.readouterr().err
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import tl_wavelet.analysis.multiverse as mod
+
+    result = doctest.testmod(mod)
+    assert result.attempted > 0 and result.failed == 0

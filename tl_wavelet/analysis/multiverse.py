@@ -147,7 +147,7 @@ def paper_bands() -> dict[str, tuple[float, float, str]]:
     out["rho"] = (float(heads["low"].min()), float(heads["high"].max()), "rho of 7 models (paper v4)")
     for band in ("low", "mid", "high"):
         r = nums[nums["metric"] == f"band_{band}_pct"].iloc[0]
-        out[f"{band}_band_share"] = (r["low"] / 100, r["high"] / 100, f"{r['model']} band power (paper v4)")
+        out[f"{band}_band_share"] = (float(r["low"]) / 100, float(r["high"]) / 100, f"{r['model']} band power (paper v4)")
     typical = nums[nums["model"] == "RoPE models (typical)"]
     for _, r in typical.iterrows():
         out[r["metric"]] = (float(r["low"]), float(r["high"]), "RoPE models, 'about' (paper v4)")
