@@ -136,7 +136,10 @@ def offset_profile(
 
 
 def received_attention(
-    pattern: Float[Tensor, "*batch q k"], drop_first_key: bool = False, dtype: torch.dtype | None = None
+    pattern: Float[Tensor, "*batch q k"],
+    drop_first_key: bool = False,
+    dtype: torch.dtype | None = None,
+    causal: bool | None = None,
 ) -> Float[Tensor, "*batch k"]:
     """Mean attention each key receives from the queries that can attend to it.
 
@@ -144,7 +147,8 @@ def received_attention(
     ``k`` of a causal pattern is seen by the ``n - k`` queries ``q >= k``, every key of a
     bidirectional one by all ``n``. With ``drop_first_key`` rows are first renormalised
     without key 0 (:func:`without_first_key`), which then receives 0. Sums run in float64;
-    the result has ``dtype`` (default: the pattern's).
+    the result has ``dtype`` (default: the pattern's). ``causal`` skips the check when the
+    caller knows.
 
     >>> p = torch.tril(torch.ones(3, 3)); p = p / p.sum(-1, keepdim=True)
     >>> [round(v, 4) for v in received_attention(p).tolist()]   # key 0 seen by 3 queries, key 2 by 1
@@ -153,7 +157,8 @@ def received_attention(
     if drop_first_key:
         pattern = without_first_key(pattern)
     n = pattern.shape[-1]
-    causal = bool((pattern.triu(1) == 0).all())
+    if causal is None:
+        causal = bool((pattern.triu(1) == 0).all())
     total = pattern.sum(-2, dtype=torch.float64)
     if causal:
         seen_by = torch.arange(n, 0, -1, device=pattern.device, dtype=torch.float64)  # n - k

@@ -27,8 +27,9 @@ from .. import metrics as M
 from ..adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
 from ..rope import rope_frequencies
 from ..signals import offset_aligned_rows, received_attention, without_first_key
-from ..stats import RunningCorrelation, RunningMoments
+from ..stats import MIN_CORRELATION_N, RunningCorrelation, RunningMoments
 from ..transforms import causal_bands
+from ..validate import check_bool, warn_small_sample
 from .config import KEY_ORDER_SIGNALS, MetricConfig
 from .result import HeadReport
 
@@ -79,11 +80,12 @@ def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None):
             shorts[a] = last(pattern[..., m - 1 : m, :m])
     elif cfg.signal == "received":
         p = without_first_key(pattern) if cfg.drop_first_key else pattern
-        full = received_attention(p, dtype=torch.float64)[..., None, :]
+        causal = bool((pattern.triu(1) == 0).all())  # checked once: the prefixes inherit it
+        full = received_attention(p, dtype=torch.float64, causal=causal)[..., None, :]
         rows, lengths = full, None
         for a in cfg.alphas:
             m = math.floor(a * n)
-            shorts[a] = received_attention(p[..., :m, :m], dtype=torch.float64)[..., None, :]
+            shorts[a] = received_attention(p[..., :m, :m], dtype=torch.float64, causal=causal)[..., None, :]
     else:  # pattern_rows
         all_rows, all_lengths = aligned
         if cfg.paper:
@@ -261,7 +263,8 @@ class HeadAccumulator:
         self.shape: ModelShape = model_shape(model)
         self.config = MetricConfig(**config)
         self.layers = resolve_layers(self.shape, layers)
-        self.rope = self.shape.rotary if rope is None else bool(rope)
+        self.rope = self.shape.rotary if rope is None else check_bool(rope, "rope")
+        self.seq_len: int | None = None  # set by the first batch; later batches must match
         if self.rope and not self.shape.rotary:
             raise ValueError(
                 "RoPE frequency usage needs a rotary model; this model's positional embedding is "
@@ -287,8 +290,19 @@ class HeadAccumulator:
         """The last hook these metrics need: a forward may end right after it."""
         return hook_name(self._kinds()[-1], self.layers[-1])
 
+    def _check_seq_len(self, n: int) -> None:
+        # The deep band energies have ceil(log2 n) + 1 bands and every metric compares
+        # sequences of one length: mixing lengths would mix incomparable numbers.
+        if self.seq_len is not None and n != self.seq_len:
+            raise ValueError(
+                f"tokens: this HeadAccumulator measured sequences of {self.seq_len} positions and now got {n}. "
+                "Its metrics compare sequences of one length: cut every batch to one length, or use one "
+                "accumulator per length."
+            )
+
     def _metric_hook(self, layer: int, kind: str):
         def fn(activation: Tensor, hook) -> None:
+            self._check_seq_len(activation.shape[-1] if kind == "pattern" else activation.shape[1])
             values = layer_metrics(activation, self.config, kind)
             state = self._state[layer]
             state.add(values)
@@ -303,6 +317,7 @@ class HeadAccumulator:
         store = self._rope_q if which == "q" else self._rope_k
 
         def fn(activation: Tensor, hook) -> None:
+            self._check_seq_len(activation.shape[1])
             store[layer].update(rope_pair_energy(activation.detach(), meta["rotary_dim"], meta["adjacent_pairs"]))
 
         return fn
@@ -329,6 +344,11 @@ class HeadAccumulator:
                 "No sequences were measured: run the model with these hooks first "
                 "(e.g. model.run_with_hooks(tokens, fwd_hooks=acc.hooks()))."
             )
+        n = self.n_sequences
+        if n < 2:
+            warn_small_sample("The standard errors (columns *_se)", n, 2)
+        if n < MIN_CORRELATION_N:
+            warn_small_sample("rho (a correlation over sequences) and rho_se", n, MIN_CORRELATION_N)
         stats = {}
         for L, st in self._state.items():
             for key, mom in st.moments.items():

@@ -49,9 +49,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .. import metrics as M
-from ..adapter import as_tokens, hook_name, model_shape, require_hooks, resolve_layers
+from ..adapter import as_tokens, hook_name, is_text, model_shape, require_hooks, resolve_layers
 from ..paper import paper_numbers
 from ..signals import offset_aligned_rows
+from ..stats import MIN_CORRELATION_N
 from ..transforms import dwt_max_level, min_length
 from .config import MetricConfig
 from .hooks import _signals_from_pattern, spectral_metrics
@@ -214,7 +215,14 @@ def _mean_stat(s: Tensor, c: Tensor) -> Tensor:
 def _rho_stat(s: Tensor, c: Tensor) -> Tensor:
     # s [..., unit, 5] = sums of x, y, xx, yy, xy; Pearson per unit, mean over units
     r = M.pearson_from_moments(c[..., 0], s[..., 0], s[..., 1], s[..., 2], s[..., 3], s[..., 4])
+    r = torch.where(c[..., 0] >= MIN_CORRELATION_N, r, math.nan)  # as HeadReport's rho: >= 4 points
     return _nanmean_units(r)[..., None]
+
+
+def _pearson_min_n(x: Tensor, y: Tensor) -> Tensor:
+    """Pearson along the last axis; NaN with fewer than MIN_CORRELATION_N points."""
+    r = M.pearson(x, y)
+    return r if x.shape[-1] >= MIN_CORRELATION_N else torch.full_like(r, math.nan)
 
 
 class MultiverseAccumulator:
@@ -406,20 +414,24 @@ class MultiverseAccumulator:
                 for k, v in split(moments).items():
                     values[("rho_moments", k + spec_key + ("sequences",))] = v
             if "heads" in corr:  # per layer over heads, one value per sequence
-                for k, v in split(M.pearson(hp, h_spec)[:, None, None]).items():
+                for k, v in split(_pearson_min_n(hp, h_spec)[:, None, None]).items():
                     values[("rho", k + spec_key + ("heads",))] = v
             if by_rows:  # per head over query rows, one value per (sequence, head)
-                r = M.pearson(h_pos_rows.double(), sm["spectral_entropy_rows"].double())
+                r = _pearson_min_n(h_pos_rows.double(), sm["spectral_entropy_rows"].double())
                 for k, v in split(r[..., None]).items():
                     values[("rho", k + spec_key + ("rows",))] = v
 
     def _wavelet(self, values, keys, full, shorts, n) -> None:
         """Wavelet readings of the single-row signals stacked as [K, b, h, 1, n]."""
         ax = self.axes
+        done: dict[tuple, Tensor] = {}  # levels that resolve alike ("max" may equal 5) are computed once
         for w, lv in itertools.product(ax["wavelet"], ax["level"]):
             level = self._level(w, lv, n)
             for norm in ax["entropy_norm"]:
-                we = M.wavelet_entropy(full, w, level, "symmetric", normalized=norm == "normalized").mean(-2)
+                if (w, level, norm) not in done:
+                    done[(w, level, norm)] = M.wavelet_entropy(
+                        full, w, level, "symmetric", normalized=norm == "normalized").mean(-2)
+                we = done[(w, level, norm)]
                 for i, k in enumerate(keys):
                     values[("wavelet_entropy", k + (w, lv, norm))] = we[i]
         for a in self.alphas:
@@ -433,8 +445,10 @@ class MultiverseAccumulator:
             for w, lv in itertools.product(ax["wavelet"], ax["level"]):
                 level = self._level(w, lv, n)
                 for align in ax["alignment"]:
-                    s = M.scale_sensitivity(full, short, w, level, "symmetric", paper=align == "coefficients")
-                    s = s.mean(-1)  # [S, K, b, h]
+                    if (a, w, level, align) not in done:
+                        done[(a, w, level, align)] = M.scale_sensitivity(
+                            full, short, w, level, "symmetric", paper=align == "coefficients").mean(-1)
+                    s = done[(a, w, level, align)]  # [S, K, b, h]
                     for j, sampling in enumerate(ax["sampling"]):
                         for i, k in enumerate(keys):
                             values[(f"scale_sensitivity_{a:g}", k + (w, lv, sampling, align))] = s[j, i][..., None]
@@ -504,7 +518,7 @@ class MultiverseAccumulator:
         if undefined:
             warnings.warn(
                 f"{len(undefined)} reading(s) are undefined at this sample size ({self.n_sequences} sequences) "
-                f"and are NaN, e.g. {undefined[0]}: a correlation needs at least 2 points that vary "
+                f"and are NaN, e.g. {undefined[0]}: a correlation needs at least {MIN_CORRELATION_N} points that vary "
                 "(sequences, rows or heads). Measure more sequences.",
                 RuntimeWarning,
                 stacklevel=2,
@@ -525,7 +539,7 @@ def multiverse(
     max_rows: int = 32,
     n_groups: int = 20,
     batch_size: int = 8,
-    seq_len: int = 256,
+    seq_len: int | None = None,
     n_sequences: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -543,7 +557,8 @@ def multiverse(
     alphas : truncation ratios of the scale sensitivity S(alpha)
     max_rows : query rows per sequence for the ``pattern_rows`` signal
     n_groups : sequence groups for the jackknife standard errors
-    batch_size, seq_len, n_sequences, progress : as in :func:`tl_wavelet.analyze_heads`
+    batch_size, seq_len, n_sequences, progress : as in :func:`tl_wavelet.analyze_heads` (text is
+        cut into ``seq_len``-token windows, 256 by default)
 
     Returns
     -------
@@ -558,7 +573,9 @@ def multiverse(
     >>> df.query("metric == 'rho'").sort_values("value")[["reading", "value", "se"]]   # doctest: +SKIP
     """
     acc = MultiverseAccumulator(model, axes, layers=layers, alphas=alphas, max_rows=max_rows, n_groups=n_groups)
-    tokens = as_tokens(model, tokens_or_texts, seq_len=seq_len, n_sequences=n_sequences)
+    if is_text(tokens_or_texts) and seq_len is None:
+        seq_len = 256  # text is cut into windows; token ids keep their length unless seq_len cuts them
+    tokens = as_tokens(model, tokens_or_texts, seq_len=seq_len, n_sequences=n_sequences, name="tokens_or_texts")
     acc.check_length(tokens.shape[1])
     stream(model, tokens, [acc], batch_size=batch_size, progress=progress)
     return acc.to_dataframe()
