@@ -55,7 +55,8 @@ def main() -> None:
         f"batch {args.batch_size}, every layer. CPU: {machine()}.",
         "",
         "Command: `python benchmarks/bench_multiverse.py"
-        + (f" --n-sequences {args.n_sequences}" if args.n_sequences else "") + "`",
+        + (f" --n-sequences {args.n_sequences}" if args.n_sequences else "")
+        + (f" --repeats {args.repeats}" if args.repeats != 2 else "") + "`",
         "",
         f"Axes (defaults): {axes}. {n_readings} (reading, metric) rows.",
         "",

@@ -3,7 +3,6 @@ planted heads with a known sign of rho, and bad input."""
 import itertools
 import math
 import random
-import warnings
 
 import numpy as np
 import pandas as pd
