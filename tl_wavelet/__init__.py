@@ -9,6 +9,8 @@ A TransformerLens plugin. The folders follow the flow:
   :mod:`~tl_wavelet.rope` (RoPE frequencies and metadata read off the model)
 - :mod:`tl_wavelet.analysis`: config -> hooks -> result, driven by :func:`analyze_heads`
 - :mod:`tl_wavelet.ablation`: band ablation hooks -> :func:`band_sweep`
+- :mod:`tl_wavelet.track`: the metrics while a model trains (``Tracker``) or over checkpoints;
+  :mod:`tl_wavelet.emergence`: the controlled emergence experiment built on it
 - :mod:`tl_wavelet.models` (offline checkpoints), :mod:`~tl_wavelet.corpus` (text)
 - :mod:`tl_wavelet.report` (figures, HTML), :mod:`~tl_wavelet.paper` (the paper's numbers),
   :mod:`~tl_wavelet.cli`
@@ -36,7 +38,7 @@ _MOVED = {
     "plots": "tl_wavelet.report.plots",
 }
 # Heavy modules (matplotlib, pandas-heavy) load on first attribute access, not at import.
-_LAZY = {"report", "ablation", "cli", "metrics", "signals", "paper", "stats", "adapter", "transforms"}
+_LAZY = {"report", "ablation", "track", "emergence", "cli", "metrics", "signals", "paper", "stats", "adapter", "transforms"}
 
 
 class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):

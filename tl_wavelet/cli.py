@@ -89,6 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
     c.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
     c.set_defaults(func=_compare)
+    e = sub.add_parser(
+        "emergence",
+        help="train small decoders (RoPE / NoPE / absolute) on a synthetic language and track wavelet structure",
+        description="The controlled emergence experiment: decoders trained from scratch with RoPE, no positions "
+        "and learned absolute positions on data with planted copy distances, tracked every few steps. Writes "
+        "report.html, CSVs, tracker logs (runs/) and checkpoints (checkpoints/) into --out.",
+    )
+    e.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
+    e.add_argument("--force", action="store_true", help="write into a non-empty --out (runs/ and checkpoints/ are replaced)")
+    e.add_argument("--ci", action="store_true", help="the shortened CI version (1 seed, 1 layer, 120 steps)")
+    e.add_argument("--steps", type=int, default=None, help="training steps per run (default 500; --ci 120)")
+    e.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --ci 0)")
+    e.add_argument("--positions", nargs="+", default=None, choices=["rope", "nope", "absolute"],
+                   help="position kinds (default all three)")
+    e.add_argument("--every", type=int, default=None, help="track every N steps (default 25; --ci 30)")
+    e.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    e.add_argument("--report-only", action="store_true",
+                   help="no training: rebuild the report from the tracker logs in --out/runs (config.json there)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+    e.set_defaults(func=_emergence)
     m = sub.add_parser(
         "multiverse",
         help="every reading of the paper's ambiguous metrics (definition multiverse) against its numbers",
@@ -443,6 +463,61 @@ def _compare(args) -> int:
     ]
     atomic_write(out / names[1], "\n".join(md))
     print(f"Comparison: {out / names[0]} and {out / names[1]}")
+    return 0
+
+
+# --------------------------------------------------------------------------- emergence
+
+
+def _emergence(args) -> int:
+    import dataclasses
+    import json
+    import shutil
+
+    from .emergence import CI_CONFIG, EmergenceConfig, run_emergence, write_emergence_report
+
+    cfg = CI_CONFIG if args.ci else EmergenceConfig()
+    changes = {k: v for k, v in (("steps", args.steps), ("every", args.every), ("threads", args.threads)) if v is not None}
+    if args.seeds is not None:
+        changes["seeds"] = tuple(args.seeds)
+    if args.positions is not None:
+        changes["positions"] = tuple(dict.fromkeys(args.positions))
+    try:
+        cfg = dataclasses.replace(cfg, **changes)
+    except ValueError as e:
+        raise UserError(str(e).replace("EmergenceConfig.", "--")) from None
+    out = Path(args.out).expanduser()
+    command = "tl-wavelet " + shlex.join(args.argv)
+    if args.report_only:
+        from .emergence import load_runs, summarize
+
+        if not (out / "config.json").exists() or not (out / "runs").is_dir():
+            raise UserError(f"--report-only needs an earlier run in --out (config.json and runs/), not found in {str(out)!r}.")
+        cfg = EmergenceConfig.from_json(json.loads((out / "config.json").read_text()))
+        heads, layers = load_runs(out)
+        result = {"heads": heads, "layers": layers, **summarize(heads, layers, cfg)}
+        path = write_emergence_report(out, result, cfg, command=command)
+        _log(args, f"emergence: wrote {path}")
+        return 0
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
+    if out.is_dir() and any(out.iterdir()):
+        if not args.force:
+            raise UserError(f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force.")
+        for sub in ("runs", "checkpoints"):  # tracker logs refuse to append to an old run
+            shutil.rmtree(out / sub, ignore_errors=True)
+    t0 = time.perf_counter()
+    try:
+        result = run_emergence(
+            out, cfg, progress=not args.quiet,
+            on_run=lambda p, s, dt: _log(args, f"{p} seed {s}: {dt:.0f} s"),
+        )
+    except KeyboardInterrupt:
+        print(f"tl-wavelet: interrupted; finished runs' tracker logs are in {out / 'runs'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    seconds = time.perf_counter() - t0
+    path = write_emergence_report(out, result, cfg, command=command, seconds=seconds)
+    _log(args, f"emergence: {seconds:.0f} s; wrote {path}")
     return 0
 
 

@@ -87,7 +87,7 @@ def band_sweep(
     mode: str = "symmetric",
     attention_mask: Int[Tensor, "batch pos"] | None = None,
     reference: Int[Tensor, "rbatch pos"] | None = None,
-    n_rope_bands: int = 4,
+    n_rope_bands: int | None = None,
     ig_steps: int = 4,
     fisher_samples: int | None = None,
     seed: int = 0,
@@ -136,7 +136,8 @@ def band_sweep(
     level, wavelet, mode : the positional decomposition (``mode`` for the DWT only)
     attention_mask : right-padding mask ``[batch, pos]`` (1 = real token)
     reference : token ids of other sequences for ``mean`` / ``resample``
-    n_rope_bands : how many wavelength groups make the RoPE bands
+    n_rope_bands : how many wavelength groups make the RoPE bands (``None``: 4, or the
+        number of rotary pairs of a layer that has fewer)
     ig_steps : integration steps of ``attribution="ig"``
     fisher_samples : sampled backward passes per batch of ``attribution="atp2"``; ``None``:
         enough that samples x sequences >= 32 (8 for 4 sequences, 1 from 32 on)
@@ -165,7 +166,8 @@ def band_sweep(
                                           (("batch_size", batch_size), ("verify_top_k", verify_top_k), ("ig_steps", ig_steps)))
     fisher_samples = check_optional_int(fisher_samples, "fisher_samples", minimum=1)
     progress = check_bool(progress, "progress")
-    n_rope_bands, seed = check_int(n_rope_bands, "n_rope_bands", minimum=1), check_int(seed, "seed")
+    n_rope_bands = None if n_rope_bands is None else check_int(n_rope_bands, "n_rope_bands", minimum=1)
+    seed = check_int(seed, "seed")
     tokens, mask = _prepare(model, tokens, attention_mask, seq_len)
     if fisher_samples is None:
         # the curvature term's relative noise is about sqrt(2 / (samples x sequences)): keep it near 0.25

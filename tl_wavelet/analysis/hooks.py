@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .. import metrics as M
 from ..adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
-from ..rope import rope_frequencies
+from ..rope import describe_positions, rope_frequencies, rotary_hooks
 from ..signals import offset_aligned_rows, received_attention, without_first_key
 from ..stats import MIN_CORRELATION_N, RunningCorrelation, RunningMoments
 from ..transforms import causal_bands
@@ -248,8 +248,9 @@ class HeadAccumulator:
     ----------
     model : TransformerBridge or HookedTransformer
     layers : layers to measure (None: all)
-    rope : also measure RoPE frequency usage from ``hook_rot_q``/``hook_rot_k``
-        (None: when the model is rotary)
+    rope : also measure RoPE frequency usage from ``hook_rot_q``/``hook_rot_k`` (or
+        ``hook_q``/``hook_k`` where the model does not fire those; see
+        :func:`tl_wavelet.rope.rotary_hooks`) (None: when the model is rotary)
     **config : fields of :class:`MetricConfig`
 
     Example
@@ -268,22 +269,50 @@ class HeadAccumulator:
         if self.rope and not self.shape.rotary:
             raise ValueError(
                 "RoPE frequency usage needs a rotary model; this model's positional embedding is "
-                f"{getattr(model.cfg, 'positional_embedding_type', 'unknown')!r}. Pass rope=False "
+                f"{describe_positions(model)}. Pass rope=False "
                 "(the positional metrics still work)."
             )
         self.rope_meta = None
+        # hook_rot_q/hook_rot_k, or hook_q/hook_k where the model rotates without firing
+        # them (pair norms are rotation-invariant; see tl_wavelet.rope.rotary_hooks)
+        self._rope_kinds = ("rot_q", "rot_k")
         if self.rope:
             self.rope_meta = rope_frequencies(model, self.layers)
+            self._rope_kinds = rotary_hooks(model)
         kinds = self._kinds()
         require_hooks(model, [hook_name(k, L) for L in self.layers for k in kinds], "needed for head metrics")
         self._state = {L: _LayerState() for L in self.layers}
         self._rope_q = {L: RunningMoments() for L in self.layers}
         self._rope_k = {L: RunningMoments() for L in self.layers}
 
+    @classmethod
+    def from_shape(cls, shape: ModelShape, layers: int | Iterable[int] | None = None, **config) -> "HeadAccumulator":
+        """An accumulator fed by hand through :meth:`add`, for models without TransformerLens hooks.
+
+        E.g. the attention patterns a Hugging Face model returns with
+        ``output_attentions=True`` (what :mod:`tl_wavelet.track` does). No RoPE usage:
+        that needs the rotated queries, which only the ``hook_rot_q`` hooks see.
+        """
+        self = cls.__new__(cls)
+        self.shape = shape
+        self.config = MetricConfig(**config)
+        self.layers = resolve_layers(shape, layers)
+        self.rope, self.rope_meta, self._rope_kinds = False, None, ("rot_q", "rot_k")
+        self.seq_len = None
+        self._state = {L: _LayerState() for L in self.layers}
+        self._rope_q, self._rope_k = {}, {}
+        return self
+
+    def add(self, layer: int, activation: Tensor, kind: str = "pattern") -> None:
+        """Fold one layer's ``hook_pattern``-shaped [batch, head, q, k] (or ``hook_z``) activation in."""
+        if layer not in self._state:
+            raise ValueError(f"layer {layer} is not measured by this accumulator (layers={self.layers}).")
+        self._metric_hook(layer, kind)(activation, None)
+
     def _kinds(self) -> list[str]:
         main = "z" if self.config.signal == "z" else "pattern"
         # Firing order inside a block: rot_q, rot_k, pattern, z.
-        return (["rot_q", "rot_k"] if self.rope else []) + [main]
+        return (list(self._rope_kinds) if self.rope else []) + [main]
 
     @property
     def stop_hook(self) -> str:
@@ -328,8 +357,8 @@ class HeadAccumulator:
         main = "z" if self.config.signal == "z" else "pattern"
         for L in self.layers:
             if self.rope:
-                out.append((hook_name("rot_q", L), self._rope_hook(L, "q")))
-                out.append((hook_name("rot_k", L), self._rope_hook(L, "k")))
+                out.append((hook_name(self._rope_kinds[0], L), self._rope_hook(L, "q")))
+                out.append((hook_name(self._rope_kinds[1], L), self._rope_hook(L, "k")))
             out.append((hook_name(main, L), self._metric_hook(L, main)))
         return out
 
@@ -359,6 +388,12 @@ class HeadAccumulator:
             rope = {}
             g = self.shape.group_size
             for L in self.layers:
+                if self._rope_q[L].n is None or self._rope_k[L].n is None:
+                    raise RuntimeError(
+                        f"Layer {L}: the RoPE-usage hooks ({', '.join(hook_name(k, L) for k in self._rope_kinds)}) "
+                        "never fired while the head metrics did. Run the model with every hook of "
+                        "acc.hooks(), or build the accumulator with rope=False."
+                    )
                 q = self._rope_q[L].mean.float()
                 k = self._rope_k[L].mean.float().repeat_interleave(g, dim=0)
                 rope[L] = {"q": q, "k": k, **self.rope_meta[L]}
