@@ -74,6 +74,8 @@ def __getattr__(name):
         return importlib.import_module(f".{name}", __name__)
     if name in _MOVED:
         return importlib.import_module(f".{name}", __name__)
+    if name == "multiverse":  # pandas-heavy tables and the paper's numbers: load on first use
+        return importlib.import_module(".analysis.multiverse", __name__).multiverse
     if name in ("band_sweep", "band_ablation_hook", "rope_ablation_hook"):
         return getattr(importlib.import_module(".ablation", __name__), name)
     raise AttributeError(f"module 'tl_wavelet' has no attribute {name!r}")
@@ -93,6 +95,7 @@ __all__ = [
     "HeadAccumulator",
     "MetricConfig",
     "metric_hooks",
+    "multiverse",
     "rope_frequencies",
     "band_sweep",
     "band_ablation_hook",
