@@ -6,7 +6,7 @@ VENV ?= .venv
 VENV_TL3 ?= .venv-tl3
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast test-tl3 demo results bench clean
+.PHONY: test test-fast test-tl3 lint doctest demo results bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ test: $(VENV)/.installed
 ## make test-fast: the unit suite only (tiny local models), about a minute
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q -m "not real_model and not notebook" $(PYTEST_ARGS)
+
+## make lint: ruff (pyflakes, bugbear, import order, complexity; config in pyproject.toml)
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+## make doctest: every docstring example of the package (model-dependent ones are +SKIP)
+doctest: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --doctest-modules tl_wavelet
 
 ## make test-tl3: the unit suite on TransformerLens 3.x HookedTransformer
 test-tl3: $(VENV_TL3)/.installed

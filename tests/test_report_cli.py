@@ -206,6 +206,18 @@ def test_write_report_is_self_contained_and_atomic(two_reports, tmp_path):
         write_report(tmp_path / "r2", model_name="x", reports={})
 
 
+def test_head_table_follows_the_report_level(planted, tmp_path):
+    # level 3: bands A3, D3, D2, D1 (the table once hard-coded A5 .. D1 and lost A3)
+    g = torch.Generator().manual_seed(1)
+    acc = tlw.HeadAccumulator(planted, level=3, rope=False)
+    stream(planted, torch.randint(4, 97, (2, SEQ_LEN), generator=g), [acc], batch_size=2, progress=False)
+    page = write_report(tmp_path / "r3", model_name="tiny", reports={"default": acc.report()}).read_text(encoding="utf-8")
+    table = page[page.index("<summary>Per head"):page.index("</details>", page.index("<summary>Per head"))]
+    header = re.findall(r"<th>([^<]*)</th>", table)
+    assert [c for c in header if re.fullmatch(r"[AD]\d", c)] == ["A3", "D3", "D2", "D1"]
+    assert "A3 = averaging over 8+ tokens" in page and "from the coarsest (A3:" in page
+
+
 # --------------------------------------------------------------------------- CLI
 
 

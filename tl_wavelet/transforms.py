@@ -79,6 +79,15 @@ class _Bank:
     def flen(self) -> int:
         return len(self.dec_lo)
 
+    def __hash__(self) -> int:
+        # computed once: banks key the per-call caches, and hashing ~100 floats each
+        # lookup costs more than a small transform
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.name, self.dec_lo, self.dec_hi, self.rec_lo, self.rec_hi))
+            object.__setattr__(self, "_hash", h)
+        return h
+
 
 @functools.lru_cache(maxsize=None)
 def _bank_from_name(name: str) -> _Bank:
@@ -108,6 +117,11 @@ def _bank(wavelet) -> _Bank:
         return _bank_from_name(wavelet)
     if isinstance(wavelet, pywt.Wavelet):
         return _bank_from_wavelet(wavelet)
+    if isinstance(wavelet, pywt.ContinuousWavelet):  # a wavelet, of the wrong kind: pywt's ValueError
+        raise ValueError(
+            f"{wavelet.name!r} is a continuous wavelet: it has no filter bank, so no DWT. "
+            "Pick a discrete one: pywt.wavelist(kind='discrete')."
+        )
     raise TypeError(
         f"wavelet must be a name such as 'db2' or a pywt.Wavelet, got {type(wavelet).__name__}. "
         "Continuous wavelets (pywt.ContinuousWavelet) have no filter bank: pick a discrete one."
@@ -386,14 +400,86 @@ def _row_chunks(rows: Float[Tensor, "rows n"], width: int | None = None) -> list
 
 
 def _to_rows(x: Tensor, dim: int, dtype: torch.dtype) -> tuple[Tensor, tuple[int, ...]]:
-    xt = x.movedim(dim, -1)
+    xt = x if dim == x.ndim - 1 else x.movedim(dim, -1)
     batch = tuple(xt.shape[:-1])
     return xt.reshape(-1, xt.shape[-1]).to(dtype).contiguous(), batch
 
 
 def _from_rows(r: Tensor, batch: tuple[int, ...], dim: int) -> Tensor:
     # contiguous like pywt's arrays (free for dim=-1), so callers may .view() them
-    return r.reshape(*batch, r.shape[-1]).movedim(-1, dim).contiguous()
+    out = r.reshape(*batch, r.shape[-1])
+    return (out if dim == out.ndim - 1 else out.movedim(-1, dim)).contiguous()
+
+
+# ------------------------------------------------------------------ small signals
+#: Signals of at most SMALL_N positions run as one product with the transform's cached
+#: matrix instead of one torch op per filter tap and level: for a short signal, op
+#: dispatch (microseconds each) and not arithmetic is the cost. Every mode is linear, so
+#: the matrix is exact; it is built once, in float64, by the row code itself applied to
+#: the identity. The product's work grows with n (the taps' with F), so beyond
+#: SHORT_N positions it is used only up to SMALL_MACS multiply-adds (measured, one
+#: thread: at 256 x 256 float32 both paths take about the same time; at 16384 x 32 the
+#: product is 5x faster).
+SMALL_N = 256
+SHORT_N = 64
+SMALL_MACS = 2**23
+
+
+def _small(n_rows: int, n_in: int, n_out: int) -> bool:
+    if n_in > 2 * SMALL_N or n_out > 2 * SMALL_N:
+        return False
+    return min(n_in, n_out) <= SHORT_N or n_rows * n_in * n_out <= SMALL_MACS
+
+
+@functools.lru_cache(maxsize=64)
+def _analysis_matrix(
+    bank: _Bank, mode: str, n: int, level: int, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, tuple[int, ...]]:
+    """``M`` with ``wavedec(x) == split(x @ M)`` for length-``n`` rows, and the split sizes."""
+    parts = _wavedec_rows(torch.eye(n, dtype=torch.float64), bank, level, mode)
+    return torch.cat(parts, dim=-1).to(device=device, dtype=dtype), tuple(p.shape[-1] for p in parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _synthesis_matrix(
+    bank: _Bank, mode: str, lengths: tuple[int, ...], dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """``M`` with ``waverec(coeffs) == cat(coeffs) @ M`` for coefficient lengths ``lengths``."""
+    basis = list(torch.eye(sum(lengths), dtype=torch.float64).split(lengths, dim=-1))
+    return _waverec_rows(basis, bank, mode).to(device=device, dtype=dtype)
+
+
+#: Products of at most this many multiply-adds are a broadcast multiply and sum rather
+#: than a BLAS call: BLAS may wake its threads even for a 3 x 40 product, which costs
+#: 0.1 s on a busy machine (measured on 2 shared cores) against microseconds here.
+TINY_MACS = 2**17
+
+
+def _product(x: Float[Tensor, "rows k"], m: Float[Tensor, "k j"]) -> Float[Tensor, "rows j"]:
+    if x.shape[0] * m.numel() <= TINY_MACS:
+        return (x[:, :, None] * m).sum(1)
+    return x @ m
+
+
+def _analyse(rows: Float[Tensor, "rows n"], bank: _Bank, level: int, mode: str) -> list[Tensor]:
+    """``[cA_J, cD_J, ..., cD_1]`` of every row: one matrix product for small inputs."""
+    n = rows.shape[-1]
+    if n <= SMALL_N and _small(rows.shape[0], n, n + level * bank.flen):
+        m, sizes = _analysis_matrix(bank, mode, rows.shape[-1], level, rows.dtype, rows.device)
+        return list(_product(rows, m).split_with_sizes(sizes, dim=-1))
+    parts = [_wavedec_rows(chunk, bank, level, mode) for chunk in _row_chunks(rows)]
+    return [torch.cat(c, dim=0) if len(c) > 1 else c[0] for c in zip(*parts)]
+
+
+def _synthesise(rows: list[Float[Tensor, "rows _"]], bank: _Bank, mode: str) -> Float[Tensor, "rows n"]:
+    """The inverse of :func:`_analyse`: one matrix product for small inputs."""
+    lengths = tuple(r.shape[-1] for r in rows)
+    if _small(rows[0].shape[0], sum(lengths), sum(lengths)):
+        m = _synthesis_matrix(bank, mode, lengths, rows[0].dtype, rows[0].device)
+        return _product(torch.cat(rows, dim=-1), m)
+    chunks = zip(*(_row_chunks(r, width=rows[-1].shape[-1] * 2) for r in rows))
+    out = [_waverec_rows(list(c), bank, mode) for c in chunks]
+    return torch.cat(out, dim=0) if len(out) > 1 else out[0]
 
 
 # ------------------------------------------------------------------ public DWT
@@ -438,7 +524,11 @@ def dwt(
     if data.shape[dim] < 1:
         raise ValueError("the transformed dim is empty: a DWT needs at least 1 position.")
     rows, batch = _to_rows(data, dim, dtype)
-    return tuple(_from_rows(c, batch, dim) for c in _dwt_rows(rows, bank, mode))
+    if mode in ("reflect", "antireflect", "smooth") and rows.shape[-1] < 2 or rows.shape[0] == 0:
+        parts = _dwt_rows(rows, bank, mode)  # the row code's errors and edge cases, uncached
+    else:
+        parts = _analyse(rows, bank, 1, mode)
+    return tuple(_from_rows(c, batch, dim) for c in parts)
 
 
 def idwt(
@@ -484,7 +574,9 @@ def idwt(
         raise ValueError(f"cA and cD must have the same shape, got {tuple(cA.shape)} and {tuple(cD.shape)}.")
     a, batch = _to_rows(cA, dim, dtype)
     d, _ = _to_rows(cD, dim, dtype)
-    return _from_rows(_idwt_rows(a, d, bank, mode), batch, dim)
+    if mode != "periodization" and a.shape[-1] < bank.flen // 2 or a.shape[0] == 0:
+        return _from_rows(_idwt_rows(a, d, bank, mode), batch, dim)  # the row code's error, uncached
+    return _from_rows(_synthesise([a, d], bank, mode), batch, dim)
 
 
 def wavedec(
@@ -538,8 +630,9 @@ def wavedec(
     rows, batch = _to_rows(data, dim, dtype)
     if level == 0:  # pywt returns the data itself; a copy lets callers mutate it
         return [_from_rows(rows.clone(), batch, dim)]
-    parts = [_wavedec_rows(chunk, bank, level, mode) for chunk in _row_chunks(rows)]
-    return [_from_rows(torch.cat(c, dim=0) if len(c) > 1 else c[0], batch, dim) for c in zip(*parts)]
+    if rows.shape[0] == 0:
+        return [_from_rows(c, batch, dim) for c in _wavedec_rows(rows, bank, level, mode)]
+    return [_from_rows(c, batch, dim) for c in _analyse(rows, bank, level, mode)]
 
 
 def _wavedec_rows(rows: Float[Tensor, "rows n"], bank: _Bank, level: int, mode: str) -> list[Tensor]:
@@ -598,9 +691,9 @@ def waverec(
     rows = [_to_rows(c, dim, dtype)[0] for c in coeffs]
     if len(rows) == 1:
         return _from_rows(rows[0].clone(), shapes[0], dim)
-    chunks = zip(*(_row_chunks(r, width=rows[-1].shape[-1] * 2) for r in rows))
-    out = [_waverec_rows(list(c), bank, mode) for c in chunks]
-    return _from_rows(torch.cat(out, dim=0) if len(out) > 1 else out[0], shapes[0], dim)
+    if rows[0].shape[0] == 0:
+        return _from_rows(_waverec_rows(rows, bank, mode), shapes[0], dim)
+    return _from_rows(_synthesise(rows, bank, mode), shapes[0], dim)
 
 
 def _waverec_rows(rows: list[Float[Tensor, "rows _"]], bank: _Bank, mode: str) -> Float[Tensor, "rows n"]:

@@ -53,8 +53,8 @@ def received_attention(pattern: Float[Tensor, "batch head q k"]) -> Float[Tensor
     Causality is read off the pattern itself (nothing above the diagonal = causal).
 
     >>> p = torch.tril(torch.ones(3, 3)); p = p / p.sum(-1, keepdim=True)
-    >>> received_attention(p[None, None])[0, 0].tolist()   # key 0 seen by 3 queries, key 2 by 1
-    [0.6111111044883728, 0.4166666567325195, 0.3333333432674408]
+    >>> [round(v, 4) for v in received_attention(p[None, None])[0, 0].tolist()]  # key 0 seen by 3 queries, key 2 by 1
+    [0.6111, 0.4167, 0.3333]
     """
     n = pattern.shape[-1]
     causal = bool((pattern.triu(1) == 0).all())

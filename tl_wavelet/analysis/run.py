@@ -48,7 +48,7 @@ def analyze_heads(
     Example
     -------
     >>> report = analyze_heads(model, tokens, level=4, progress=False)   # doctest: +SKIP
-    >>> report.to_dataframe()[["layer", "head", "dominant_band", "scale_tokens"]]
+    >>> report.to_dataframe()[["layer", "head", "dominant_band", "scale_tokens"]]  # doctest: +SKIP
     """
     acc = HeadAccumulator(
         model,
