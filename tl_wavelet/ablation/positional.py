@@ -29,7 +29,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..adapter import hook_name
+from ..adapter import hook_name, model_shape, resolve_heads
+from ..validate import as_list, check_index, check_int
 from ..transforms import causal_bands, wavedec, waverec
 from .spec import Ablation, BandSpec, Method, Target, check_method, derangement, replacement
 
@@ -216,8 +217,11 @@ def _z_hook_fn(
         n_heads = z.shape[2]
         hs = list(range(n_heads)) if head_list is None else head_list
         bad = [h for h in hs if not -n_heads <= h < n_heads]
-        if bad:
-            raise IndexError(f"head {bad[0]} is out of range: layer {layer} has {n_heads} heads (0..{n_heads - 1}).")
+        if bad:  # without model= the head count is known only now
+            raise ValueError(
+                f"heads: head {bad[0]} is out of range: layer {layer} has {n_heads} heads (0..{n_heads - 1}); "
+                "pass model=... to band_ablation_hook to check heads when the hook is made."
+            )
         hs = sorted({h % n_heads for h in hs})
         idx = torch.tensor(hs, device=z.device)
         sub = z.index_select(2, idx)
@@ -241,6 +245,7 @@ def band_ablation_hook(
     reference: Float[Tensor, "rbatch pos head d_head"] | None = None,
     source_index: Int[Tensor, " batch"] | None = None,
     seed: int = 0,
+    model=None,
 ):
     """A ``(name, fn)`` hook on ``blocks.{layer}.attn.hook_z`` that removes positional bands.
 
@@ -265,6 +270,11 @@ def band_ablation_hook(
         patched batch itself.
     source_index, seed
         Which reference row each sequence takes its band from (resample).
+    model : optional
+        The model the hook is for: ``layer`` and ``heads`` are then checked against it
+        when the hook is made (negative indices count from the end). Without it a
+        negative ``layer`` is refused (the layer count is unknown) and heads are checked
+        when the hook runs.
 
     Returns
     -------
@@ -278,14 +288,25 @@ def band_ablation_hook(
     'blocks.1.attn.hook_z'
     >>> loss = model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(name, fn)])  # doctest: +SKIP
     """
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or layer < 0:
-        raise ValueError(f"layer must be a non-negative int, got {layer!r}.")
     method = check_method(method)
     spec = BandSpec(causal, wavelet, level, mode)
     remove = spec.resolve(bands)
-    head_list = None if heads is None else ([int(heads)] if isinstance(heads, (int, np.integer)) else [int(h) for h in heads])
-    if head_list is not None and not head_list:
-        raise ValueError("heads is empty: pass None for every head, or a list of head indices.")
+    seed = check_int(seed, "seed")
+    if model is not None:
+        shape = model_shape(model)
+        layer = check_index(layer, "layer", shape.n_layers)
+        head_list = None if heads is None else resolve_heads(shape, heads)
+    else:
+        layer = check_int(layer, "layer")
+        if layer < 0:
+            raise ValueError(
+                f"layer={layer}: a negative layer counts from the end, which needs the model: pass model=... "
+                "(or the layer's index)."
+            )
+        # types and emptiness now; the range once the hook sees the layer's heads
+        head_list = None if heads is None else [check_int(h, "heads") for h in as_list(heads, "heads")]
+        if head_list is not None and not head_list:
+            raise ValueError("heads is empty: pass None for every head, or a list of head indices.")
     if reference is not None and reference.ndim != 4:
         raise ValueError(f"reference must be hook_z activations [batch, pos, head, d_head], got shape {tuple(reference.shape)}.")
     return hook_name("z", layer), _z_hook_fn(layer, head_list, remove, spec, method, reference, source_index, seed)

@@ -23,7 +23,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..adapter import ModelShape, hook_name, model_shape, resolve_heads, resolve_layers
-from ..rope import rope_frequencies
+from ..validate import as_list, check_choice, check_index, check_int
+from ..rope import describe_positions, rope_frequencies, rotary_hooks
 from .spec import Ablation, Target
 
 __all__ = [
@@ -69,10 +70,10 @@ def _rope_meta(model, layer: int) -> dict:
     if not shape.rotary:
         raise ValueError(
             "RoPE band patching needs a rotary (RoPE) model; this one uses "
-            f"{getattr(model.cfg, 'positional_embedding_type', 'unknown')!r} positions. "
+            f"{describe_positions(model)} positions. "
             "Use target='z' (positional bands of hook_z) instead."
         )
-    (layer,) = resolve_layers(shape, [layer])
+    layer = check_index(layer, "layer", shape.n_layers)
     return rope_frequencies(model, layers=[layer])[layer]
 
 
@@ -91,8 +92,9 @@ def rope_bands(model, layer: int = 0, n_bands: int = 4) -> list[RopeBand]:
     meta = _rope_meta(model, layer)
     wl = meta["wavelength"].double()
     n_pairs = wl.numel()
-    if isinstance(n_bands, bool) or not isinstance(n_bands, (int, np.integer)) or not 1 <= n_bands <= n_pairs:
+    if not isinstance(n_bands, (bool, np.bool_)) and isinstance(n_bands, (int, np.integer)) and not 1 <= n_bands <= n_pairs:
         raise ValueError(f"n_bands must be an int in 1..{n_pairs} (this layer has {n_pairs} rotary pairs), got {n_bands!r}.")
+    n_bands = check_int(n_bands, "n_bands", minimum=1, maximum=n_pairs)
     order = torch.argsort(wl).tolist()
     out = []
     for i, chunk in enumerate(np.array_split(np.array(order), int(n_bands))):
@@ -113,8 +115,9 @@ def resolve_rope_bands(
     n_pairs = sum(len(b.pairs) for b in table)
     if bands is None:
         return list(range(n_pairs))
-    if isinstance(bands, (str, int, np.integer)):
-        bands = [bands]
+    bands = [bands] if isinstance(bands, str) else as_list(bands, "bands")
+    if not bands:
+        raise ValueError(f"bands is empty: pass None for every pair, or names from {[t.name for t in table]}.")
     pairs: set[int] = set()
     by_name = {b.name: b for b in table} | {b.label: b for b in table}
     for b in bands:
@@ -125,12 +128,12 @@ def resolve_rope_bands(
                     f"{[t.label for t in table]}; or pass rotary pair indices 0..{n_pairs - 1}."
                 )
             pairs.update(by_name[b].pairs)
-        elif isinstance(b, (int, np.integer)) and not isinstance(b, bool):
-            if not 0 <= b < n_pairs:
-                raise ValueError(f"Rotary pair {b} is out of range: layer {layer} has pairs 0..{n_pairs - 1}.")
-            pairs.add(int(b))
+        elif not isinstance(b, (bool, np.bool_)) and isinstance(b, (int, np.integer)):
+            if not -n_pairs <= b < n_pairs:
+                raise ValueError(f"bands: rotary pair {b} is out of range: layer {layer} has pairs 0..{n_pairs - 1}.")
+            pairs.add(int(b) % n_pairs)
         else:
-            raise TypeError(f"A RoPE band is a name such as 'R0' or a pair index, got {b!r}.")
+            raise TypeError(f"bands: a RoPE band is a name such as 'R0' or a pair index, got {b!r}.")
     return sorted(pairs)
 
 
@@ -164,9 +167,13 @@ def rope_ablation_hook(
     bands: str | Sequence[int] | Sequence[str] | None,
     *,
     on: Literal["q", "k", "qk"] = "q",
-    n_bands: int = 4,
+    n_bands: int | None = None,
 ) -> list[tuple[str, object]]:
     """Hooks that zero rotary pairs of chosen heads in ``hook_rot_q`` and/or ``hook_rot_k``.
+
+    On models that rotate without firing those hooks (GPT-NeoX/Pythia, Phi-3 and GPT-J
+    bridges) the same pairs are zeroed in ``hook_q``/``hook_k``, before the rotation,
+    which is the same patch (:func:`tl_wavelet.rope.rotary_hooks` checks the substitution).
 
     Parameters
     ----------
@@ -179,7 +186,8 @@ def rope_ablation_hook(
         ``q_pair . R k_pair``; ``"k"``/``"qk"``: a key head serves a whole group of query
         heads under grouped-query attention, so every query head of each touched group
         must be selected
-    n_bands : how many wavelength groups name the bands
+    n_bands : how many wavelength groups name the bands (``None``: 4, or the number of
+        rotary pairs when the layer has fewer)
 
     Returns
     -------
@@ -192,15 +200,19 @@ def rope_ablation_hook(
     >>> model.run_with_hooks(tokens, return_type="loss", fwd_hooks=hooks)  # doctest: +SKIP
     """
     shape = model_shape(model)
-    if on not in ("q", "k", "qk"):
-        raise ValueError(f"on must be 'q', 'k' or 'qk', got {on!r}.")
+    check_choice(on, "on", ("q", "k", "qk"))
+    layer = check_index(layer, "layer", shape.n_layers)
     meta = _rope_meta(model, layer)
+    n_bands = _default_n_bands(meta) if n_bands is None else n_bands
     pairs = resolve_rope_bands(model, layer, bands, n_bands)
     dims = rope_pair_dims(pairs, meta["rotary_dim"], meta["adjacent_pairs"])
     q_heads = resolve_heads(shape, heads)
+    # hook_rot_q/k, or hook_q/k where the model never fires those: a pair zeroed before the
+    # rotation is zero after it, so the patch is the same (tl_wavelet.rope.rotary_hooks).
+    q_kind, k_kind = rotary_hooks(model)
     hooks = []
     if "q" in on:
-        hooks.append((hook_name("rot_q", layer), _mask_hook(q_heads, dims, "query", shape.n_heads)))
+        hooks.append((hook_name(q_kind, layer), _mask_hook(q_heads, dims, "query", shape.n_heads)))
     if "k" in on:
         g = shape.group_size
         groups = sorted({h // g for h in q_heads})
@@ -213,8 +225,13 @@ def rope_ablation_hook(
                 f"you selected {[h for h in q_heads if h // g == k]}. Select the whole group, or use "
                 "on='q' (removing a pair from q alone is exact per head)."
             )
-        hooks.append((hook_name("rot_k", layer), _mask_hook(groups, dims, "key", shape.n_kv_heads)))
+        hooks.append((hook_name(k_kind, layer), _mask_hook(groups, dims, "key", shape.n_kv_heads)))
     return hooks
+
+
+def _default_n_bands(meta: dict) -> int:
+    """4 RoPE bands, or one per pair where a layer has fewer (small partial-rotary heads)."""
+    return min(4, meta["inv_freq"].numel())
 
 
 def _mask_hook(heads: list[int], dims: list[int], what: str, expect_heads: int):
@@ -238,19 +255,23 @@ class RopePairs(Target):
     act = "rot_q"
     method = "zero"
 
-    def __init__(self, model, shape: ModelShape, n_bands: int = 4):
+    def __init__(self, model, shape: ModelShape, n_bands: int | None = None):
         self.model, self.shape, self.n_bands = model, shape, n_bands
+        if shape.rotary:
+            # hook_q where the model never fires hook_rot_q (tl_wavelet.rope.rotary_hooks)
+            self.act = rotary_hooks(model)[0]
 
     def ablations(self, layers, heads, bands, n):
         model, n_bands = self.model, self.n_bands
         if not self.shape.rotary:
             raise ValueError(
                 "target='rope' needs a rotary (RoPE) model; this one uses "
-                f"{getattr(model.cfg, 'positional_embedding_type', 'unknown')!r} positions. Use target='z'."
+                f"{describe_positions(model)} positions. Use target='z'."
             )
         meta = rope_frequencies(model, layers=layers)
         out = []
         for L in layers:
+            n_bands = _default_n_bands(meta[L]) if self.n_bands is None else self.n_bands
             table = rope_bands(model, L, n_bands)
             if bands is None:
                 chosen = [(t.name, list(t.pairs)) for t in table]

@@ -25,6 +25,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..transforms import MODES, band_labels, dwt_max_level
+from ..validate import as_list, check_bool, check_int
 
 __all__ = [
     "METHODS",
@@ -42,9 +43,9 @@ Method = Literal["zero", "mean", "resample"]
 
 
 def _check_level(level) -> int:
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level < 1:
+    if not isinstance(level, (bool, np.bool_)) and isinstance(level, (int, np.integer)) and level < 1:
         raise ValueError(f"level must be an int >= 1 (bands A_level, D_level..D1), got {level!r}.")
-    return int(level)
+    return check_int(level, "level", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,7 @@ class BandSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "level", _check_level(self.level))
-        if not isinstance(self.causal, (bool, np.bool_)):
-            raise TypeError(f"causal must be True or False, got {self.causal!r}.")
-        object.__setattr__(self, "causal", bool(self.causal))
+        object.__setattr__(self, "causal", check_bool(self.causal, "causal"))
         if self.mode not in MODES:
             raise ValueError(f"Unknown extension mode {self.mode!r}: choose one of {', '.join(MODES)}.")
         dwt_max_level(0, self.wavelet)  # raises, naming close matches, for an unknown wavelet
@@ -103,8 +102,10 @@ class BandSpec:
         labels, level = self.labels, self.level
         if bands is None:
             return list(range(len(labels)))
-        if isinstance(bands, (str, int, np.integer)):
-            bands = [bands]
+        bands = [bands] if isinstance(bands, str) else as_list(bands, "bands")
+        if not bands:
+            # an empty selection would patch nothing: a silent no-op hook or an empty sweep
+            raise ValueError(f"bands is empty: pass None for every band, or names from {labels}.")
         out = set()
         for b in bands:
             if isinstance(b, str):
@@ -114,14 +115,15 @@ class BandSpec:
                         "(A = the coarse approximation, D_j = details at scale 2^j; change level= for others)."
                     )
                 out.add(labels.index(b))
-            elif isinstance(b, (int, np.integer)) and not isinstance(b, bool):
-                if not 0 <= b < len(labels):
+            elif not isinstance(b, (bool, np.bool_)) and isinstance(b, (int, np.integer)):
+                if not -len(labels) <= b < len(labels):  # negative: from the end, as in Python
                     raise ValueError(
-                        f"Band index {b} is out of range: level {level} has bands 0..{len(labels) - 1} = {labels}."
+                        f"bands: band index {b} is out of range: level {level} has bands 0..{len(labels) - 1} = "
+                        f"{labels} (or -{len(labels)}..-1 from the end)."
                     )
-                out.add(int(b))
+                out.add(int(b) % len(labels))
             else:
-                raise TypeError(f"A band is a name such as 'A5' or 'D1' (or an index), got {b!r}.")
+                raise TypeError(f"bands: a band is a name such as 'A5' or 'D1' (or an index), got {b!r}.")
         return sorted(out)
 
     def check_length(self, n: int) -> None:

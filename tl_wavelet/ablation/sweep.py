@@ -21,7 +21,9 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from ..adapter import LayerRunner, hook_name, model_shape, require_hooks, resolve_heads, resolve_layers
+from ..adapter import (LayerRunner, as_tokens, hook_name, is_text, model_shape, require_causal, require_hooks,
+                       resolve_heads, resolve_layers)
+from ..validate import check_bool, check_int, check_optional_int, check_right_padding, warn_small_sample
 from .attribution import ESTIMATORS, FISHER_SEQUENCE_SAMPLES, attribute
 from .exact import run_exact
 from .passes import chunks, clean_pass
@@ -33,46 +35,19 @@ __all__ = ["band_sweep", "position_buckets", "ESTIMATORS"]
 
 
 # ------------------------------------------------------------------ inputs
-def _prepare(model, tokens, attention_mask) -> tuple[Tensor, Tensor | None]:
-    """``[batch, pos]`` tokens and an optional right-padding mask, validated."""
+def _prepare(model, tokens, attention_mask, seq_len=None, name="tokens") -> tuple[Tensor, Tensor | None]:
+    """``[batch, pos]`` tokens (any form of :func:`~tl_wavelet.adapter.as_tokens`) and an
+    optional right-padding mask, validated and on the model's device."""
     device = next(model.parameters()).device
-    if isinstance(tokens, (list, tuple)) and tokens and not isinstance(tokens[0], str):
-        seqs = [torch.as_tensor(t, dtype=torch.long).reshape(-1) for t in tokens]
-        lengths = {len(s) for s in seqs}
-        if len(lengths) > 1:
-            if attention_mask is None:
-                raise ValueError(
-                    f"The sequences have different lengths {sorted(lengths)}: pad them on the right to one "
-                    "length and pass attention_mask=... (1 = real token), e.g. "
-                    "model.tokenizer(texts, padding=True, return_tensors='pt') with padding_side='right'."
-                )
-            raise ValueError("With an attention_mask, pass tokens already padded to one length as a [batch, pos] tensor.")
-        tokens = torch.stack(seqs)
-    if not isinstance(tokens, Tensor):
-        raise TypeError(f"tokens must be a [batch, pos] integer tensor (or a list of equal-length sequences), got {type(tokens).__name__}.")
-    if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
-        raise TypeError(f"tokens must be an integer tensor, got {tokens.dtype}.")
-    tokens = tokens.long()
-    if tokens.ndim == 1:
-        tokens = tokens[None]
-    if tokens.ndim != 2 or tokens.shape[1] < 2:
-        raise ValueError(f"tokens must be [batch, pos] with pos >= 2 (a next-token loss), got shape {tuple(tokens.shape)}.")
-    mask = None
-    if attention_mask is not None:
-        mask = torch.as_tensor(attention_mask).to(torch.bool)
-        if mask.shape != tokens.shape:
-            raise ValueError(f"attention_mask must have the tokens' shape {tuple(tokens.shape)}, got {tuple(mask.shape)}.")
-        # right padding only: causal attention keeps pads invisible to real tokens, so the
-        # model needs no mask and positions stay 0..n-1 (left padding would shift them)
-        if (mask[:, 1:] & ~mask[:, :-1]).any():
-            raise ValueError(
-                "attention_mask must be right-padded (each row 1...1 0...0); got a 0 before a 1. "
-                "Tokenise with padding_side='right'."
-            )
-        if not mask[:, 0].all():
-            raise ValueError("attention_mask has an empty sequence (a row of zeros); drop it.")
-        mask = mask.to(device)
-    return tokens.to(device), mask
+    if is_text(tokens):
+        if attention_mask is not None:
+            raise ValueError("attention_mask applies to padded token ids; text is cut into full windows without one.")
+        seq_len = 256 if seq_len is None else seq_len
+    tokens = as_tokens(model, tokens, seq_len=seq_len, name=name)
+    if tokens.shape[1] < 2:
+        raise ValueError(f"{name} must have at least 2 positions (a next-token loss), got shape {tuple(tokens.shape)}.")
+    mask = None if attention_mask is None else check_right_padding(attention_mask, tokens)
+    return tokens.to(device), None if mask is None else mask.to(device)
 
 
 def position_buckets(n: int) -> list[tuple[int, int]]:
@@ -112,18 +87,22 @@ def band_sweep(
     mode: str = "symmetric",
     attention_mask: Int[Tensor, "batch pos"] | None = None,
     reference: Int[Tensor, "rbatch pos"] | None = None,
-    n_rope_bands: int = 4,
+    n_rope_bands: int | None = None,
     ig_steps: int = 4,
     fisher_samples: int | None = None,
     seed: int = 0,
+    seq_len: int | None = None,
 ) -> pd.DataFrame:
     """Loss change when one band of one head is removed, for every (layer, head, band).
 
     Parameters
     ----------
     model : TransformerBridge (TL 4.x) or HookedTransformer (TL 3.x)
-    tokens : ``[batch, pos]`` token ids (equal lengths; pad on the right and pass
-        ``attention_mask`` otherwise)
+    tokens : token ids (a ``[batch, pos]`` tensor or NumPy array, a list of ids, a list of
+        equal-length lists; pad on the right and pass ``attention_mask`` for unequal
+        lengths) or text (a string, or a list of strings cut document by document), as in
+        :func:`~tl_wavelet.adapter.as_tokens`. The model must be causal (a decoder): a
+        bidirectional encoder such as BERT has no next-token loss and is refused.
     target : ``"z"``: positional bands of the head output ``hook_z``
         (:func:`~tl_wavelet.ablation.band_ablation_hook`); ``"rope"``: groups of rotary
         pairs zeroed in the head's rotated queries ``hook_rot_q``
@@ -157,11 +136,14 @@ def band_sweep(
     level, wavelet, mode : the positional decomposition (``mode`` for the DWT only)
     attention_mask : right-padding mask ``[batch, pos]`` (1 = real token)
     reference : token ids of other sequences for ``mean`` / ``resample``
-    n_rope_bands : how many wavelength groups make the RoPE bands
+    n_rope_bands : how many wavelength groups make the RoPE bands (``None``: 4, or the
+        number of rotary pairs of a layer that has fewer)
     ig_steps : integration steps of ``attribution="ig"``
     fisher_samples : sampled backward passes per batch of ``attribution="atp2"``; ``None``:
         enough that samples x sequences >= 32 (8 for 4 sequences, 1 from 32 on)
     seed : resample permutation, and the sampled next tokens of ``atp2``
+    seq_len : text: window length (default 256); token ids: keep the first ``seq_len``
+        positions
 
     Returns
     -------
@@ -178,8 +160,15 @@ def band_sweep(
     >>> est = band_sweep(model, tokens, attribution=True, verify_top_k=10) # doctest: +SKIP
     """
     shape = model_shape(model)
+    require_causal(model, "band_sweep")
     estimator = _check_options(target, method, attribution, batch_size, verify_top_k, ig_steps, fisher_samples)
-    tokens, mask = _prepare(model, tokens, attention_mask)
+    batch_size, verify_top_k, ig_steps = (check_int(v, k) for k, v in
+                                          (("batch_size", batch_size), ("verify_top_k", verify_top_k), ("ig_steps", ig_steps)))
+    fisher_samples = check_optional_int(fisher_samples, "fisher_samples", minimum=1)
+    progress = check_bool(progress, "progress")
+    n_rope_bands = None if n_rope_bands is None else check_int(n_rope_bands, "n_rope_bands", minimum=1)
+    seed = check_int(seed, "seed")
+    tokens, mask = _prepare(model, tokens, attention_mask, seq_len)
     if fisher_samples is None:
         # the curvature term's relative noise is about sqrt(2 / (samples x sequences)): keep it near 0.25
         fisher_samples = max(1, math.ceil(FISHER_SEQUENCE_SAMPLES / tokens.shape[0]))
@@ -214,6 +203,7 @@ def band_sweep(
         est, clean_sum = attribute(model, cells, tokens, valid, ablations, layers, heads, estimator, ig_steps,
                                    fisher_samples if estimator == "atp2" else 0, seed, batch_size, progress)
         df = _verified_frame(ablations, est, buckets, verify_top_k, exact)
+    df = _small_sample_nans(df, tokens.shape[0], method, reference, estimator, fisher_samples)
     n_tok = int(valid.sum())
     df.attrs.update(
         clean_loss=clean_sum / n_tok, n_tokens=n_tok, n_sequences=int(tokens.shape[0]), seq_len=n,
@@ -224,6 +214,30 @@ def band_sweep(
     return df
 
 
+#: atp2's curvature term is left out (NaN) below this many samples x sequences: its relative
+#: noise sqrt(2 / (samples x sequences)) is then above 70%
+MIN_FISHER_DRAWS = 4
+
+
+def _small_sample_nans(df, n_seq, method, reference, estimator, fisher_samples) -> pd.DataFrame:
+    """NaN, with a warning that says how many are needed, where a number is undefined at this sample size."""
+    effect_cols = [c for c in df.columns if c.startswith("delta_loss") or c in ("se", "estimate")]
+    if method == "mean" and reference is None and n_seq < 2:
+        # the mean of one sequence's band is that band: "replacing" it changes nothing
+        warn_small_sample("method='mean' over the swept sequences (no reference=...)", n_seq, 2, stacklevel=4)
+        df[effect_cols] = np.nan
+        return df
+    if n_seq < 2:
+        warn_small_sample("se (a standard error over sequences)", n_seq, 2, stacklevel=4)
+    if estimator == "atp2" and fisher_samples * n_seq < MIN_FISHER_DRAWS:
+        warn_small_sample(
+            f"atp2's curvature estimate (fisher_samples={fisher_samples} x {n_seq} sequence(s))",
+            fisher_samples * n_seq, MIN_FISHER_DRAWS, stacklevel=4,
+        )
+        df["estimate"] = np.nan
+    return df
+
+
 def _check_options(target, method, attribution, batch_size, verify_top_k, ig_steps, fisher_samples) -> str | None:
     """Validate band_sweep's options; return the estimator name (``None``: exact)."""
     if target not in ("z", "rope"):
@@ -231,17 +245,16 @@ def _check_options(target, method, attribution, batch_size, verify_top_k, ig_ste
     method = check_method(method)
     if target == "rope" and method != "zero":
         raise ValueError("target='rope' removes rotary pairs (method='zero'); mean/resample apply to target='z'.")
+    if isinstance(attribution, np.bool_):
+        attribution = bool(attribution)
     estimator = {True: "atp", False: None}.get(attribution, attribution) if isinstance(attribution, bool) else attribution
-    if estimator is not None and estimator not in ESTIMATORS:
+    if estimator is not None and (not isinstance(estimator, str) or estimator not in ESTIMATORS):
         raise ValueError(f"attribution must be True, False or one of {ESTIMATORS}, got {attribution!r}.")
     for name, value, low in (("batch_size", batch_size, 1), ("verify_top_k", verify_top_k, 0), ("ig_steps", ig_steps, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be a {'positive' if low else 'non-negative'} int, got {value!r}.")
+        check_int(value, name, minimum=low)
     if verify_top_k and estimator is None:
         raise ValueError("verify_top_k re-runs the largest attribution estimates exactly: pass attribution=True too.")
-    if fisher_samples is not None and (isinstance(fisher_samples, bool) or not isinstance(fisher_samples, int)
-                                       or fisher_samples < 1):
-        raise ValueError(f"fisher_samples must be a positive int or None (automatic), got {fisher_samples!r}.")
+    check_optional_int(fisher_samples, "fisher_samples", minimum=1)
     return estimator
 
 
@@ -268,7 +281,7 @@ def _collect_reference(model, cells: Target, tokens, reference, layers, batch_si
     if reference is None:
         ref_tokens = tokens
     else:
-        ref_tokens, _ = _prepare(model, reference, None)
+        ref_tokens, _ = _prepare(model, reference, None, name="reference")
         if ref_tokens.shape[1] != tokens.shape[1]:
             raise ValueError(
                 f"reference sequences must have the swept length {tokens.shape[1]}, got {ref_tokens.shape[1]}."
