@@ -22,9 +22,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..adapter import ModelShape, hook_name, model_shape, resolve_heads, resolve_layers
-from ..validate import as_list, check_choice, check_index, check_int
+from ..adapter import ModelShape, hook_name, model_shape, resolve_heads
 from ..rope import describe_positions, rope_frequencies, rotary_hooks
+from ..validate import as_list, check_choice, check_index, check_int
 from .spec import Ablation, Target
 
 __all__ = [

@@ -21,8 +21,17 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from ..adapter import (LayerRunner, as_tokens, hook_name, is_text, model_shape, require_causal, require_hooks,
-                       resolve_heads, resolve_layers)
+from ..adapter import (
+    LayerRunner,
+    as_tokens,
+    hook_name,
+    is_text,
+    model_shape,
+    require_causal,
+    require_hooks,
+    resolve_heads,
+    resolve_layers,
+)
 from ..validate import check_bool, check_int, check_optional_int, check_right_padding, warn_small_sample
 from .attribution import ESTIMATORS, FISHER_SEQUENCE_SAMPLES, attribute
 from .exact import run_exact
