@@ -25,6 +25,9 @@ channels. The inverse is PyWavelets' "upsample + convolve, keep the valid middle
 written polyphase: a ``conv1d`` of the stacked ``[cA, cD]`` with the even and odd taps
 of the synthesis filters, interleaved afterwards.
 
+Signals of at most :data:`SMALL_N` positions (in small calls) skip all that: one product with
+the transform's cached matrix, computed in float64 and rounded once to the result dtype.
+
 Dtypes: float32 and float64 are computed in their own precision; float16 and bfloat16
 are computed in float32 and returned as float32 (half precision loses the 1e-5
 agreement with pywt at once); integer, bool and complex inputs raise.
@@ -398,60 +401,56 @@ def _from_rows(r: Tensor, batch: tuple[int, ...], dim: int) -> Tensor:
 
 
 # ------------------------------------------------------------------ small signals
-#: Signals of at most SMALL_N positions run as one product with the transform's cached
-#: matrix instead of one torch op per filter tap and level: for a short signal, op
-#: dispatch (microseconds each) and not arithmetic is the cost. Every mode is linear, so
-#: the matrix is exact; it is built once, in float64, by the row code itself applied to
-#: the identity. The product's work grows with n (the taps' with F), so beyond
-#: SHORT_N positions it is used only up to SMALL_MACS multiply-adds (measured, one
-#: thread: at 256 x 256 float32 both paths take about the same time; at 16384 x 32 the
-#: product is 5x faster).
+#: Signals of at most SMALL_N positions, in calls of at most SMALL_MACS multiply-adds,
+#: run as one product with the transform's cached matrix instead of one torch op per
+#: filter tap and level: for a short signal, op dispatch (microseconds each) and not
+#: arithmetic is the cost. Every mode is linear, so the matrix is exact; it is built once,
+#: in float64, by the row code itself applied to the identity. Larger calls keep the
+#: tap-by-tap path, whose work grows with F rather than with n.
 SMALL_N = 256
-SHORT_N = 64
-SMALL_MACS = 2**23
+SMALL_MACS = 2**17
+#: The product is a broadcast multiply and sum in pieces of fewer than 2**15 elements: torch
+#: runs smaller elementwise ops on the calling thread, while a BLAS call (or a larger op)
+#: may wake a second thread, which on a busy machine costs milliseconds (measured on 2
+#: shared cores: 0.1 s for a 3 x 40 matmul with 2 threads, 2 us with 1).
+GRAIN = 2**15 - 1
 
 
 def _small(n_rows: int, n_in: int, n_out: int) -> bool:
-    if n_in > 2 * SMALL_N or n_out > 2 * SMALL_N:
-        return False
-    return min(n_in, n_out) <= SHORT_N or n_rows * n_in * n_out <= SMALL_MACS
-
-
-@functools.lru_cache(maxsize=64)
-def _analysis_matrix(
-    bank: _Bank, mode: str, n: int, level: int, dtype: torch.dtype, device: torch.device
-) -> tuple[Tensor, tuple[int, ...]]:
-    """``M`` with ``wavedec(x) == split(x @ M)`` for length-``n`` rows, and the split sizes."""
-    parts = _wavedec_rows(torch.eye(n, dtype=torch.float64), bank, level, mode)
-    return torch.cat(parts, dim=-1).to(device=device, dtype=dtype), tuple(p.shape[-1] for p in parts)
-
-
-@functools.lru_cache(maxsize=64)
-def _synthesis_matrix(
-    bank: _Bank, mode: str, lengths: tuple[int, ...], dtype: torch.dtype, device: torch.device
-) -> Tensor:
-    """``M`` with ``waverec(coeffs) == cat(coeffs) @ M`` for coefficient lengths ``lengths``."""
-    basis = list(torch.eye(sum(lengths), dtype=torch.float64).split(lengths, dim=-1))
-    return _waverec_rows(basis, bank, mode).to(device=device, dtype=dtype)
-
-
-#: Products of at most this many multiply-adds are a broadcast multiply and sum rather
-#: than a BLAS call: BLAS may wake its threads even for a 3 x 40 product, which costs
-#: 0.1 s on a busy machine (measured on 2 shared cores) against microseconds here.
-TINY_MACS = 2**17
+    return max(n_in, n_out) <= 2 * SMALL_N and n_rows * n_in * n_out <= SMALL_MACS
 
 
 def _product(x: Float[Tensor, "rows k"], m: Float[Tensor, "k j"]) -> Float[Tensor, "rows j"]:
-    if x.shape[0] * m.numel() <= TINY_MACS:
-        return (x[:, :, None] * m).sum(1)
-    return x @ m
+    # in float64, rounded once: a matrix entry can be a large sum with cancellation (smooth
+    # extension of a 2-sample signal by a 64-tap filter), which float32 entries would not hold
+    x64 = x if x.dtype == torch.float64 else x.to(torch.float64)
+    cols = max(1, GRAIN // max(x.shape[0] * m.shape[0], 1))
+    if m.shape[1] <= cols:
+        out = (x64[:, :, None] * m).sum(1)
+    else:
+        out = torch.cat([(x64[:, :, None] * part).sum(1) for part in m.split(cols, dim=1)], dim=1)
+    return out if x.dtype == torch.float64 else out.to(x.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _analysis_matrix(bank: _Bank, mode: str, n: int, level: int, device: torch.device) -> tuple[Tensor, tuple[int, ...]]:
+    """``M`` with ``wavedec(x) == split(x @ M)`` for length-``n`` rows, and the split sizes."""
+    parts = _wavedec_rows(torch.eye(n, dtype=torch.float64), bank, level, mode)
+    return torch.cat(parts, dim=-1).to(device=device), tuple(p.shape[-1] for p in parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _synthesis_matrix(bank: _Bank, mode: str, lengths: tuple[int, ...], device: torch.device) -> Tensor:
+    """``M`` with ``waverec(coeffs) == cat(coeffs) @ M`` for coefficient lengths ``lengths``."""
+    basis = list(torch.eye(sum(lengths), dtype=torch.float64).split(lengths, dim=-1))
+    return _waverec_rows(basis, bank, mode).to(device=device)
 
 
 def _analyse(rows: Float[Tensor, "rows n"], bank: _Bank, level: int, mode: str) -> list[Tensor]:
     """``[cA_J, cD_J, ..., cD_1]`` of every row: one matrix product for small inputs."""
     n = rows.shape[-1]
     if n <= SMALL_N and _small(rows.shape[0], n, n + level * bank.flen):
-        m, sizes = _analysis_matrix(bank, mode, rows.shape[-1], level, rows.dtype, rows.device)
+        m, sizes = _analysis_matrix(bank, mode, rows.shape[-1], level, rows.device)
         return list(_product(rows, m).split_with_sizes(sizes, dim=-1))
     parts = [_wavedec_rows(chunk, bank, level, mode) for chunk in _row_chunks(rows)]
     return [torch.cat(c, dim=0) if len(c) > 1 else c[0] for c in zip(*parts)]
@@ -461,7 +460,7 @@ def _synthesise(rows: list[Float[Tensor, "rows _"]], bank: _Bank, mode: str) -> 
     """The inverse of :func:`_analyse`: one matrix product for small inputs."""
     lengths = tuple(r.shape[-1] for r in rows)
     if _small(rows[0].shape[0], sum(lengths), sum(lengths)):
-        m = _synthesis_matrix(bank, mode, lengths, rows[0].dtype, rows[0].device)
+        m = _synthesis_matrix(bank, mode, lengths, rows[0].device)
         return _product(torch.cat(rows, dim=-1), m)
     chunks = zip(*(_row_chunks(r, width=rows[-1].shape[-1] * 2) for r in rows))
     out = [_waverec_rows(list(c), bank, mode) for c in chunks]
