@@ -389,6 +389,8 @@ def _row_chunks(rows: Float[Tensor, "rows n"], width: int | None = None) -> list
 
 
 def _to_rows(x: Tensor, dim: int, dtype: torch.dtype) -> tuple[Tensor, tuple[int, ...]]:
+    if x.ndim == 1 and x.dtype == dtype and x.is_contiguous():
+        return x.unsqueeze(0), ()  # one signal: a view, no copies (per-call cost of short signals)
     xt = x if dim == x.ndim - 1 else x.movedim(dim, -1)
     batch = tuple(xt.shape[:-1])
     return xt.reshape(-1, xt.shape[-1]).to(dtype).contiguous(), batch
