@@ -774,6 +774,22 @@ def causal_bands(
     on ``x[..., :t+1]``. Any ``level >= 0`` works for any length (deep levels just see
     zeros). float16/bfloat16 are computed and returned in float32.
 
+    Parameters
+    ----------
+    x : Tensor
+        Real floating tensor; every dim but ``dim`` is a batch dim.
+    wavelet : str or pywt.Wavelet
+        The wavelet whose low-pass filter smooths (normalised to sum 1).
+    level : int
+        ``J >= 0``, the number of detail bands.
+    dim : int
+        The position axis.
+
+    Returns
+    -------
+    Tensor
+        ``[J + 1, *x.shape]``: ``A_J, D_J, ..., D_1`` on a new first dim.
+
     Examples
     --------
     >>> import torch
