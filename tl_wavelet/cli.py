@@ -89,6 +89,48 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
     c.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
     c.set_defaults(func=_compare)
+    e = sub.add_parser(
+        "emergence",
+        help="train small decoders (RoPE / NoPE / absolute) on a synthetic language and track wavelet structure",
+        description="The controlled emergence experiment: decoders trained from scratch with RoPE, no positions "
+        "and learned absolute positions on data with planted copy distances, tracked every few steps. Writes "
+        "report.html, CSVs, tracker logs (runs/) and checkpoints (checkpoints/) into --out.",
+    )
+    e.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
+    e.add_argument("--force", action="store_true", help="write into a non-empty --out (runs/ and checkpoints/ are replaced)")
+    e.add_argument("--ci", action="store_true", help="the shortened CI version (1 seed, 1 layer, 120 steps)")
+    e.add_argument("--steps", type=int, default=None, help="training steps per run (default 500; --ci 120)")
+    e.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --ci 0)")
+    e.add_argument("--positions", nargs="+", default=None, choices=["rope", "nope", "absolute"],
+                   help="position kinds (default all three)")
+    e.add_argument("--every", type=int, default=None, help="track every N steps (default 25; --ci 30)")
+    e.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    e.add_argument("--report-only", action="store_true",
+                   help="no training: rebuild the report from the tracker logs in --out/runs (config.json there)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+    e.set_defaults(func=_emergence)
+    m = sub.add_parser(
+        "multiverse",
+        help="every reading of the paper's ambiguous metrics (definition multiverse) against its numbers",
+        description="Compute every combination of the choices the paper leaves open (signal, DC, window, "
+        "padding, attention sink, correlation axis, wavelet, level, ...) in one pass; write multiverse.csv, "
+        "one specification-curve figure per metric (spec_<metric>.png) and summary.md into --out.",
+    )
+    m.add_argument("--model", required=True,
+                   help="'smollm2-135m', 'gemma3-270m' (offline GGUF models), or a local HuggingFace model folder")
+    m.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
+    m.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing earlier files")
+    m.add_argument("--text", nargs="+", metavar="FILE", help="UTF-8 text files to analyse (default: the packaged corpus)")
+    m.add_argument("--seq-len", type=int, default=256, help="tokens per sequence, BOS included (default 256)")
+    m.add_argument("--n-sequences", type=int, default=None, help="use only the first N sequences (default: all)")
+    m.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
+    m.add_argument("--axis", action="append", default=[], metavar="NAME=V1,V2",
+                   help="restrict or extend one axis, e.g. --axis signal=offset_profile,last_row --axis level=4,5 "
+                   "(repeatable; default: every axis at its default values)")
+    m.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    m.add_argument("--offline", action="store_true", help="never contact the HuggingFace hub")
+    m.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+    m.set_defaults(func=_multiverse)
     return p
 
 
@@ -421,6 +463,144 @@ def _compare(args) -> int:
     ]
     atomic_write(out / names[1], "\n".join(md))
     print(f"Comparison: {out / names[0]} and {out / names[1]}")
+    return 0
+
+
+# --------------------------------------------------------------------------- emergence
+
+
+def _emergence(args) -> int:
+    import dataclasses
+    import json
+    import shutil
+
+    from .emergence import CI_CONFIG, EmergenceConfig, run_emergence, write_emergence_report
+
+    cfg = CI_CONFIG if args.ci else EmergenceConfig()
+    changes = {k: v for k, v in (("steps", args.steps), ("every", args.every), ("threads", args.threads)) if v is not None}
+    if args.seeds is not None:
+        changes["seeds"] = tuple(args.seeds)
+    if args.positions is not None:
+        changes["positions"] = tuple(dict.fromkeys(args.positions))
+    try:
+        cfg = dataclasses.replace(cfg, **changes)
+    except ValueError as e:
+        raise UserError(str(e).replace("EmergenceConfig.", "--")) from None
+    out = Path(args.out).expanduser()
+    command = "tl-wavelet " + shlex.join(args.argv)
+    if args.report_only:
+        from .emergence import load_runs, summarize
+
+        if not (out / "config.json").exists() or not (out / "runs").is_dir():
+            raise UserError(f"--report-only needs an earlier run in --out (config.json and runs/), not found in {str(out)!r}.")
+        cfg = EmergenceConfig.from_json(json.loads((out / "config.json").read_text()))
+        heads, layers = load_runs(out)
+        result = {"heads": heads, "layers": layers, **summarize(heads, layers, cfg)}
+        path = write_emergence_report(out, result, cfg, command=command)
+        _log(args, f"emergence: wrote {path}")
+        return 0
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
+    if out.is_dir() and any(out.iterdir()):
+        if not args.force:
+            raise UserError(f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force.")
+        for sub in ("runs", "checkpoints"):  # tracker logs refuse to append to an old run
+            shutil.rmtree(out / sub, ignore_errors=True)
+    t0 = time.perf_counter()
+    try:
+        result = run_emergence(
+            out, cfg, progress=not args.quiet,
+            on_run=lambda p, s, dt: _log(args, f"{p} seed {s}: {dt:.0f} s"),
+        )
+    except KeyboardInterrupt:
+        print(f"tl-wavelet: interrupted; finished runs' tracker logs are in {out / 'runs'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    seconds = time.perf_counter() - t0
+    path = write_emergence_report(out, result, cfg, command=command, seconds=seconds)
+    _log(args, f"emergence: {seconds:.0f} s; wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- multiverse
+
+
+def _parse_axes(specs: list[str]) -> dict | None:
+    """``["signal=a,b", "level=4,max"]`` -> ``{"signal": ["a", "b"], "level": [4, "max"]}``, validated."""
+    from .analysis.multiverse import _check_axes
+
+    if not specs:
+        return None
+    axes: dict[str, list] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        if not sep or not values:
+            raise UserError(f"--axis {spec!r}: write NAME=V1,V2 (e.g. --axis signal=offset_profile,last_row).")
+        vals = [int(v) if v.strip().isdigit() else v.strip() for v in values.split(",") if v.strip()]
+        axes.setdefault(name.strip(), []).extend(vals)
+    try:
+        _check_axes(axes)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"--axis: {e}") from None
+    return axes
+
+
+def _multiverse(args) -> int:
+    from .analysis.multiverse import MultiverseAccumulator
+    from .analysis.run import stream
+    from .report import atomic_write, multiverse_summary, specification_curve
+
+    for name, val, lo in (("--seq-len", args.seq_len, 2), ("--batch-size", args.batch_size, 1)):
+        if val < lo:
+            raise UserError(f"{name} must be at least {lo}, got {val}.")
+    if args.n_sequences is not None and args.n_sequences < 2:
+        raise UserError(f"--n-sequences must be at least 2 (standard errors need two), got {args.n_sequences}.")
+    axes = _parse_axes(args.axis)
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
+    if out.is_dir() and any(out.iterdir()):
+        if not args.force:
+            raise UserError(f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force.")
+        for f in out.iterdir():
+            if f.is_file() and (f.name in ("multiverse.csv", "summary.md") or re.match(r"^spec_.+\.png$", f.name)):
+                f.unlink()
+    _log(args, f"Loading model {args.model!r} ...")
+    model = _load_model(args)
+    tokens = _tokens(args, model)
+    try:
+        acc = MultiverseAccumulator(model, axes)
+        acc.check_length(tokens.shape[1])
+    except ValueError as e:
+        raise UserError(str(e).replace("seq_len", "--seq-len")) from None
+    _log(args, f"Multiverse over {tokens.shape[0]} sequences x {tokens.shape[1]} tokens (one pass) ...")
+    t = time.perf_counter()
+    try:
+        stream(model, tokens, [acc], batch_size=args.batch_size, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("\nInterrupted; nothing was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    df = acc.to_dataframe()
+    elapsed = time.perf_counter() - t
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "multiverse.csv", df.to_csv(index=False))
+    figures = []
+    for metric in df["metric"].unique():
+        fig = specification_curve(df, metric)
+        path = out / f"spec_{metric}.png"
+        fig.savefig(path, dpi=110)
+        figures.append(path.name)
+    src = ", ".join(args.text) if args.text else "the packaged default corpus"
+    md = [
+        multiverse_summary(df, args.model),
+        f"Command: `tl-wavelet {shlex.join(args.argv)}`",
+        "",
+        f"{tokens.shape[0]} sequences x {tokens.shape[1]} tokens of {src}; {len(df)} (reading, metric) rows in "
+        f"{elapsed:.0f} s. Values are means over layers and heads; ± is the jackknife standard error over "
+        "sequence groups. Figures: " + ", ".join(figures) + ".",
+        "",
+    ]
+    atomic_write(out / "summary.md", "\n".join(md))
+    print(f"Multiverse: {out / 'multiverse.csv'}, {out / 'summary.md'} and {len(figures)} spec_*.png figures")
     return 0
 
 
