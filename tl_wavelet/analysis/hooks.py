@@ -15,7 +15,7 @@ The hooks are ordinary TransformerLens ``(name, fn)`` pairs that compose with
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 import torch
@@ -27,6 +27,7 @@ from .. import metrics as M
 from ..adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
 from ..rope import describe_positions, rope_frequencies, rotary_hooks
 from ..signals import offset_aligned_rows, received_attention, without_first_key
+from ..state import check_fingerprint, model_fingerprint
 from ..stats import MIN_CORRELATION_N, RunningCorrelation, RunningMoments
 from ..transforms import causal_bands
 from ..validate import check_bool, warn_small_sample
@@ -284,6 +285,13 @@ class HeadAccumulator:
         self._state = {L: _LayerState() for L in self.layers}
         self._rope_q = {L: RunningMoments() for L in self.layers}
         self._rope_k = {L: RunningMoments() for L in self.layers}
+        self.seq_len: int | None = None
+        self.fingerprint = {
+            "model": model_fingerprint(model),
+            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()},
+            "layers": list(self.layers),
+            "rope": self.rope,
+        }
 
     @classmethod
     def from_shape(cls, shape: ModelShape, layers: int | Iterable[int] | None = None, **config) -> "HeadAccumulator":
@@ -365,6 +373,82 @@ class HeadAccumulator:
     @property
     def n_sequences(self) -> int:
         return min(s.n_seen for s in self._state.values())
+
+    # ------------------------------------------------------------- saved / merged state
+    def state_dict(self) -> dict:
+        """The running sums and what they were measured on (``fingerprint``).
+
+        Plain tensors and containers: ``torch.save`` it, reload it with
+        ``torch.load(path, weights_only=True)``, and :meth:`load_state_dict` or
+        :meth:`merge` it into an accumulator built with the same model and options.
+        """
+        return {
+            "version": 1,
+            "fingerprint": self.fingerprint,
+            "seq_len": self.seq_len,
+            "layers": {
+                L: {"n_seen": st.n_seen, "moments": {k: m.state_dict() for k, m in st.moments.items()},
+                    "rho": st.rho.state_dict()}
+                for L, st in self._state.items()
+            },
+            "rope_q": {L: m.state_dict() for L, m in self._rope_q.items()},
+            "rope_k": {L: m.state_dict() for L, m in self._rope_k.items()},
+        }
+
+    def _checked(self, sd, what: str) -> dict:
+        if isinstance(sd, HeadAccumulator):
+            sd = sd.state_dict()
+        if not isinstance(sd, dict) or sd.get("version") != 1:
+            raise ValueError(f"{what} is not a HeadAccumulator state (version 1); got {type(sd).__name__}.")
+        check_fingerprint(self.fingerprint, sd.get("fingerprint"), what)
+        if set(sd["layers"]) != set(self.layers):  # implied by the fingerprint; a hand-edited state
+            raise ValueError(f"{what} holds layers {sorted(sd['layers'])}, this accumulator {self.layers}.")
+        return sd
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Replace the running sums with a saved state (see :meth:`state_dict`).
+
+        Raises ValueError naming what differs when the state comes from another model,
+        metric configuration, layer set or RoPE setting.
+        """
+        sd = self._checked(sd, "The state to load")
+        self.reset()
+        self.merge(sd)
+
+    def reset(self) -> None:
+        """Forget every sequence seen so far (the hooks stay valid)."""
+        self._state, self.seq_len = {L: _LayerState() for L in self.layers}, None
+        for L in self.layers:
+            self._rope_q[L], self._rope_k[L] = RunningMoments(), RunningMoments()
+
+    def merge(self, other: "HeadAccumulator | dict") -> "HeadAccumulator":
+        """Add another accumulator's sums (or a saved state) to these, in place; returns self.
+
+        Merging accumulators that saw disjoint sequences gives the report of one pass over
+        all of them (float64 sums: equal up to rounding, about 1e-15 relative).
+
+        >>> a = HeadAccumulator(model, level=3)                       # doctest: +SKIP
+        >>> b = HeadAccumulator(model, level=3)                       # doctest: +SKIP
+        >>> stream(model, tokens[:8], [a]); stream(model, tokens[8:], [b])  # doctest: +SKIP
+        >>> a.merge(b).report()       # == one pass over tokens      # doctest: +SKIP
+        """
+        sd = self._checked(other, "The state to merge")
+        if sd["seq_len"] is not None:
+            if self.seq_len is not None and sd["seq_len"] != self.seq_len:
+                raise ValueError(
+                    f"Cannot merge states measured on sequences of {sd['seq_len']} and {self.seq_len} tokens: "
+                    "the metrics depend on the length."
+                )
+            self.seq_len = sd["seq_len"]
+        for L in self.layers:
+            theirs, mine = sd["layers"][L], self._state[L]
+            mine.n_seen += int(theirs["n_seen"])
+            for key, m in theirs["moments"].items():
+                mine.moments.setdefault(key, RunningMoments()).merge(m)
+            mine.rho.merge(theirs["rho"])
+            self._rope_q[L].merge(sd["rope_q"][L])
+            self._rope_k[L].merge(sd["rope_k"][L])
+        return self
 
     def report(self):
         """Freeze the running sums into a :class:`tl_wavelet.HeadReport`."""
