@@ -6,7 +6,7 @@ VENV ?= .venv
 VENV_TL3 ?= .venv-tl3
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast test-tl3 compat demo results bench emergence clean
+.PHONY: test test-fast test-tl3 test-pywt lint doctest compat demo results bench emergence clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -32,15 +32,27 @@ $(VENV_TL3)/.installed: pyproject.toml Makefile
 
 ## make test: the whole suite on TransformerLens 4.x, real-model tests included
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -m "not pywt_slow" $(PYTEST_ARGS)
+
+## make test-pywt: PyWavelets' own perfect-reconstruction test run against tl_wavelet (slow)
+test-pywt: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q -m pywt_slow tests/test_pywt_own_tests.py
 
 ## make test-fast: the unit suite only (tiny local models), about a minute
 test-fast: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -q -m "not real_model and not notebook" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -m "not real_model and not notebook and not pywt_slow" $(PYTEST_ARGS)
+
+## make lint: ruff (pyflakes, bugbear, import order, complexity; config in pyproject.toml)
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+## make doctest: every docstring example of the package (model-dependent ones are +SKIP)
+doctest: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --doctest-modules tl_wavelet
 
 ## make test-tl3: the unit suite on TransformerLens 3.x HookedTransformer
 test-tl3: $(VENV_TL3)/.installed
-	$(VENV_TL3)/bin/python -m pytest -q -m "not real_model and not notebook" $(PYTEST_ARGS)
+	$(VENV_TL3)/bin/python -m pytest -q -m "not real_model and not notebook and not pywt_slow" $(PYTEST_ARGS)
 
 ## make compat: tests/test_compat.py on TL 4.x (bridge) and TL 3.x (hooked) -> docs/compatibility.md
 compat: $(VENV)/.installed $(VENV_TL3)/.installed

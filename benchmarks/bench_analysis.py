@@ -99,7 +99,8 @@ def main() -> None:
     rows["plain forward (logits)"] = median_time(lambda: model(toks), args.repeats)
     for signal in ("offset_profile", "pattern_rows"):
         rows[f"analyze_heads, signal={signal}"] = median_time(
-            lambda: tlw.analyze_heads(model, toks, signal=signal, batch_size=BATCH, progress=False), args.repeats
+            lambda: tlw.analyze_heads(model, toks, signal=signal, batch_size=BATCH, progress=False),  # noqa: B023 (timed at once)
+            args.repeats
         )
     rows["user: run_with_cache + loops, offset_profile"] = median_time(
         lambda: user_baseline(model, toks, "offset_profile"), 1, warmup=0

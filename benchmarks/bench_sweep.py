@@ -29,8 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import machine, smollm2_or_same_shape, write_result  # noqa: E402
 
-from tl_wavelet.ablation import band_ablation_hook  # noqa: E402
-from tl_wavelet.ablation import band_sweep  # noqa: E402
+from tl_wavelet.ablation import (
+    band_ablation_hook,  # noqa: E402
+    band_sweep,  # noqa: E402
+)
 from tl_wavelet.transforms import band_labels  # noqa: E402
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import pywt
 import torch
+from models_for_tests import PLANTED_OFFSETS
 
 import tl_wavelet as tlw
-from models_for_tests import PLANTED_OFFSETS
 from tl_wavelet.analysis import HeadAccumulator, rope_pair_energy
 
 
@@ -90,7 +90,7 @@ def test_rope_frequencies_match_llama_formula(random_model):
     meta = tlw.rope_frequencies(random_model)
     d = random_model.cfg.d_head
     expected = 10000.0 ** (-torch.arange(d // 2, dtype=torch.float64) * 2 / d)
-    for layer, m in meta.items():
+    for m in meta.values():
         torch.testing.assert_close(m["inv_freq"].double(), expected, rtol=1e-5, atol=1e-7)
         assert m["rope_base"] == pytest.approx(10000.0, rel=1e-3)
 
@@ -143,7 +143,7 @@ def test_bad_inputs_are_clear_and_leave_no_hooks(random_model, tokens):
 def test_error_inside_a_hook_removes_all_hooks(random_model, tokens):
     acc = HeadAccumulator(random_model, level=4)
     bad = tokens.clone().float()  # the model itself rejects float tokens mid-forward
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (whatever the model raises: the point is the hooks)
         with random_model.hooks(fwd_hooks=acc.hooks()):
             random_model(bad)
     assert _hook_counts(random_model) == 0
@@ -160,9 +160,8 @@ def test_rope_pair_energy_adjacent_and_half_conventions():
 @pytest.fixture(scope="module")
 def gpt2_model(tokenizer):
     """A tiny GPT-2 (learned absolute positions, no RoPE) through the real bridge."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     from models_for_tests import boot_bridge
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(2)
     cfg = GPT2Config(vocab_size=97, n_positions=256, n_embd=32, n_layer=2, n_head=4, attn_implementation="eager")

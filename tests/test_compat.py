@@ -12,14 +12,13 @@ docs/compatibility.md.
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
-
-import tl_wavelet as tlw
 from compat_models import ARCHS, NON_ROTARY, ROTARY, save_tiny
 from models_for_tests import word_tokenizer
+
+import tl_wavelet as tlw
 from tl_wavelet.ablation import band_ablation_hook, rope_ablation_hook, rope_pair_dims
 from tl_wavelet.analysis import MetricConfig, layer_metrics
 from tl_wavelet.models import tl_major_version

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from models_for_tests import tiny_llama_hf, word_tokenizer
+
 from tl_wavelet import models
 from tl_wavelet.analysis import HeadAccumulator, analyze_heads, stream
 from tl_wavelet.cli import main

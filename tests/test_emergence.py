@@ -12,8 +12,15 @@ import pytest
 import torch
 
 from tl_wavelet.emergence import (
-    CI_CONFIG, DecoderConfig, EmergenceConfig, build_decoder, experiment_tokens, load_checkpoint, planted_band,
-    run_emergence, synthetic_language, train_run, write_emergence_report,
+    CI_CONFIG,
+    DecoderConfig,
+    EmergenceConfig,
+    build_decoder,
+    experiment_tokens,
+    load_checkpoint,
+    planted_band,
+    synthetic_language,
+    train_run,
 )
 from tl_wavelet.track import read_log
 

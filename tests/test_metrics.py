@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tl_wavelet.metrics import (
-    full_depth,
     anchored_band_energy,
     anchored_bands,
     band_scales,
@@ -22,6 +21,7 @@ from tl_wavelet.metrics import (
     characteristic_scale,
     dwt_band_energy,
     frequency_selectivity,
+    full_depth,
     pearson,
     pearson_from_moments,
     positional_entropy,

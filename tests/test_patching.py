@@ -276,8 +276,8 @@ def test_removing_every_pair_flattens_the_pattern(planted, tokens):
 
 
 def test_rope_on_a_model_without_rotary_raises(tokenizer):
-    from transformers import GPT2Config, GPT2LMHeadModel
     from models_for_tests import boot_bridge
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
     hf = GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=32, n_layer=1, n_head=2, n_positions=64)).eval()

@@ -13,14 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from models_for_tests import tiny_llama_hf, word_tokenizer
 
 import tl_wavelet as tlw
-from models_for_tests import tiny_llama_hf, word_tokenizer
-from tl_wavelet.report import plots
 from tl_wavelet.analysis import stream
 from tl_wavelet.cli import main
 from tl_wavelet.paper import COLUMNS, comparison_table, paper_numbers, paper_table
-from tl_wavelet.report import write_report
+from tl_wavelet.report import plots, write_report
 
 SEQ_LEN = 128
 
@@ -204,6 +203,18 @@ def test_write_report_is_self_contained_and_atomic(two_reports, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
     with pytest.raises(ValueError, match="non-empty dict"):
         write_report(tmp_path / "r2", model_name="x", reports={})
+
+
+def test_head_table_follows_the_report_level(planted, tmp_path):
+    # level 3: bands A3, D3, D2, D1 (the table once hard-coded A5 .. D1 and lost A3)
+    g = torch.Generator().manual_seed(1)
+    acc = tlw.HeadAccumulator(planted, level=3, rope=False)
+    stream(planted, torch.randint(4, 97, (2, SEQ_LEN), generator=g), [acc], batch_size=2, progress=False)
+    page = write_report(tmp_path / "r3", model_name="tiny", reports={"default": acc.report()}).read_text(encoding="utf-8")
+    table = page[page.index("<summary>Per head"):page.index("</details>", page.index("<summary>Per head"))]
+    header = re.findall(r"<th>([^<]*)</th>", table)
+    assert [c for c in header if re.fullmatch(r"[AD]\d", c)] == ["A3", "D3", "D2", "D1"]
+    assert "A3 = averaging over 8+ tokens" in page and "from the coarsest (A3:" in page
 
 
 # --------------------------------------------------------------------------- CLI

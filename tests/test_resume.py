@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from models_for_tests import tiny_llama_hf, word_tokenizer
+
 from tl_wavelet.cli import CHECKPOINT, main
 
 REPO = Path(__file__).resolve().parents[1]

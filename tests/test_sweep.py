@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from tl_wavelet.ablation import band_ablation_hook, derangement, rope_ablation_hook
-from tl_wavelet.ablation import band_sweep, position_buckets
-from tl_wavelet.adapter import LayerRunner as _Runner, hf_layer_list as _hf_layer_list
+from tl_wavelet.ablation import band_ablation_hook, band_sweep, derangement, position_buckets, rope_ablation_hook
+from tl_wavelet.adapter import LayerRunner as _Runner
+from tl_wavelet.adapter import hf_layer_list as _hf_layer_list
 from tl_wavelet.adapter import model_shape
 
 
@@ -150,7 +150,7 @@ def test_atp2_adds_the_gauss_newton_term(random_model, toks, target):
             ((name, fn),) = rope_ablation_hook(random_model, L, 1, [b])
 
         def scaled(s):
-            return [(name, lambda x, hook: x + s * (fn(x, hook) - x))]
+            return [(name, lambda x, hook: x + s * (fn(x, hook) - x))]  # noqa: B023 (run in this iteration)
 
         with torch.no_grad():
             up = random_model.run_with_hooks(toks, return_type="logits", fwd_hooks=scaled(eps)).double()
@@ -205,8 +205,8 @@ def test_bad_input_names_the_fix(random_model, toks, tokenizer):
         band_sweep(random_model, toks, verify_top_k=3, progress=False)
     with pytest.raises(ValueError, match="Unknown RoPE band 'A5'"):
         band_sweep(random_model, toks, target="rope", bands=["A5"], progress=False)
-    from transformers import GPT2Config, GPT2LMHeadModel
     from models_for_tests import boot_bridge
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     gpt = boot_bridge(GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=32, n_layer=1, n_head=2, n_positions=64)).eval(),
                       tokenizer, "tiny-gpt2")

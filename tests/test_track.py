@@ -12,11 +12,10 @@ import copy
 import pandas as pd
 import pytest
 import torch
+from models_for_tests import boot_bridge, tiny_llama_hf
 
 import tl_wavelet as tlw
 from tl_wavelet.track import Tracker, read_log, track_checkpoints
-
-from models_for_tests import boot_bridge, tiny_llama_hf
 
 EXTRA = ["step", "probe_loss", "induction_loss"]
 

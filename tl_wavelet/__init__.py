@@ -21,10 +21,10 @@ import importlib.util
 import sys
 import warnings
 
-from .transforms import band_energy, band_labels, causal_bands, dwt, dwt_max_level, idwt, wavedec, waverec
+from . import corpus, models  # noqa: E402  (tlw.models.load, tlw.corpus.default_corpus)
 from .analysis import HeadAccumulator, HeadReport, MetricConfig, analyze_heads, metric_hooks
 from .rope import rope_frequencies
-from . import corpus, models  # noqa: E402  (tlw.models.load, tlw.corpus.default_corpus)
+from .transforms import band_energy, band_labels, causal_bands, dwt, dwt_max_level, idwt, wavedec, waverec
 
 __version__ = "0.1.0"
 

@@ -62,7 +62,7 @@ def model_shape(model) -> ModelShape:
     """Read layer/head counts from a TransformerBridge or HookedTransformer.
 
     >>> shape = model_shape(model)  # doctest: +SKIP
-    >>> shape.n_layers, shape.n_heads, shape.n_kv_heads
+    >>> shape.n_layers, shape.n_heads, shape.n_kv_heads  # doctest: +SKIP
     """
     cfg = getattr(model, "cfg", None)
     if cfg is None or not hasattr(model, "hooks"):

@@ -58,7 +58,7 @@ def rope_frequencies(model, layers=None) -> dict[int, dict]:
     (exact for unscaled RoPE; for scaled RoPE it is the effective base of the high-frequency end).
 
     >>> meta = rope_frequencies(model)          # doctest: +SKIP
-    >>> meta[0]["wavelength"][:3]               # tokens per turn of pairs 0, 1, 2
+    >>> meta[0]["wavelength"][:3]  # tokens per turn of pairs 0, 1, 2  # doctest: +SKIP
     """
     shape = model_shape(model)
     if not shape.rotary:

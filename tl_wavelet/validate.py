@@ -243,7 +243,7 @@ def resolve_level(
     return level
 
 
-def as_token_ids(data: Any, name: str = "tokens", *, vocab_size: int | None = None, min_len: int = 1) -> Tensor:
+def as_token_ids(data: Any, name: str = "tokens", *, vocab_size: int | None = None, min_len: int = 1) -> Tensor:  # noqa: C901
     """Token ids in any accepted form -> a ``[batch, pos]`` int64 tensor (same device as given).
 
     Accepted: an integer tensor or NumPy array ``[batch, pos]`` or ``[pos]``, a list of

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..adapter import hook_name, model_shape, resolve_heads
-from ..validate import as_list, check_index, check_int
 from ..transforms import causal_bands, wavedec, waverec
+from ..validate import as_list, check_index, check_int
 from .spec import Ablation, BandSpec, Method, Target, check_method, derangement, replacement
 
 __all__ = ["resolve_bands", "band_components", "patch_bands", "band_ablation_hook", "ZBands"]

@@ -22,9 +22,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..adapter import ModelShape, hook_name, model_shape, resolve_heads, resolve_layers
-from ..validate import as_list, check_choice, check_index, check_int, is_int
+from ..adapter import ModelShape, hook_name, model_shape, resolve_heads
 from ..rope import describe_positions, rope_frequencies, rotary_hooks
+from ..validate import as_list, check_choice, check_index, check_int, is_int
 from .spec import Ablation, Target
 
 __all__ = [
@@ -177,22 +177,29 @@ def rope_ablation_hook(
 
     Parameters
     ----------
-    model : the TransformerLens model (the pair layout and wavelengths are read from it)
-    layer : the layer
-    heads : query heads (``None``: every head)
-    bands : band names from :func:`rope_bands` (``"R3"``, or the full label), explicit
-        rotary pair indices, or ``None`` for every pair
-    on : ``"q"`` (default): exact per head, since a head's score is a sum over pairs of
+    model : TransformerBridge or HookedTransformer
+        The pair layout and wavelengths are read from it.
+    layer : int
+        The layer.
+    heads : int or sequence of int or None
+        Query heads (``None``: every head).
+    bands : str or sequence of str or int, or None
+        Band names from :func:`rope_bands` (``"R3"``, or the full label), explicit rotary
+        pair indices, or ``None`` for every pair.
+    on : {"q", "k", "qk"}
+        ``"q"`` (default): exact per head, since a head's score is a sum over pairs of
         ``q_pair . R k_pair``; ``"k"``/``"qk"``: a key head serves a whole group of query
         heads under grouped-query attention, so every query head of each touched group
-        must be selected
-    n_bands : how many wavelength groups name the bands (``None``: 4, or the number of
-        rotary pairs when the layer has fewer)
+        must be selected.
+    n_bands : int, optional
+        How many wavelength groups name the bands (``None``: 4, or the number of rotary
+        pairs when the layer has fewer).
 
     Returns
     -------
-    A list of ``(name, fn)`` hooks (one per patched activation): pass it as
-    ``fwd_hooks=`` (or extend your own list with it).
+    list of (str, callable)
+        One ``(name, fn)`` hook per patched activation: pass it as ``fwd_hooks=`` (or
+        extend your own list with it).
 
     Examples
     --------

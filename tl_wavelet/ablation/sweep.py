@@ -22,8 +22,17 @@ from jaxtyping import Int
 from torch import Tensor
 
 from .. import distributed as D
-from ..adapter import (LayerRunner, as_tokens, hook_name, is_text, model_shape, require_causal, require_hooks,
-                       resolve_heads, resolve_layers)
+from ..adapter import (
+    LayerRunner,
+    as_tokens,
+    hook_name,
+    is_text,
+    model_shape,
+    require_causal,
+    require_hooks,
+    resolve_heads,
+    resolve_layers,
+)
 from ..state import check_fingerprint, digest, model_fingerprint, tensor_digest
 from ..validate import check_bool, check_int, check_optional_int, check_right_padding, warn_small_sample
 from .attribution import ESTIMATORS, FISHER_SEQUENCE_SAMPLES, attribute
@@ -101,68 +110,91 @@ def band_sweep(
 
     Parameters
     ----------
-    model : TransformerBridge (TL 4.x) or HookedTransformer (TL 3.x)
-    tokens : token ids (a ``[batch, pos]`` tensor or NumPy array, a list of ids, a list of
+    model : TransformerBridge or HookedTransformer
+        TL 4.x or TL 3.x; it must be causal (a decoder): a bidirectional encoder such as
+        BERT has no next-token loss and is refused.
+    tokens : Tensor, array, list or str
+        Token ids (a ``[batch, pos]`` tensor or NumPy array, a list of ids, a list of
         equal-length lists; pad on the right and pass ``attention_mask`` for unequal
         lengths) or text (a string, or a list of strings cut document by document), as in
-        :func:`~tl_wavelet.adapter.as_tokens`. The model must be causal (a decoder): a
-        bidirectional encoder such as BERT has no next-token loss and is refused.
-    target : ``"z"``: positional bands of the head output ``hook_z``
+        :func:`~tl_wavelet.adapter.as_tokens`.
+    target : {"z", "rope"}
+        ``"z"``: positional bands of the head output ``hook_z``
         (:func:`~tl_wavelet.ablation.band_ablation_hook`); ``"rope"``: groups of rotary
         pairs zeroed in the head's rotated queries ``hook_rot_q``
-        (:func:`~tl_wavelet.ablation.rope_ablation_hook`, exact per head)
-    layers, heads : which to sweep (``None``: all)
-    bands : ``target="z"``: names from ``band_labels(level)`` (default all);
+        (:func:`~tl_wavelet.ablation.rope_ablation_hook`, exact per head).
+    layers, heads : int or sequence of int or None
+        Which to sweep (``None``: all).
+    bands : sequence of str or int, optional
+        ``target="z"``: names from ``band_labels(level)`` (default all);
         ``target="rope"``: names ``R0..R{n_rope_bands-1}`` (default all) or one explicit
-        list of pair indices
-    method : ``"zero"``, ``"mean"`` or ``"resample"`` (z only); the mean / resample source
-        is ``reference`` (token ids) when given, else the swept sequences themselves (a
-        seeded derangement for resample)
-    causal : causal bands (default; a non-causal DWT would leak future tokens into the loss)
-    batch_size : rows per forward: sequences per clean pass, and ablations stacked per
-        patched forward (``batch_size // sequences``)
-    progress : show a tqdm bar
-    attribution : ``False``: every effect exact. ``True`` / ``"atp"``: attribution
-        patching (one forward+backward per batch); ``"atp2"``: AtP plus the second-order
-        term ``0.5 * d' F d`` with ``F`` the Gauss-Newton (Fisher) matrix of the loss,
+        list of pair indices.
+    method : {"zero", "mean", "resample"}
+        ``mean``/``resample`` for ``target="z"`` only; their source is ``reference``
+        (token ids) when given, else the swept sequences themselves (a seeded derangement
+        for resample).
+    causal : bool
+        Causal bands (default; a non-causal DWT would leak future tokens into the loss).
+    batch_size : int
+        Rows per forward: sequences per clean pass, and ablations stacked per patched
+        forward (``batch_size // sequences``).
+    progress : bool
+        Show a tqdm bar.
+    attribution : bool or {"atp", "atp2", "ig"}
+        ``False``: every effect exact. ``True`` / ``"atp"``: attribution patching (one
+        forward+backward per batch); ``"atp2"``: AtP plus the second-order term
+        ``0.5 * d' F d`` with ``F`` the Gauss-Newton (Fisher) matrix of the loss,
         estimated from ``fisher_samples`` extra backward passes with next tokens sampled
         from the model (unbiased; per-sequence squares). Zero-ablating a band that carries
         a head's steady output (often ``A5``) is a large move along which the loss is
         nearly quadratic, so first-order AtP misses it and ``atp2`` does not (SmolLM2, 4
         sequences, zero ablation: top-20 Spearman with the exact sweep 0.93 vs 0.68 for
         AtP, at 6x AtP's cost; with mean ablation AtP alone reaches 0.97; see
-        docs/ablation.md). ``"ig"``: integrated gradients,
-        ``ig_steps`` forward+backward passes per band, each moving one band of every swept
-        head from clean to removed at once (on SmolLM2 it ranks no better than AtP but
-        sizes the large effects better; see benchmarks/results/sweep.md). Rows then carry
-        ``estimate`` for every cell and exact columns only where verified.
-    verify_top_k : with attribution, recompute the ``k`` largest ``abs(estimate)`` exactly
-    level, wavelet, mode : the positional decomposition (``mode`` for the DWT only)
-    attention_mask : right-padding mask ``[batch, pos]`` (1 = real token)
-    reference : token ids of other sequences for ``mean`` / ``resample``
-    n_rope_bands : how many wavelength groups make the RoPE bands (``None``: 4, or the
-        number of rotary pairs of a layer that has fewer)
-    ig_steps : integration steps of ``attribution="ig"``
-    fisher_samples : sampled backward passes per batch of ``attribution="atp2"``; ``None``:
-        enough that samples x sequences >= 32 (8 for 4 sequences, 1 from 32 on)
-    seed : resample permutation, and the sampled next tokens of ``atp2``
-    seq_len : text: window length (default 256); token ids: keep the first ``seq_len``
-        positions
-    on_checkpoint : called with the sweep's state (plain containers, ``torch.save``-able)
-        after the attribution pass and after every group of 8 exact cells per rank
-        (each group repeats the clean pass: about 1/8 more forwards); save it to resume
-    resume : a state passed to ``on_checkpoint`` by an interrupted call with the same
-        model, tokens and options: its attribution estimates and finished cells are kept,
-        and only the rest runs. A state from other arguments is refused (ValueError naming
+        docs/ablation.md). ``"ig"``: integrated gradients, ``ig_steps`` forward+backward
+        passes per band, each moving one band of every swept head from clean to removed at
+        once (on SmolLM2 it ranks no better than AtP but sizes the large effects better;
+        see benchmarks/results/sweep.md). Rows then carry ``estimate`` for every cell and
+        exact columns only where verified.
+    verify_top_k : int
+        With attribution, recompute the ``k`` largest ``abs(estimate)`` exactly.
+    level, wavelet, mode : int, str, str
+        The positional decomposition (:class:`~tl_wavelet.ablation.spec.BandSpec`;
+        ``mode`` for the DWT only).
+    attention_mask : Tensor, optional
+        Right-padding mask ``[batch, pos]`` (1 = real token).
+    reference : Tensor, optional
+        Token ids of other sequences for ``mean`` / ``resample``.
+    n_rope_bands : int, optional
+        How many wavelength groups make the RoPE bands (``None``: 4, or the number of
+        rotary pairs of a layer that has fewer).
+    ig_steps : int
+        Integration steps of ``attribution="ig"``.
+    fisher_samples : int, optional
+        Sampled backward passes per batch of ``attribution="atp2"``; ``None``: enough that
+        samples x sequences >= 32 (8 for 4 sequences, 1 from 32 on).
+    seed : int
+        Resample permutation, and the sampled next tokens of ``atp2``.
+    seq_len : int, optional
+        Text: window length (default 256); token ids: keep the first ``seq_len`` positions.
+    on_checkpoint : callable, optional
+        Called with the sweep's state (plain containers, ``torch.save``-able) after the
+        attribution pass and after every group of 8 exact cells per rank (each group
+        repeats the clean pass: about 1/8 more forwards); save it to resume.
+    resume : dict, optional
+        A state passed to ``on_checkpoint`` by an interrupted call with the same model,
+        tokens and options: its attribution estimates and finished cells are kept, and
+        only the rest runs. A state from other arguments is refused (ValueError naming
         what differs).
 
     Returns
     -------
-    DataFrame, one row per (layer, head, band): ``delta_loss`` (mean change of next-token
-    cross-entropy over real tokens, nats; positive = the band mattered), ``se`` (standard
-    error over sequences), ``n_tokens``, ``delta_loss_pos_{lo}_{hi}`` (the mean change
-    over predicting positions lo..hi, dyadic buckets), and with attribution ``estimate``
-    and ``verified``. ``df.attrs`` holds the clean loss and the settings.
+    pandas.DataFrame
+        One row per (layer, head, band): ``delta_loss`` (mean change of next-token
+        cross-entropy over real tokens, nats; positive = the band mattered), ``se``
+        (standard error over sequences), ``n_tokens``, ``delta_loss_pos_{lo}_{hi}`` (the
+        mean change over predicting positions lo..hi, dyadic buckets), and with
+        attribution ``estimate`` and ``verified``. ``df.attrs`` holds the clean loss and
+        the settings.
 
     Notes
     -----

@@ -7,8 +7,8 @@
 - :mod:`.compare`: the position-encoding comparison (the paper's Table 4)
 """
 from .config import SIGNALS, MetricConfig
-from .result import HeadReport
 from .hooks import HeadAccumulator, layer_metrics, metric_hooks, rope_pair_energy
+from .result import HeadReport
 from .run import analyze_heads, stream
 
 __all__ = [

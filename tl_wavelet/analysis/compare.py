@@ -21,8 +21,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import metrics as M
-from ..paper import paper_numbers
 from ..adapter import as_tokens, hook_name, model_shape, require_hooks, resolve_layers, run_until
+from ..paper import paper_numbers
 from ..signals import received_attention
 from ..stats import RunningMoments
 from ..transforms import dwt_max_level, min_length
@@ -92,7 +92,7 @@ def scale_sensitivity_rerun(
             def grab(p, hook, length=length):
                 L = int(hook.name.split(".")[1])
                 causal_seen.add(bool((p.triu(1) == 0).all()))
-                signals.setdefault(length, {})[L] = received_attention(p.detach().double())
+                signals.setdefault(length, {})[L] = received_attention(p.detach().double())  # noqa: B023
 
             run_until(model, batch[:, :length], [(hook_name("pattern", L), grab) for L in layers], stop_at=stop)
         for a, m in cuts.items():

@@ -474,7 +474,7 @@ class MultiverseAccumulator:
             size = int(math.prod(shape))
 
             def part(t: Tensor) -> Tensor:
-                return t[:, start : start + size].reshape(t.shape[0], *shape)
+                return t[:, start : start + size].reshape(t.shape[0], *shape)  # noqa: B023 (used in this iteration)
 
             # units = layer x head, stacked along the unit axis
             merged[key] = tuple(torch.cat([part(getattr(self._acc[L], x)) for L in self.layers], 1) for x in "sc")

@@ -68,7 +68,7 @@ def analyze_heads(
     Example
     -------
     >>> report = analyze_heads(model, tokens, level=4, progress=False)   # doctest: +SKIP
-    >>> report.to_dataframe()[["layer", "head", "dominant_band", "scale_tokens"]]
+    >>> report.to_dataframe()[["layer", "head", "dominant_band", "scale_tokens"]]  # doctest: +SKIP
     """
     progress = check_bool(progress, "progress")
     batch_size = check_int(batch_size, "batch_size", minimum=1)

@@ -6,7 +6,17 @@
 - :func:`write_emergence_report`: HTML report with figures, CSVs
 """
 from .data import DEFAULT_DISTANCES, synthetic_language
-from .experiment import CI_CONFIG, EmergenceConfig, experiment_tokens, load_checkpoint, load_runs, planted_band, run_emergence, summarize, train_run
+from .experiment import (
+    CI_CONFIG,
+    EmergenceConfig,
+    experiment_tokens,
+    load_checkpoint,
+    load_runs,
+    planted_band,
+    run_emergence,
+    summarize,
+    train_run,
+)
 from .models import POSITIONS, DecoderConfig, build_decoder
 from .report import answers_markdown, write_emergence_report
 

@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..track import Tracker, read_log
 from ..metrics import anchored_band_energy
+from ..track import Tracker, read_log
 from ..transforms import band_labels
 from .data import DEFAULT_DISTANCES, synthetic_language
 from .models import POSITIONS, DecoderConfig, build_decoder

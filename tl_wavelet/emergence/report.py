@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Mapping
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from ..report.html import atomic_write, markdown_table, versions

@@ -26,10 +26,10 @@ window and the rotary frequencies, the frequencies being read off the model's ow
 computation rather than off TransformerLens' config (``cfg.rotary_base`` is wrong for
 these models under transformers 5).
 """
-from .registry import ENCODERS, KNOWN_MODELS, resolve_name, tl_major_version
+from ..rope import rope_metadata
 from .cache import cache_path, default_cache_root
 from .load import load, load_encoder, load_hf
-from ..rope import rope_metadata
+from .registry import ENCODERS, KNOWN_MODELS, resolve_name, tl_major_version
 
 __all__ = [
     "KNOWN_MODELS",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from .cache import _ensure_cache
 from ..rope import _rope_parameters
+from .cache import _ensure_cache
 from .registry import ENCODERS, KNOWN_MODELS, _known_names_text, resolve_name, tl_major_version
 
 __all__ = ["load", "load_hf", "load_encoder"]
@@ -217,7 +217,6 @@ def _hooked_config_and_state(hf, arch: str, dtype, device):
     """
     import tempfile
 
-    from transformer_lens import HookedTransformerConfig
     from transformer_lens import loading_from_pretrained as LP
     from transformer_lens.pretrained import weight_conversions as W
 

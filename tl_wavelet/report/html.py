@@ -46,12 +46,18 @@ OUTPUT_FILES = (
     "sweep.png",
 )
 
-# Columns of the heads table shown in the HTML (the CSV has all of them).
-_HEAD_COLS = [
-    "layer", "head", "dominant_band", "scale_tokens", "A5", "D5", "D4", "D3", "D2", "D1",
+# Columns of the heads table shown in the HTML (the CSV has all of them); the report's
+# band columns (A_J, D_J .. D1 at its level) go between the two groups.
+_HEAD_COLS_BEFORE_BANDS = ["layer", "head", "dominant_band", "scale_tokens"]
+_HEAD_COLS_AFTER_BANDS = [
     "spec_low", "spec_mid", "spec_high", "spectral_entropy", "selectivity", "positional_entropy",
     "sigma_t", "delta_w", "efficiency", "rho", "rho_se", "rope_wavelength", "rope_positional_share",
 ]
+
+
+def _head_cols(labels: list[str]) -> list[str]:
+    """Columns of the HTML heads table for a report with bands ``labels``."""
+    return [*_HEAD_COLS_BEFORE_BANDS, *labels, *_HEAD_COLS_AFTER_BANDS]
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
@@ -182,10 +188,10 @@ _HOW = {
         "Each cell is one head. Colour: its characteristic scale, i.e. about how many tokens back it "
         "typically looks (energy-weighted over dyadic bands, good to a factor of 2). Text: the band with "
         "the most energy (D1 = the previous token, D<i>j</i> = 2<sup>j−1</sup>–2<sup>j</sup> tokens back, "
-        "A5 = averaging over 32+ tokens). A wavelet-like layer has heads spread over several bands."
+        "{coarse} = averaging over {span}+ tokens). A wavelet-like layer has heads spread over several bands."
     ),
     "band": (
-        "For each layer, how the heads' attention energy splits over bands, from the coarsest (A5: "
+        "For each layer, how the heads' attention energy splits over bands, from the coarsest ({coarse}: "
         "averaging far back) to the finest (D1: token-to-token). The paper reports low-frequency "
         "dominance that tapers with depth."
     ),
@@ -210,7 +216,7 @@ _HOW = {
         "context and can carry position; pairs right of it barely turn and mostly carry content."
     ),
     "sweep": (
-        "Causal test: remove one band (A5 … D1) of one head's output (hook_z, split causally over "
+        "Causal test: remove one band ({coarse} … D1) of one head's output (hook_z, split causally over "
         "positions) and measure the change in next-token loss (nats; red = the loss rises, the band "
         "matters). Where an attribution estimate covers every head and band, exact re-runs verify the "
         "largest ones; the table lists the largest effects."
@@ -308,6 +314,8 @@ def write_report(
     keys = list(reports)
     main_key = keys[0]
     main = reports[main_key]
+    # texts name the report's own coarsest band (A_J averages over 2^J+ tokens)
+    how = {k: v.format(coarse=main.labels[0], span=2 ** (len(main.labels) - 1)) for k, v in _HOW.items()}
     suffix = {k: "" if i == 0 else f"_{_slug(k)}" for i, k in enumerate(keys)}
 
     # ---- tables
@@ -371,7 +379,7 @@ def write_report(
     parts.append(_section("summary", "Summary", None, summary))
     parts.append(
         _section(
-            "comparison", "Comparison with the paper", _HOW["comparison"],
+            "comparison", "Comparison with the paper", how["comparison"],
             f'<div class="scroll">{_table_html(_comparison_display(comp), classes="tbl wrap-last")}</div>'
             "<p><small>low/mid/high %: Fourier power in 0–¼, ¼–¾, ¾–1 of Nyquist; S(α): scale sensitivity; "
             "H_spec: spectral entropy (nats); H_w s0..s5: wavelet entropy per scale, s0 = A5 … s5 = D1 "
@@ -380,15 +388,15 @@ def write_report(
             f"Paper: {html.escape(SOURCE)}.</small></p>",
         )
     )
-    parts.append(_section("scale", "Characteristic scale per head", _HOW["scale"], _img(figs["scale_heatmap.png"], "scale heatmap")))
+    parts.append(_section("scale", "Characteristic scale per head", how["scale"], _img(figs["scale_heatmap.png"], "scale heatmap")))
     band_imgs = "".join(
         f"<h3>{html.escape(k)} definitions</h3>{_img(figs[f'band_energy{suffix[k]}.png'], 'band energy ' + k)}" for k in keys
     )
-    parts.append(_section("band", "Band energy per layer", _HOW["band"], band_imgs))
-    parts.append(_section("rho", "rho per layer", _HOW["rho"], _img(figs["rho.png"], "rho per layer")))
-    parts.append(_section("uncertainty", "Position/frequency uncertainty", _HOW["uncertainty"], _img(figs["uncertainty.png"], "uncertainty")))
+    parts.append(_section("band", "Band energy per layer", how["band"], band_imgs))
+    parts.append(_section("rho", "rho per layer", how["rho"], _img(figs["rho.png"], "rho per layer")))
+    parts.append(_section("uncertainty", "Position/frequency uncertainty", how["uncertainty"], _img(figs["uncertainty.png"], "uncertainty")))
     if rope_df is not None:
-        parts.append(_section("rope", "RoPE frequency usage", _HOW["rope"], _img(figs["rope_usage.png"], "rope usage")))
+        parts.append(_section("rope", "RoPE frequency usage", how["rope"], _img(figs["rope_usage.png"], "rope usage")))
     else:
         parts.append(_section("rope", "RoPE frequency usage", None, '<p class="note">Not measured (no RoPE usage in this report).</p>'))
     status = meta.get("sweep_status")
@@ -400,14 +408,15 @@ def write_report(
         if status:
             body = f'<p class="note">{html.escape(str(status))}</p>' + body
         body += f"<h3>Largest effects (by |{html.escape(vcol)}|)</h3>" + _table_html(top[cols], 20)
-        parts.append(_section("sweep", "Band ablation (causal)", _HOW["sweep"], body))
+        sweep_level = sweep.attrs.get("level", len(main.labels) - 1)
+        parts.append(_section("sweep", "Band ablation (causal)", _HOW["sweep"].format(coarse=f"A{sweep_level}"), body))
     else:
         why = status or "No band sweep was run."
         parts.append(_section("sweep", "Band ablation (causal)", None, f'<p class="note">{html.escape(str(why))}</p>'))
 
     tables = f"<h3>Per layer ({html.escape(main_key)} definitions)</h3>" + _table_html(lsum)
     hd = heads[main_key]
-    cols = [c for c in _HEAD_COLS if c in hd.columns]
+    cols = [c for c in _head_cols(main.labels) if c in hd.columns]
     tables += (
         f"<details><summary>Per head ({len(hd)} rows, selected columns; all columns in heads.csv)</summary>"
         f'<div class="scroll">{_table_html(hd[cols])}</div></details>'

@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
