@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tl_wavelet as tlw
@@ -457,9 +457,8 @@ def test_issue14_point3_atp2_with_too_few_draws_is_nan_with_a_warning(random_mod
 
 
 def _tiny_bert(tokenizer):
-    from transformers import BertConfig, BertForMaskedLM
-
     from models_for_tests import boot_bridge
+    from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(0)
     hf = BertForMaskedLM(BertConfig(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -600,9 +599,9 @@ def test_both_backends_take_the_same_forms_and_refuse_the_same_values(planted_an
 
 def test_a_bert_made_causal_is_not_refused(tokenizer):
     """BertLMHeadModel(is_decoder=True) has a next-token loss: only bidirectional models are refused."""
+    from models_for_tests import boot_bridge
     from transformers import BertConfig, BertLMHeadModel
 
-    from models_for_tests import boot_bridge
     from tl_wavelet.adapter import is_causal
 
     torch.manual_seed(0)
