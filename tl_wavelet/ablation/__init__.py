@@ -3,6 +3,7 @@
 - :mod:`.patching`: band ablation hooks, wavelet bands of ``hook_z`` over positions and
   RoPE pair bands of q/k, composable with ``model.hooks(...)`` / ``run_with_hooks``
 - :mod:`.sweep`: :func:`band_sweep`, every (layer, head, band) cell, exact or by attribution
+- :mod:`.result`: the ``df.sweep`` accessor on its table (``.plot()``, ``.top()``)
 """
 from .patching import (
     METHODS,
@@ -19,6 +20,7 @@ from .patching import (
     rope_ablation_hook,
 )
 from .sweep import ESTIMATORS, band_sweep, position_buckets
+from .result import SweepAccessor
 
 __all__ = [
     "METHODS",
@@ -36,4 +38,5 @@ __all__ = [
     "band_sweep",
     "position_buckets",
     "ESTIMATORS",
+    "SweepAccessor",
 ]

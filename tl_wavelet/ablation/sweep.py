@@ -498,6 +498,8 @@ def band_sweep(
                     df.loc[pos[a], k] = v
                 df.loc[pos[a], "verified"] = True
         df = df[["layer", "head", "band", *exact_cols, "estimate", "verified"]]
+    if target == "rope":
+        df = _with_wavelengths(model, df, n_rope_bands)
     n_tok = int(valid.sum())
     df.attrs.update(
         clean_loss=clean_sum / n_tok, n_tokens=n_tok, n_sequences=int(tokens.shape[0]), seq_len=n,
@@ -505,6 +507,27 @@ def band_sweep(
         attribution=estimator or False, skipped_early_layers=runner.skip,
         **({"fisher_samples": fisher_samples} if estimator == "atp2" else {}),
     )
+    return df
+
+
+def _with_wavelengths(model, df: pd.DataFrame, n_rope_bands: int) -> pd.DataFrame:
+    """Add ``wavelength_min``/``wavelength_max`` (tokens) after ``band``: what ``R0..`` mean per layer."""
+    lo, hi = [], []
+    tables = {int(L): {b.name: b for b in rope_bands(model, int(L), n_rope_bands)} for L in df["layer"].unique()}
+    waves = rope_frequencies(model, layers=list(tables))
+    for L, band in zip(df["layer"], df["band"]):
+        b = tables[int(L)].get(band)
+        if b is not None:
+            lo.append(b.wavelength_min)
+            hi.append(b.wavelength_max)
+        else:  # an explicit group "pairs 3,5": its own wavelengths
+            pairs = [int(p) for p in str(band).removeprefix("pairs ").split(",")]
+            w = waves[int(L)]["wavelength"][pairs].double()
+            lo.append(float(w.min()))
+            hi.append(float(w.max()))
+    at = list(df.columns).index("band") + 1
+    df.insert(at, "wavelength_max", hi)
+    df.insert(at, "wavelength_min", lo)
     return df
 
 

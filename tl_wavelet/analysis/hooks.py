@@ -217,6 +217,7 @@ class HeadAccumulator:
 
     def __init__(self, model, layers: int | Iterable[int] | None = None, rope: bool | None = None, **config):
         self.shape: ModelShape = model_shape(model)
+        self.model_name = getattr(getattr(model, "cfg", None), "model_name", None)
         self.config = MetricConfig(**config)
         self.layers = resolve_layers(self.shape, layers)
         self.rope = self.shape.rotary if rope is None else bool(rope)
@@ -308,6 +309,7 @@ class HeadAccumulator:
             seq_len=self.seq_len,
             stats=stats,
             rope=rope,
+            model_name=self.model_name,
         )
 
 

@@ -7,10 +7,8 @@ and Windows), so an interrupted run leaves complete files only, never a half-wri
 """
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
-import io
 import json
 import math
 import os
@@ -23,6 +21,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from ..display import fmt as _fmt, img_tag as _img, png_bytes as _png, table_html as _table_html
 from ..paper import SOURCE, comparison_table, definitions_text
 from . import plots
 
@@ -101,34 +100,6 @@ def _slug(key: str) -> str:
     return s or "report"
 
 
-def _fmt(x) -> str:
-    """Compact number formatting for HTML tables; strings pass through."""
-    if x is None:
-        return "–"
-    if isinstance(x, (bool, np.bool_)):
-        return str(bool(x))
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        if math.isnan(x):
-            return "–"
-        if math.isinf(x):
-            return "∞" if x > 0 else "−∞"
-        if x == 0:
-            return "0"
-        if abs(x) >= 1e4 or abs(x) < 1e-3:
-            return f"{x:.2e}"
-        return f"{x:.4g}"
-    return str(x)
-
-
-def _table_html(df: pd.DataFrame, max_rows: int | None = None, classes: str = "tbl") -> str:
-    shown = df if max_rows is None else df.head(max_rows)
-    shown = shown.map(_fmt) if hasattr(shown, "map") else shown.applymap(_fmt)
-    return shown.to_html(index=False, border=0, classes=classes, escape=True)
-
-
 _COMP_NAMES = {
     "band_low_pct": "low %", "band_mid_pct": "mid %", "band_high_pct": "high %",
     "scale_sensitivity_0.5": "S(0.5)", "scale_sensitivity_0.25": "S(0.25)",
@@ -148,12 +119,6 @@ def _comparison_display(comp: pd.DataFrame) -> pd.DataFrame:
     ren = dict(_COMP_NAMES)
     ren.update({c: "H_w " + c.rsplit("_", 1)[1] for c in d.columns if c.startswith("wavelet_entropy_s")})
     return d.rename(columns=ren)
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
 
 
 def _check_reports(reports) -> None:
@@ -237,10 +202,6 @@ nav a{margin-right:1em;font-size:.9em}
 def _section(anchor: str, title: str, how: str | None, body: str) -> str:
     h = f'<div class="how"><b>How to read this.</b> {how}</div>' if how else ""
     return f'<h2 id="{anchor}">{html.escape(title)}</h2>\n{h}\n{body}\n'
-
-
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 def _meta_rows(d: Mapping) -> str:
