@@ -5,7 +5,7 @@
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["transforms", "analysis", "sweep"]
+ORDER = ["transforms", "analysis", "sweep", "display"]
 
 HEADER = """# Benchmarks
 

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--sweep-layers", nargs="+", type=int, metavar="L", help="layers to sweep (default: all)")
     a.add_argument("--sweep-sequences", type=int, default=8,
                    help="sequences used by the sweep (the first N; default 8) since it needs gradients")
+    a.add_argument("--drilldown-heads", type=int, default=3, metavar="K",
+                   help="drill into the K heads with the largest verified sweep effects on 2 passages (default 3; 0: none)")
     a.add_argument("--device", default="cpu", help="torch device (default cpu)")
     a.add_argument("--offline", action="store_true",
                    help="never contact the HuggingFace hub (fail fast on names that are not local)")
@@ -126,7 +128,7 @@ def _validate(args):
 
     for name, val, lo in (("--seq-len", args.seq_len, 2), ("--batch-size", args.batch_size, 1),
                           ("--level", args.level, 1), ("--top-k", args.top_k, 0),
-                          ("--sweep-sequences", args.sweep_sequences, 1)):
+                          ("--sweep-sequences", args.sweep_sequences, 1), ("--drilldown-heads", args.drilldown_heads, 0)):
         if val < lo:
             raise UserError(f"{name} must be at least {lo}, got {val}.")
     if args.n_sequences is not None and args.n_sequences < 1:
@@ -222,6 +224,28 @@ def _run_sweep(args, model, tokens) -> tuple[object, str]:
     return df, status
 
 
+# passages of the drill-down: short enough to read token by token in the report
+_DRILL_PASSAGES, _DRILL_TOKENS = 2, 96
+
+
+def _drilldown(args, model, tokens, sweep):
+    """``(title, HeadViews)`` per passage for the heads with the largest exact effects, or None."""
+    if sweep is None or not args.drilldown_heads or "delta_loss" not in sweep or not sweep["delta_loss"].notna().any():
+        return None
+    from .view import HeadViews, compare_heads, top_heads
+
+    top = top_heads(sweep, args.drilldown_heads)
+    _log(args, f"Drill-down: {', '.join(f'L{L}H{h} {b}' for L, h, b in top)} on {_DRILL_PASSAGES} passages ...")
+    out = []
+    n = min(_DRILL_TOKENS, tokens.shape[1])
+    for i in range(min(_DRILL_PASSAGES, tokens.shape[0])):
+        # each head is ablated in its own largest band (compare_heads ablates the bands given for every head)
+        views = [compare_heads(model, tokens[i, :n], [(L, h)], bands=[b], ablate=True, level=args.level)[0]
+                 for L, h, b in top]
+        out.append((f"Passage {i + 1} (sequence {i}, first {n} tokens)", HeadViews(views)))
+    return out
+
+
 def _analyze(args) -> int:
     import tl_wavelet
 
@@ -295,8 +319,9 @@ def _analyze(args) -> int:
         meta["sweep_status"] = status
         _log(args, status)
 
+        drill = _drilldown(args, model, tokens, sweep)
         timings["total_s"] = time.perf_counter() - t_start
-        html_path = write_report(out, model_name=args.model, reports=reports, sweep=sweep, meta=meta)
+        html_path = write_report(out, model_name=args.model, reports=reports, sweep=sweep, meta=meta, drilldown=drill)
         print(f"Report: {html_path}")
         print(f"Tables and figures: {out}/ (heads.csv, layers.csv, paper_comparison.csv, *.png)")
         return 0

@@ -13,11 +13,13 @@ displays itself when it is the cell's value).
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
 from matplotlib import colors
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from .paper import paper_numbers
 
@@ -28,6 +30,7 @@ __all__ = [
     "plot_uncertainty",
     "plot_rope_usage",
     "plot_sweep",
+    "rope_weight_summary",
 ]
 
 
@@ -46,9 +49,10 @@ def _text_color(rgba) -> str:
 
 
 def _head_grid_size(n_layers: int, n_heads: int, base=(6.0, 4.0)) -> tuple[float, float]:
-    w = max(base[0], 1.0 + 0.55 * n_heads)
-    h = max(base[1], 1.2 + 0.28 * n_layers)
-    return (min(w, 16.0), min(h, 14.0))
+    # about 0.75 x 0.36 inch per cell: room for a band label at a readable 8 pt
+    w = max(base[0], 2.2 + 0.75 * n_heads)
+    h = max(base[1], 1.4 + 0.36 * n_layers)
+    return (min(w, 18.0), min(h, 16.0))
 
 
 def plot_scale_heatmap(report, *, annotate: bool | None = None) -> Figure:
@@ -71,7 +75,11 @@ def plot_scale_heatmap(report, *, annotate: bool | None = None) -> Figure:
     shares = report.band_shares.numpy()
     labels = report.labels
     n_l, n_h = scale.shape
-    fig = Figure(figsize=_head_grid_size(n_l, n_h), layout="constrained")
+    w, h = _head_grid_size(n_l, n_h)
+    # fixed margins in inches instead of a layout engine: constrained layout draws the
+    # figure twice, a third of the time of an inline display of a 30-layer report
+    fig = Figure(figsize=(w, h))
+    fig.subplots_adjust(left=0.75 / w, right=1 - 1.45 / w, top=1 - 0.75 / h, bottom=0.6 / h)
     ax = fig.add_subplot()
     positive = scale[scale > 0]
     vmin = float(positive.min()) if positive.size else 1.0
@@ -82,7 +90,7 @@ def plot_scale_heatmap(report, *, annotate: bool | None = None) -> Figure:
     # zero scale only for all-zero attention (impossible for softmax): show it as blank
     im = ax.imshow(np.where(scale > 0, scale, np.nan), aspect="auto", cmap="viridis", norm=norm,
                    interpolation="nearest", origin="upper")
-    cb = fig.colorbar(im, ax=ax)
+    cb = fig.colorbar(im, cax=fig.add_axes((1 - 1.3 / w, 0.6 / h, 0.22 / w, 1 - 1.35 / h)))
     # plain-number ticks at 1-2-5 steps: "10^1" alone says too little about a scale
     ticks = [m * 10**e for e in range(-1, 7) for m in (1, 2, 5) if vmin <= m * 10**e <= vmax]
     if len(ticks) >= 2:
@@ -94,14 +102,13 @@ def plot_scale_heatmap(report, *, annotate: bool | None = None) -> Figure:
     ax.set_ylabel("layer")
     ax.set_xticks(range(n_h))
     ax.set_yticks(range(n_l))
-    ax.set_yticklabels([str(L) for L in report.layers])
-    if n_l > 20:  # every label would overlap: keep every other one
-        for i, t in enumerate(ax.get_yticklabels()):
-            t.set_visible(i % 2 == 0)
+    # a label for every layer: a reader looks a layer up by its number
+    ax.set_yticklabels([str(L) for L in report.layers], fontsize=9 if n_l <= 40 else 7)
+    ax.set_xticklabels([str(h) for h in range(n_h)], fontsize=9)
     if annotate is None:
-        annotate = n_l * n_h <= 400
+        annotate = n_l * n_h <= 600 and n_l <= 44
     if annotate:
-        fs = 8 if n_l * n_h <= 100 else 6
+        fs = 9 if n_l <= 20 else 8
         cmap = im.get_cmap()
         for i in range(n_l):
             for j in range(n_h):
@@ -202,7 +209,14 @@ def plot_rho(report, *, reference: bool = True, show_heads: bool = True) -> Figu
             for xi, heads in zip(x, lr["heads"]):
                 ax.scatter(np.full(len(heads), xi), heads, s=8, color=color, alpha=0.25, lw=0)
         label = (name + ": " if name else "") + "mean over heads ± SE"
-        ax.errorbar(x, lr["rho"], yerr=lr["se"], fmt="o-", color=color, ms=4, capsize=3, label=label)
+        ax.errorbar(x, lr["rho"], yerr=lr["se"], fmt="o", color=color, ms=4, capsize=3, label=label)
+        # join only neighbouring measured layers: a line across an unmeasured layer (or one
+        # where rho is undefined) would draw values that were never computed
+        layer_ids = lr["layer"].to_numpy(int)
+        rho = lr["rho"].to_numpy(float)
+        for run in _consecutive_runs(layer_ids, np.isfinite(rho)):
+            if len(run) > 1:
+                ax.plot(x[run], rho[run], "-", color=color, lw=1.2)
     ax.set_ylim(-1.05, 1.05)
     all_layers = sorted({int(L) for rep in reports.values() for L in rep.layers})
     ax.set_xlim(all_layers[0] - 0.6, all_layers[-1] + 0.6)
@@ -218,6 +232,25 @@ def plot_rho(report, *, reference: bool = True, show_heads: bool = True) -> Figu
     ax.set_title("Position/frequency trade-off per layer (negative = trade-off)")
     ax.legend(fontsize=8, loc="best")
     return fig
+
+
+def _consecutive_runs(layers: np.ndarray, ok: np.ndarray) -> list[np.ndarray]:
+    """Index runs of ``ok`` entries whose layer numbers follow each other (3, 4, 5 but not 3, 10).
+
+    >>> [r.tolist() for r in _consecutive_runs(np.array([0, 1, 2, 3, 10, 11]), np.array([1, 1, 0, 1, 1, 1], bool))]
+    [[0, 1], [3], [4, 5]]
+    """
+    runs, cur = [], []
+    for i, (L, good) in enumerate(zip(layers, ok)):
+        if good and cur and L == layers[cur[-1]] + 1:
+            cur.append(i)
+            continue
+        if cur:
+            runs.append(np.array(cur))
+        cur = [i] if good else []
+    if cur:
+        runs.append(np.array(cur))
+    return runs
 
 
 def plot_uncertainty(report) -> Figure:
@@ -307,16 +340,49 @@ def _log_edges(w: np.ndarray) -> np.ndarray:
     return np.exp(np.concatenate([[first], mid, [last]]))
 
 
+def rope_weight_summary(report) -> dict:
+    """Where the q.k weight of a report's heads sits in RoPE wavelength (all heads pooled).
+
+    Returns
+    -------
+    dict: ``beyond_context`` (share of the weight in pairs whose wavelength exceeds the
+    analysed context, ``report.seq_len``), ``q10``, ``median``, ``q90`` (weighted quantiles
+    of the pair wavelength, tokens), ``decade`` and ``decade_share`` (the power-of-ten range
+    of wavelengths holding the most weight, and its share), ``seq_len``. Each head's weights are normalised first,
+    so every head counts once.
+    """
+    ru = report.rope_usage()
+    tot = ru.groupby(["layer", "head"])["qk_weight"].transform("sum")
+    w = np.where(tot > 0, ru["qk_weight"] / tot.where(tot > 0, 1.0), 0.0)
+    lam = ru["wavelength"].to_numpy(float)
+    if w.sum() <= 0:
+        return {"beyond_context": math.nan, "q10": math.nan, "median": math.nan, "q90": math.nan, "seq_len": report.seq_len}
+    order = np.argsort(lam)
+    cw = np.cumsum(w[order]) / w.sum()
+    q = {k: float(lam[order][min(np.searchsorted(cw, p), len(cw) - 1)]) for k, p in (("q10", 0.1), ("median", 0.5), ("q90", 0.9))}
+    # the decade of wavelengths that holds the most weight (e.g. 1e4..1e5 tokens)
+    dec = np.floor(np.log10(lam))
+    per = pd.Series(w).groupby(dec).sum()
+    top = float(per.idxmax())
+    return {"beyond_context": float(w[lam > report.seq_len].sum() / w.sum()), **q, "seq_len": report.seq_len,
+            "decade": (10.0**top, 10.0 ** (top + 1)), "decade_share": float(per.max() / w.sum())}
+
+
+def _tokens_str(x: float) -> str:
+    return f"{x:,.0f}" if x < 1e5 else f"{x:.2g}"
+
+
 def plot_rope_usage(report) -> Figure:
     """Which RoPE frequencies each head uses: qk-weight share per rotary pair.
 
     Left: layers x wavelength, mean share over the layer's heads. Right: every head
-    (rows ``layer.head``) x wavelength. The share of pair i is
+    (grouped by layer, heads 0.. top to bottom) x wavelength. The share of pair i is
     ``sqrt(E|q_i|^2 E|k_i|^2)`` normalised over pairs (how much pair i can move the
     score). The x axis is each layer's own pair wavelength (2 pi / inv_freq, tokens,
     log), so layers with different RoPE bases (Gemma-3) line up by wavelength; the dashed
     line marks the analysed context length: pairs left of it turn at least once inside it
     (positional), pairs right of it barely rotate (semantic, in Barbero et al.'s reading).
+    The title states the share of the weight beyond the context (:func:`rope_weight_summary`).
 
     Returns
     -------
@@ -338,7 +404,8 @@ def plot_rope_usage(report) -> Figure:
     vmax = float(np.nanmax(ru["share"])) if ru["share"].notna().any() else 1.0
     norm = colors.Normalize(vmin=0, vmax=vmax)
     cmap = "magma"
-    fig = Figure(figsize=(13.0, max(4.5, min(18.0, 1.5 + 0.06 * n_rows + 0.1 * len(layers)))), layout="constrained")
+    height = max(4.5, min(12.0, 2.0 + 0.035 * n_rows + 0.12 * len(layers)))
+    fig = Figure(figsize=(13.0, height), layout="constrained")
     ax_l, ax_h = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
     w_all = ru["wavelength"].to_numpy(float)
     for i, L in enumerate(layers):
@@ -357,23 +424,50 @@ def plot_rope_usage(report) -> Figure:
         ax.set_xlim(w_all.min() / 1.3, w_all.max() * 1.3)
         ax.axvline(report.seq_len, color="cyan", ls="--", lw=1.2)
         ax.set_xlabel("RoPE pair wavelength (tokens, log)")
+        ax.tick_params(labelsize=9)
     ax_l.set_ylim(len(layers) - 0.5, -0.5)
-    ax_l.set_yticks(range(len(layers)))
-    ax_l.set_yticklabels([str(L) for L in layers], fontsize=8 if len(layers) > 20 else 10)
+    step = 1 if len(layers) <= 40 else 2
+    ax_l.set_yticks(range(0, len(layers), step))
+    ax_l.set_yticklabels([str(L) for L in layers[::step]], fontsize=9)
     ax_l.set_ylabel("layer")
-    ax_l.set_title("mean over heads")
+    ax_l.set_title("mean over each layer's heads", fontsize=10)
     ax_h.set_ylim(n_rows - 0.5, -0.5)
-    # one tick per layer (at its first head) keeps the labels legible
-    ax_h.set_yticks([i * n_heads for i in range(len(layers))])
-    ax_h.set_yticklabels([f"L{L}.h0" for L in layers], fontsize=7 if len(layers) > 12 else 9)
+    # one label per layer, at the middle of its block of heads
+    ax_h.set_yticks([i * n_heads + (n_heads - 1) / 2 for i in range(0, len(layers), step)])
+    ax_h.set_yticklabels([f"L{L}" for L in layers[::step]], fontsize=9)
     for i in range(1, len(layers)):
         ax_h.axhline(i * n_heads - 0.5, color="white", lw=0.4)
-    ax_h.set_ylabel(f"head ({n_heads} per layer)")
-    ax_h.set_title("every head (white: head with no q/k energy in any pair)")
-    cb = fig.colorbar(_mappable(cmap, norm), ax=[ax_l, ax_h])
-    cb.set_label("share of qk weight")
-    fig.suptitle(f"RoPE frequency usage (dashed: analysed context, {report.seq_len} tokens)")
+    ax_h.set_ylabel(f"heads, grouped by layer ({n_heads} per layer, head 0 on top)")
+    ax_h.set_title("every head (white lines separate layers)", fontsize=10)
+    # a short colour bar: the figure is tall, the scale needs no more than a third of it
+    cb = fig.colorbar(_mappable(cmap, norm), ax=[ax_l, ax_h], shrink=min(1.0, 4.0 / height), aspect=18)
+    cb.set_label("share of a head's q·k weight")
+    summ = rope_weight_summary(report)
+    title = f"RoPE frequency usage (dashed: analysed context, {report.seq_len} tokens)"
+    if math.isfinite(summ["beyond_context"]):
+        title += (
+            f"\n{100 * summ['beyond_context']:.0f}% of the q·k weight is in pairs whose wavelength exceeds the "
+            f"context; {100 * summ['decade_share']:.0f}% in pairs of wavelength {_tokens_str(summ['decade'][0])}–"
+            f"{_tokens_str(summ['decade'][1])} tokens"
+        )
+    fig.suptitle(title, fontsize=11)
     return fig
+
+
+def _sweep_limit(values: np.ndarray) -> float:
+    """Colour limit of the sweep heatmap: 4 x the 90th percentile of |value| (at most the maximum).
+
+    A few large cells (e.g. A5 of one early head) would otherwise wash every other cell
+    out to white; the colour bar's arrows say that the cells beyond the limit are saturated.
+
+    >>> round(_sweep_limit(np.r_[np.linspace(-0.02, 0.02, 21), 0.5, np.nan]), 4)   # 0.5 saturates
+    0.0792
+    """
+    a = np.abs(values[np.isfinite(values)])
+    if not a.size or a.max() == 0:
+        return 1.0
+    q90 = float(np.quantile(a, 0.9))
+    return float(min(a.max(), 4 * q90)) if q90 > 0 else float(a.max())
 
 
 def plot_sweep(df: pd.DataFrame, *, value: str | None = None, bands: list[str] | None = None) -> Figure:
@@ -390,7 +484,9 @@ def plot_sweep(df: pd.DataFrame, *, value: str | None = None, bands: list[str] |
     Returns
     -------
     Figure with one heatmap axes per band (plus a colorbar axes); colour map diverging,
-    centred at 0 (red = removing the band raises the loss).
+    centred at 0 (red = removing the band raises the loss), saturating at 4 x the 90th
+    percentile of |value| (arrows on the colour bar). Cells with an exact re-run
+    (``verified``) are outlined in black; cells not measured are hatched grey.
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"plot_sweep needs the DataFrame from band_sweep, got {type(df).__name__}.")
@@ -405,43 +501,57 @@ def plot_sweep(df: pd.DataFrame, *, value: str | None = None, bands: list[str] |
         bands = sorted(df["band"].unique(), key=_band_key)
     layers = sorted(df["layer"].unique())
     heads = sorted(df["head"].unique())
-    grids = []
+    grids, checked = [], []
+    has_verified = "verified" in df.columns and value != "delta_loss" and bool(df["verified"].any())
     for b in bands:
-        g = df[df["band"] == b].pivot_table(index="layer", columns="head", values=value, aggfunc="mean")
+        sub = df[df["band"] == b]
+        g = sub.pivot_table(index="layer", columns="head", values=value, aggfunc="mean", dropna=False)
         grids.append(g.reindex(index=layers, columns=heads).to_numpy(float))
-    finite = np.concatenate([x[np.isfinite(x)] for x in grids]) if grids else np.array([])
-    vmax = float(np.abs(finite).max()) if finite.size else 1.0
-    vmax = vmax if vmax > 0 else 1.0
+        if has_verified:
+            v = sub.pivot_table(index="layer", columns="head", values="verified", aggfunc="max", dropna=False)
+            checked.append(v.reindex(index=layers, columns=heads).fillna(False).to_numpy(bool))
+    finite = np.concatenate([x.ravel() for x in grids]) if grids else np.array([])
+    vmax = _sweep_limit(finite)
+    n_beyond = int((np.abs(finite[np.isfinite(finite)]) > vmax).sum())
     norm = colors.TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
     n = len(bands)
     ncol = min(n, 6)
     nrow = math.ceil(n / ncol)
-    pw = max(1.6, min(3.2, 0.35 * len(heads) + 0.8))
-    ph = max(2.0, min(9.0, 0.22 * len(layers) + 0.9))
-    fig = Figure(figsize=(pw * ncol + 1.2, ph * nrow + 0.8), layout="constrained")
+    pw = max(2.2, min(3.6, 0.3 * len(heads) + 1.0))
+    ph = max(2.4, min(9.5, 0.27 * len(layers) + 1.0))
+    fig = Figure(figsize=(pw * ncol + 1.4, ph * nrow + 1.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
-    cmap = colors.LinearSegmentedColormap.from_list("div", ["#2166ac", "#f7f7f7", "#b2182b"]).with_extremes(bad="0.8")
+    # "not measured" must not look like a near-zero effect: transparent over a hatched background
+    cmap = colors.LinearSegmentedColormap.from_list("div", ["#2166ac", "#f7f7f7", "#b2182b"]).with_extremes(bad=(0, 0, 0, 0))
+    fs = 9 if len(layers) <= 32 else 7
     im = None
     for k, ax in enumerate(axes):
         if k >= n:
             ax.set_axis_off()
             continue
-        im = ax.imshow(np.ma.masked_invalid(grids[k]), aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
-        ax.set_title(str(bands[k]))
+        ax.add_patch(Rectangle((-0.5, -0.5), len(heads), len(layers), facecolor="0.88", edgecolor="0.6",
+                               hatch="///", lw=0, zorder=0))
+        im = ax.imshow(np.ma.masked_invalid(grids[k]), aspect="auto", cmap=cmap, norm=norm, interpolation="nearest",
+                       zorder=1)
+        if has_verified:
+            for i, j in zip(*np.nonzero(checked[k])):
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", lw=1.4, zorder=2))
+        ax.set_title(str(bands[k]), fontsize=11)
         ax.set_xticks(range(len(heads)))
-        ax.set_xticklabels([str(h) for h in heads], fontsize=7)
+        ax.set_xticklabels([str(h) for h in heads], fontsize=fs)
         ax.set_yticks(range(len(layers)))
-        ax.set_yticklabels([str(L) for L in layers], fontsize=7)
-        if len(layers) > 20:
-            for i, t in enumerate(ax.get_yticklabels()):
-                t.set_visible(i % 2 == 0)
+        ax.set_yticklabels([str(L) for L in layers], fontsize=fs)
         if k % ncol == 0:
             ax.set_ylabel("layer")
         ax.set_xlabel("head")
     if im is not None:
-        cb = fig.colorbar(im, ax=list(axes[:n]))
-        cb.set_label(f"{value} (nats; + = loss rises)")
-    fig.suptitle(f"Loss change when one band of one head is removed ({value}; grey = not measured)")
+        cb = fig.colorbar(im, ax=list(axes[:n]), extend="both" if n_beyond else "neither", shrink=min(1.0, 5.0 / ph))
+        cb.set_label(f"{value} (nats; + = loss rises)" + (f"; {n_beyond} cells beyond ±{vmax:.3g}" if n_beyond else ""))
+    title = f"Loss change when one band of one head is removed ({value})"
+    notes = ["hatched = not measured"] + (["black outline = verified by an exact re-run"] if has_verified else [])
+    # wrap to the figure's width: a narrow (small) sweep must not clip its title
+    width_chars = max(28, int(fig.get_figwidth() * 10))
+    fig.suptitle(textwrap.fill(title + " — " + "; ".join(notes), width_chars), fontsize=11)
     return fig
 
 

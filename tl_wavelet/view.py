@@ -52,7 +52,8 @@ from .ablation.patching import band_ablation_hook, resolve_bands
 from .adapter import hook_name, model_shape, require_hooks, resolve_heads, resolve_layers
 from .transforms import band_labels, causal_bands
 
-__all__ = ["head", "compare_heads", "HeadView", "HeadViews", "circuitsvis_html"]
+__all__ = ["head", "compare_heads", "top_heads", "HeadView", "HeadViews", "circuitsvis_html", "circuitsvis_parts",
+           "circuitsvis_script"]
 
 
 # ------------------------------------------------------------------ CircuitsVis, offline
@@ -84,6 +85,17 @@ def circuitsvis_html(elements: Sequence[tuple[str, dict]], titles: Sequence[str]
     -------
     str : an HTML fragment (``<div>`` + one ``<script type="module">``).
     """
+    divs, calls = circuitsvis_parts(elements, titles)
+    return f'<div class="tlw-view">{divs}{circuitsvis_script(calls)}</div>'
+
+
+def circuitsvis_parts(elements: Sequence[tuple[str, dict]], titles: Sequence[str] | None = None) -> tuple[str, list[str]]:
+    """The ``<div>`` placeholders and the render calls of :func:`circuitsvis_html`, apart.
+
+    A page with widgets in several places puts each ``divs`` where it belongs and all the
+    calls in one :func:`circuitsvis_script` at the end (a module script's names are its own,
+    so the calls must share the script that holds the bundle).
+    """
     from circuitsvis.utils.convert_props import convert_props
 
     ids = [f"tlw-cv-{uuid4().hex[:12]}" for _ in elements]
@@ -93,11 +105,15 @@ def circuitsvis_html(elements: Sequence[tuple[str, dict]], titles: Sequence[str]
         + f'<div id="{i}" style="margin: 6px 0 15px 0;"></div>'
         for i, t in zip(ids, titles)
     )
-    calls = "\n".join(
-        f'CircuitsVis.render({json.dumps(i)}, CircuitsVis.{name}, {convert_props(props)});'
-        for i, (name, props) in zip(ids, elements)
-    )
-    return f'<div class="tlw-view">{divs}<script type="module">\n{_circuitsvis_js()}\n{calls}\n</script></div>'
+    calls = [f"CircuitsVis.render({json.dumps(i)}, CircuitsVis.{name}, {convert_props(props)});"
+             for i, (name, props) in zip(ids, elements)]
+    return divs, calls
+
+
+def circuitsvis_script(calls: Sequence[str]) -> str:
+    """One ``<script type="module">``: the bundled CircuitsVis build, then ``calls``."""
+    body = "\n".join(calls)
+    return f'<script type="module">\n{_circuitsvis_js()}\n{body}\n</script>'
 
 
 # ------------------------------------------------------------------ results
@@ -190,6 +206,10 @@ class HeadViews:
         return out
 
     def html(self) -> str:
+        """All heads in one offline CircuitsVis display (attention side by side, tokens per head and band)."""
+        return circuitsvis_html(*self._elements())
+
+    def _elements(self) -> tuple[list[tuple[str, dict]], list[str]]:
         v0 = self.views[0]
         toks = _display_tokens(v0.tokens)
         pats = np.stack([v.attention.numpy() for v in self.views])
@@ -204,14 +224,42 @@ class HeadViews:
         if extra:
             values = np.concatenate([values, np.stack([e[1] for e in extra], axis=1)], axis=1)
             labels += [e[0] for e in extra]
-        return circuitsvis_html(
+        return (
             [("AttentionHeads", {"attention": pats, "tokens": toks, "attentionHeadNames": [v.name for v in self.views]}),
              ("ColoredTokensMulti", {"tokens": toks, "values": values, "labels": labels})],
-            ["attention patterns side by side", "per token, every head and band"],
+            ["attention patterns side by side (click a head)",
+             "per token: pick a head and band (attention share, Δloss without it); hover a token for all values"],
         )
 
     def _repr_html_(self) -> str:
         return self.html()
+
+
+def top_heads(sweep: pd.DataFrame, n: int = 3) -> list[tuple[int, int, str]]:
+    """The ``n`` heads with the largest exact band-ablation effects in a band sweep, one band each.
+
+    Exact values only (``delta_loss``; with attribution sweeps these are the verified
+    cells), ranked by ``|delta_loss|``; each head appears once, with its largest band.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"layer": [1, 1, 2], "head": [3, 3, 0], "band": ["A5", "D1", "D2"],
+    ...                    "delta_loss": [0.2, 0.1, np.nan]})
+    >>> top_heads(df)
+    [(1, 3, 'A5')]
+    """
+    if not isinstance(sweep, pd.DataFrame) or not {"layer", "head", "band", "delta_loss"} <= set(sweep.columns):
+        raise ValueError("top_heads needs band_sweep's DataFrame (columns layer, head, band, delta_loss).")
+    exact = sweep[sweep["delta_loss"].notna()]
+    exact = exact.reindex(exact["delta_loss"].abs().sort_values(ascending=False).index)
+    out, seen = [], set()
+    for L, h, b in zip(exact["layer"], exact["head"], exact["band"]):
+        if (int(L), int(h)) not in seen:
+            seen.add((int(L), int(h)))
+            out.append((int(L), int(h), str(b)))
+        if len(out) == n:
+            break
+    return out
 
 
 def _display_tokens(tokens: list[str]) -> list[str]:

@@ -6,4 +6,4 @@ a notebook) without importing upwards into :mod:`tl_wavelet.report`. This module
 ``tl_wavelet.report.plots`` path working.
 """
 from ..figures import *  # noqa: F401,F403
-from ..figures import __all__, _band_key, _default_sweep_value  # noqa: F401
+from ..figures import __all__, _band_key, _default_sweep_value, _tokens_str  # noqa: F401
