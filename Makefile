@@ -6,7 +6,7 @@ VENV ?= .venv
 VENV_TL3 ?= .venv-tl3
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast test-tl3 demo results bench clean
+.PHONY: test test-fast test-tl3 compat demo results bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test-fast: $(VENV)/.installed
 ## make test-tl3: the unit suite on TransformerLens 3.x HookedTransformer
 test-tl3: $(VENV_TL3)/.installed
 	$(VENV_TL3)/bin/python -m pytest -q -m "not real_model and not notebook" $(PYTEST_ARGS)
+
+## make compat: tests/test_compat.py on TL 4.x (bridge) and TL 3.x (hooked) -> docs/compatibility.md
+compat: $(VENV)/.installed $(VENV_TL3)/.installed
+	$(VENV)/bin/python docs/build_compatibility.py --tl4 $(VENV)/bin/python --tl3 $(VENV_TL3)/bin/python
 
 ## make demo: install everything, then analyse SmolLM2-135M end to end -> reports/smollm2/report.html
 demo: $(VENV)/.installed

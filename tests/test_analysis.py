@@ -133,7 +133,7 @@ def test_bad_inputs_are_clear_and_leave_no_hooks(random_model, tokens):
         tlw.analyze_heads(random_model, tokens, signal="rows", progress=False)
     with pytest.raises(ValueError, match="at least 96 positions"):
         tlw.analyze_heads(random_model, tokens[:, :40], level=5, progress=False)
-    with pytest.raises(IndexError, match="layer 7 is out of range"):
+    with pytest.raises(ValueError, match="layer 7 is out of range"):
         tlw.analyze_heads(random_model, tokens, layers=[7], progress=False)
     with pytest.raises(ValueError, match="[Ww]avelet|wavelet"):
         tlw.analyze_heads(random_model, tokens, wavelet="db2x", progress=False)

@@ -101,8 +101,10 @@ def test_band_names_and_errors():
 def test_no_band_is_identity(random_model, tokens, causal):
     z_name = f"blocks.{LAYER}.attn.hook_z"
     clean = random_model(tokens[:2], return_type="logits").detach()
-    hook = band_ablation_hook(LAYER, None, [], causal=causal, wavelet="db2", level=4)
-    patched = random_model.run_with_hooks(tokens[:2], return_type="logits", fwd_hooks=[hook]).detach()
+    with pytest.raises(ValueError, match="bands is empty"):  # a hook that patches nothing is refused
+        band_ablation_hook(LAYER, None, [], causal=causal, wavelet="db2", level=4)
+    identity = (f"blocks.{LAYER}.attn.hook_z", lambda z, hook: patch_bands(z, [], causal=causal, wavelet="db2", level=4))
+    patched = random_model.run_with_hooks(tokens[:2], return_type="logits", fwd_hooks=[identity]).detach()
     assert _rel(patched, clean) < 1e-6
     # and the decomposition it would remove from sums back to the head output
     z = _cache(random_model, tokens[:2], [z_name])[z_name]
@@ -185,7 +187,7 @@ def test_dwt_mode_leaks_the_future(random_model, tokens):
 
 def test_bad_head_raises_and_hooks_are_removed(random_model, tokens):
     clean = random_model(tokens[:1], return_type="logits").detach()
-    with pytest.raises(IndexError, match="head 7 is out of range: layer 1 has 4 heads"):
+    with pytest.raises(ValueError, match="head 7 is out of range: layer 1 has 4 heads"):
         random_model.run_with_hooks(tokens[:1], fwd_hooks=[band_ablation_hook(LAYER, 7, ["A5"])])
     assert _no_hooks_left(random_model)
     assert torch.equal(random_model(tokens[:1], return_type="logits").detach(), clean)
@@ -225,7 +227,7 @@ def test_rope_bands_table(random_model):
         rope_ablation_hook(random_model, 0, 0, ["R9"])
     with pytest.raises(ValueError, match="pairs 0..7"):
         rope_ablation_hook(random_model, 0, 0, [8])
-    with pytest.raises(IndexError, match="layer 5 is out of range"):
+    with pytest.raises(ValueError, match="layer 5 is out of range"):
         rope_ablation_hook(random_model, 5, 0, ["R0"])
 
 

@@ -319,6 +319,35 @@ def test_cli_interrupt_leaves_complete_files_and_exits_130(model_dir, text_file,
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+def test_cli_force_interrupted_keeps_the_previous_report(model_dir, text_file, tmp_path, capsys, monkeypatch):
+    """issue 14.12: --force writes into a temporary folder and swaps at the end; Ctrl-C keeps the old report."""
+    import tl_wavelet.cli as cli
+
+    out = tmp_path / "prev"
+    assert _cli("--model", model_dir, "--out", out, "--text", text_file, "--seq-len", SEQ_LEN, "--no-sweep",
+                "--quiet", "--n-sequences", 4) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_sweep", interrupted)
+    rc = _cli("--model", model_dir, "--out", out, "--text", text_file, "--seq-len", SEQ_LEN, "--quiet", "--force",
+              "--n-sequences", 5)
+    assert rc == 130 and "unchanged" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["prev"]  # no temporary folder left behind
+
+
+def test_cli_binary_text_file_is_named(model_dir, tmp_path, capsys):
+    """issue 14.12: a non-UTF-8 --text file is named in the error."""
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(b"\x00\x9f\x92\x96 binary")
+    rc = _cli("--model", model_dir, "--out", tmp_path / "o", "--text", binary, "--quiet")
+    err = capsys.readouterr().err
+    assert rc == 2 and "blob.bin" in err and "UTF-8" in err and "Traceback" not in err
+
+
 def test_cli_without_command_prints_help(capsys):
     assert main([]) == 2
     assert "analyze" in capsys.readouterr().err

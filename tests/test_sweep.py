@@ -8,7 +8,7 @@ import torch
 
 from tl_wavelet.ablation import band_ablation_hook, derangement, rope_ablation_hook
 from tl_wavelet.ablation import band_sweep, position_buckets
-from tl_wavelet.ablation.sweep import _hf_layer_list, _Runner
+from tl_wavelet.adapter import LayerRunner as _Runner, hf_layer_list as _hf_layer_list
 from tl_wavelet.adapter import model_shape
 
 
@@ -185,9 +185,9 @@ def test_verify_top_k(random_model, toks):
 def test_bad_input_names_the_fix(random_model, toks, tokenizer):
     with pytest.raises(ValueError, match=r"Unknown band 'D7'.*\['A5', 'D5', 'D4', 'D3', 'D2', 'D1'\]"):
         band_sweep(random_model, toks, bands=["D7"], progress=False)
-    with pytest.raises(IndexError, match="head 4 is out of range"):
+    with pytest.raises(ValueError, match="head 4 is out of range"):
         band_sweep(random_model, toks, heads=[4], progress=False)
-    with pytest.raises(IndexError, match="layer 2 is out of range"):
+    with pytest.raises(ValueError, match="layer 2 is out of range"):
         band_sweep(random_model, toks, layers=[2], progress=False)
     with pytest.raises(ValueError, match="at least 2\\^7 = 128 positions"):
         band_sweep(random_model, toks, level=7, progress=False)
@@ -197,7 +197,7 @@ def test_bad_input_names_the_fix(random_model, toks, tokenizer):
     mask[0, :5] = 0
     with pytest.raises(ValueError, match="right-padded"):
         band_sweep(random_model, toks, attention_mask=mask, progress=False)
-    with pytest.raises(ValueError, match="fisher_samples must be a positive int or None"):
+    with pytest.raises(ValueError, match="fisher_samples must be >= 1"):
         band_sweep(random_model, toks, attribution="atp2", fisher_samples=0, progress=False)
     with pytest.raises(ValueError, match="attribution must be True, False or one of"):
         band_sweep(random_model, toks, attribution="atp3", progress=False)

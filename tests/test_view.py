@@ -87,9 +87,9 @@ def test_compare_heads_matches_single_views(random_model, view):
 
 
 def test_bad_input_is_refused_and_leaves_no_hooks(random_model, tokenizer):
-    with pytest.raises(IndexError, match="layer 2 is out of range"):
+    with pytest.raises(ValueError, match="layer 2 is out of range"):
         tlw.view.head(random_model, TEXT, layer=2, head=0)
-    with pytest.raises(IndexError, match="head 4 is out of range"):
+    with pytest.raises(ValueError, match="head 4 is out of range"):
         tlw.view.head(random_model, TEXT, layer=0, head=4)
     with pytest.raises(ValueError, match=r"Unknown band 'D6' at level 5"):
         tlw.view.head(random_model, TEXT, layer=0, head=0, bands=["D6"], ablate=True)

@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 _MOVED = {
     "hooks": "tl_wavelet.analysis.hooks",
     "compare": "tl_wavelet.analysis.compare",
-    "patching": "tl_wavelet.ablation.patching",
+    "patching": "tl_wavelet.ablation",
     "sweep": "tl_wavelet.ablation.sweep",
     "plots": "tl_wavelet.report.plots",
 }

@@ -8,12 +8,17 @@ a :class:`ModelShape` and hook names.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 from jaxtyping import Int
 from torch import Tensor
+
+from .corpus import chunk_tokens
+from .validate import as_token_ids, check_indices, check_optional_int
 
 __all__ = [
     "ModelShape",
@@ -25,6 +30,12 @@ __all__ = [
     "run_until",
     "last_fired",
     "as_tokens",
+    "is_text",
+    "vocab_size",
+    "is_causal",
+    "require_causal",
+    "hf_layer_list",
+    "LayerRunner",
 ]
 
 HookFn = Callable[[Tensor, object], Tensor | None]
@@ -93,36 +104,15 @@ def last_fired(names: Iterable[str]) -> str:
     return max(names, key=key)
 
 
-def _check_index(kind: str, value, upper: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
-        isinstance(value, Tensor) and value.ndim == 0
-    ):
-        raise TypeError(f"{kind} index must be an int, got {value!r}")
-    value = int(value)
-    if not -upper <= value < upper:
-        raise IndexError(f"{kind} {value} is out of range: this model has {upper} {kind}s (0..{upper - 1}).")
-    return value % upper
+def resolve_layers(shape: ModelShape, layers: int | Iterable[int] | None, name: str = "layers") -> list[int]:
+    """``None`` -> every layer; an int or any list-like of ints (numpy, tensors, ranges);
+    negative indices count from the end as in Python; errors name the range."""
+    return check_indices(layers, name, shape.n_layers, what="layer")
 
 
-def _resolve_indices(kind: str, values, upper: int) -> list[int]:
-    if values is None:
-        return list(range(upper))
-    if isinstance(values, int) or isinstance(values, Tensor) and values.ndim == 0:
-        values = [values]
-    out = sorted({_check_index(kind, v, upper) for v in values})
-    if not out:
-        raise ValueError(f"{kind}s is empty: pass None for every {kind}, or a list of {kind} indices.")
-    return out
-
-
-def resolve_layers(shape: ModelShape, layers: int | Iterable[int] | None) -> list[int]:
-    """``None`` -> every layer; ints may be negative like Python indices; errors name the range."""
-    return _resolve_indices("layer", layers, shape.n_layers)
-
-
-def resolve_heads(shape: ModelShape, heads: int | Iterable[int] | None) -> list[int]:
-    """``None`` -> every head; errors name the valid range."""
-    return _resolve_indices("head", heads, shape.n_heads)
+def resolve_heads(shape: ModelShape, heads: int | Iterable[int] | None, name: str = "heads") -> list[int]:
+    """``None`` -> every head; same rules as :func:`resolve_layers`."""
+    return check_indices(heads, name, shape.n_heads, what="head")
 
 
 def require_hooks(model, names: Sequence[str], why: str = "") -> None:
@@ -169,32 +159,160 @@ def run_until(
             pass
 
 
-def as_tokens(model, data, *, seq_len: int | None = None, n_sequences: int | None = None) -> Tensor:
+_BIDIRECTIONAL = ("MaskedLM", "Bert", "Roberta", "Electra", "Albert", "Deberta", "Encoder")
+
+
+def is_causal(model) -> bool:
+    """Whether the model predicts the next token (a decoder), not a bidirectional encoder.
+
+    TL 3.x ``HookedTransformer`` is always a decoder (encoders are ``HookedEncoder``); a
+    bridge is judged by its HF architecture name (``BertForMaskedLM`` ... are encoders).
+    """
+    names = [type(model).__name__, str(getattr(getattr(model, "cfg", None), "original_architecture", "") or "")]
+    hf = getattr(model, "original_model", None)
+    if hf is not None:
+        names.append(type(hf).__name__)
+        names += list(getattr(getattr(hf, "config", None), "architectures", None) or [])
+    return not any(tag in name for name in names for tag in _BIDIRECTIONAL)
+
+
+def require_causal(model, what: str) -> None:
+    """Refuse a loss-based measurement on a bidirectional encoder (it has no next-token loss)."""
+    if not is_causal(model):
+        raise ValueError(
+            f"{what} measures the change of next-token loss, but this model is a bidirectional encoder "
+            "(e.g. BERT): every position sees the next token and its language-model head predicts masked "
+            "tokens, so a next-token loss would be meaningless. Use a causal (decoder) model; "
+            "analyze_heads still measures an encoder's attention."
+        )
+
+
+def vocab_size(model) -> int | None:
+    """The model's vocabulary size (``cfg.d_vocab``), or None when it does not say."""
+    v = getattr(getattr(model, "cfg", None), "d_vocab", None)
+    return int(v) if isinstance(v, (int, np.integer)) and v > 0 else None
+
+
+def is_text(data) -> bool:
+    """A string, or a non-empty list/tuple of strings."""
+    return isinstance(data, str) or (
+        isinstance(data, (list, tuple)) and bool(data) and all(isinstance(t, str) for t in data)
+    )
+
+
+def as_tokens(
+    model, data, *, seq_len: int | None = None, n_sequences: int | None = None, name: str = "tokens",
+    min_len: int = 1,
+) -> Int[Tensor, "batch pos"]:
     """Turn what a user holds into a ``[batch, pos]`` LongTensor of equal-length sequences.
 
-    - a LongTensor ``[batch, pos]`` (or ``[pos]``) is used as is;
-    - a string or a list of strings is tokenised, concatenated and cut into windows of
-      ``seq_len`` tokens each starting with BOS (see :func:`tl_wavelet.corpus.chunk_tokens`),
-      because every metric compares sequences of one length.
-    """
-    if isinstance(data, Tensor):
-        if data.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise TypeError(f"tokens must be an integer tensor, got {data.dtype}.")
-        tokens = data.long()
-        if tokens.ndim == 1:
-            tokens = tokens[None]
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}.")
-        if n_sequences is not None:
-            tokens = tokens[:n_sequences]
-        return tokens
-    if isinstance(data, str) or (isinstance(data, (list, tuple)) and data and all(isinstance(t, str) for t in data)):
-        from .corpus import chunk_tokens
+    The one set of token forms every tl_wavelet function takes:
 
+    - token ids: an integer tensor or NumPy array ``[batch, pos]`` (or ``[pos]``), a list
+      of ids, or a list of equal-length lists; ids are checked against the model's
+      vocabulary. ``seq_len`` keeps the first ``seq_len`` positions (longer than the
+      sequences is an error); ``n_sequences`` the first sequences.
+    - text: a string is tokenised and cut into windows of ``seq_len`` tokens, each
+      starting with BOS (:func:`tl_wavelet.corpus.chunk_tokens`); a list of strings is
+      cut document by document, so no window crosses two texts.
+
+    Examples
+    --------
+    >>> as_tokens(model, [[3, 5, 7, 9]]).shape             # doctest: +SKIP
+    torch.Size([1, 4])
+    >>> as_tokens(model, ["doc one ...", "doc two ..."], seq_len=64)  # doctest: +SKIP
+    """
+    seq_len = check_optional_int(seq_len, "seq_len", minimum=1)
+    n_sequences = check_optional_int(n_sequences, "n_sequences", minimum=1)
+    if is_text(data):
         if seq_len is None:
-            raise ValueError("Pass seq_len=... to cut text into equal-length token windows.")
-        return chunk_tokens(model, data, seq_len, n_sequences=n_sequences)
-    raise TypeError(
-        "Expected a [batch, pos] token tensor, a string, or a list of strings; "
-        f"got {type(data).__name__}."
-    )
+            raise ValueError(f"{name} is text: pass seq_len=... to cut it into equal-length token windows.")
+        return chunk_tokens(model, data, seq_len, n_sequences=n_sequences, per_document=not isinstance(data, str))
+    tokens = as_token_ids(data, name, vocab_size=vocab_size(model), min_len=min_len)
+    if seq_len is not None:
+        if seq_len > tokens.shape[1]:
+            raise ValueError(
+                f"seq_len={seq_len} is longer than the {name} ({tokens.shape[1]} positions): pass seq_len <= "
+                f"{tokens.shape[1]} (or None) with token ids; seq_len cuts text, or keeps a prefix of ids."
+            )
+        tokens = tokens[:, :seq_len]
+    if n_sequences is not None:
+        if n_sequences > tokens.shape[0]:
+            raise ValueError(
+                f"n_sequences={n_sequences} but {name} holds {tokens.shape[0]} sequence(s): lower it or pass None."
+            )
+        tokens = tokens[:n_sequences]
+    return tokens
+
+
+# ------------------------------------------------------------------ running from a layer
+class _PassThrough(torch.nn.Module):
+    """Stands in for a decoder layer whose output is already known (the cached residual)."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+def hf_layer_list(model) -> torch.nn.ModuleList | None:
+    """The HuggingFace ModuleList that holds a TransformerBridge's blocks, or None."""
+    blocks = list(getattr(model, "blocks", []))
+    for mod in model.original_model.modules():
+        if isinstance(mod, torch.nn.ModuleList) and len(mod) == len(blocks) and all(a is b for a, b in zip(mod, blocks)):
+            return mod
+    return None
+
+
+class LayerRunner:
+    """Runs the model from the residual entering a layer, skipping the blocks before it.
+
+    HookedTransformer (TL 3.x) does this with ``start_at_layer``. TransformerBridge (TL
+    4.x) accepts ``start_at_layer`` but still executes blocks ``0..L-1`` and discards their
+    output, so there the earlier HuggingFace decoder layers are swapped, for the duration
+    of the call only, for pass-through modules (the layer list keeps its length, so
+    per-index layer types such as Gemma-3's sliding/global masks stay aligned).
+    :meth:`check` guards this: if the shortcut does not reproduce the clean logits, the
+    runner falls back to full forwards and warns.
+    """
+
+    def __init__(self, model, shape: ModelShape):
+        self.model, self.shape = model, shape
+        self.layer_list = hf_layer_list(model) if shape.backend == "bridge" else None
+        self.skip = shape.backend == "hooked" or self.layer_list is not None
+        self.checked = False
+
+    def logits_from(self, layer: int, resid: Tensor, tokens: Tensor, fwd_hooks) -> Tensor:
+        """Logits of ``tokens`` given ``resid``, the residual entering ``layer``, with ``fwd_hooks``."""
+        model = self.model
+        with model.hooks(fwd_hooks=fwd_hooks):
+            if not self.skip:
+                return model(tokens, return_type="logits")
+            if self.shape.backend == "hooked":
+                return model(resid, start_at_layer=layer, return_type="logits")
+            saved = [self.layer_list[i] for i in range(layer)]
+            try:
+                for i in range(layer):
+                    self.layer_list[i] = _PassThrough()
+                return model(resid, return_type="logits")
+            finally:  # the model must come back unchanged, also on error or Ctrl-C
+                for i, m in enumerate(saved):
+                    self.layer_list[i] = m
+
+    def check(self, layer: int, resid: Tensor, tokens: Tensor, clean_logits: Tensor) -> None:
+        """Once per run: the shortcut must reproduce the clean logits, else use full forwards."""
+        if self.checked or not self.skip:
+            return
+        self.checked = True
+        try:
+            with torch.no_grad():
+                got = self.logits_from(layer, resid, tokens, [])
+            err = float((got - clean_logits).norm() / clean_logits.norm().clamp_min(1e-30))
+            ok = err < 1e-4
+        except Exception as e:  # an architecture whose layer loop the pass-through does not fit
+            err, ok = f"{type(e).__name__}: {e}", False
+        if not ok:
+            warnings.warn(
+                f"band_sweep: running from layer {layer} did not reproduce the clean logits ({err}); "
+                "falling back to one full forward per ablation (slower, same results).",
+                stacklevel=3,
+            )
+            self.skip = False

@@ -21,7 +21,9 @@ import argparse
 import os
 import re
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -141,9 +143,20 @@ def _validate(args):
     return cfg
 
 
-def _prepare_out(args) -> Path:
+def _ours(name: str) -> bool:
     from .report import OUTPUT_FILES
 
+    return name in OUTPUT_FILES or _EXTRA_OUTPUT.match(name) is not None
+
+
+def _prepare_out(args) -> tuple[Path, Path]:
+    """(the --out folder, the folder this run writes into).
+
+    Without --force the two are one new or empty folder. With --force into an occupied
+    folder the run writes into a temporary folder beside it, and :func:`_swap_in` moves
+    the files over only when the run has finished: an error or Ctrl-C leaves the previous
+    report as it was.
+    """
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
@@ -151,15 +164,28 @@ def _prepare_out(args) -> Path:
         if not args.force:
             raise UserError(
                 f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force to write "
-                "into it (earlier report files there are replaced)."
+                "into it (earlier report files there are replaced once the new run has finished)."
             )
-        # --force: remove earlier report files, so none survives from a different run
-        # (e.g. an old sweep.csv beside a --no-sweep report). Other files are left alone.
-        for f in out.iterdir():
-            ours = f.name in OUTPUT_FILES or _EXTRA_OUTPUT.match(f.name) is not None
-            if f.is_file() and ours:
-                f.unlink()
-    return out
+        return out, Path(tempfile.mkdtemp(prefix=f".{out.name}.tl-wavelet-", dir=out.parent))
+    return out, out
+
+
+def _swap_in(out: Path, staging: Path) -> None:
+    """Move a finished run's files from ``staging`` into ``out``, replacing earlier report files.
+
+    Each file is replaced with one rename (never half-written); report files of the earlier
+    run that this one did not write (e.g. an old sweep.csv beside a --no-sweep report) are
+    removed; other files in ``out`` are left alone.
+    """
+    if staging == out:
+        return
+    new = {f.name for f in staging.iterdir()}
+    for f in staging.iterdir():
+        os.replace(f, out / f.name)
+    for f in out.iterdir():
+        if f.is_file() and _ours(f.name) and f.name not in new:
+            f.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _load_model(args):
@@ -252,9 +278,12 @@ def _analyze(args) -> int:
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     out: Path | None = None
+    final: Path | None = None
+    staging: Path | None = None
     try:
         _validate(args)
-        out = _prepare_out(args)
+        final, staging = _prepare_out(args)
+        out = staging
         if args.text:  # read the files before the slow model load, so a bad path fails fast
             from .corpus import read_text_files
 
@@ -322,10 +351,20 @@ def _analyze(args) -> int:
         drill = _drilldown(args, model, tokens, sweep)
         timings["total_s"] = time.perf_counter() - t_start
         html_path = write_report(out, model_name=args.model, reports=reports, sweep=sweep, meta=meta, drilldown=drill)
-        print(f"Report: {html_path}")
+        _swap_in(final, staging)
+        out = final
+        print(f"Report: {final / html_path.name}")
         print(f"Tables and figures: {out}/ (heads.csv, layers.csv, paper_comparison.csv, *.png)")
         return 0
-    except KeyboardInterrupt:
+    except BaseException as e:
+        if staging is not None and staging != final and staging.exists():
+            # --force into an earlier report: this run's files are dropped, the earlier report stays
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(e, KeyboardInterrupt):
+                print(f"\nInterrupted; the earlier report in {final} is unchanged.", file=sys.stderr)
+                return EXIT_INTERRUPTED
+        if not isinstance(e, KeyboardInterrupt):
+            raise
         print("\nInterrupted.", file=sys.stderr)
         if out is not None and out.is_dir():
             done = sorted(f.name for f in out.iterdir() if f.is_file() and not f.name.startswith("."))

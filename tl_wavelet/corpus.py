@@ -43,6 +43,8 @@ from typing import Any, Iterable, Sequence, Union
 
 import torch
 
+from .validate import check_bool, check_int, check_optional_int
+
 __all__ = [
     "manifest",
     "available_genres",
@@ -245,7 +247,13 @@ def read_text_files(paths: PathLike | Iterable[PathLike]) -> list[str]:
                 f"{str(p)!r} is a directory, not a text file. Pass the file paths "
                 f"inside it, e.g. sorted(Path({str(p)!r}).glob('*.txt'))."
             )
-        text = p.read_text(encoding="utf-8")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"Text file {str(p)!r} is not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at position "
+                f"{e.start}): pass plain-text files (convert it, e.g. with iconv), not binary or other encodings."
+            ) from None
         if not text.strip():
             raise ValueError(
                 f"Text file {str(p)!r} is empty (or whitespace only); it contains no "
@@ -309,6 +317,17 @@ def _bos_id(tokenizer) -> int | None:
     return _first_id(tokenizer, ("bos_token_id", "eos_token_id"))
 
 
+def _text_list(texts) -> list:
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, bytes) or not hasattr(texts, "__iter__"):
+        raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}.")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("No texts given; pass a string or a non-empty list of strings.")
+    return texts
+
+
 def token_stream(model_or_tokenizer: Any, texts: str | Sequence[str]) -> list[int]:
     """Tokenize texts and join them into one token stream.
 
@@ -336,11 +355,7 @@ def token_stream(model_or_tokenizer: Any, texts: str | Sequence[str]) -> list[in
     >>> ids = token_stream(tokenizer, ["first document", "second"])  # doctest: +SKIP
     """
     tok = _get_tokenizer(model_or_tokenizer)
-    if isinstance(texts, str):
-        texts = [texts]
-    texts = list(texts)
-    if not texts:
-        raise ValueError("No texts given; pass a string or a non-empty list of strings.")
+    texts = _text_list(texts)
     sep = _separator_id(tok)
     stream: list[int] = []
     for i, text in enumerate(texts):
@@ -362,6 +377,7 @@ def chunk_tokens(
     *,
     n_sequences: int | None = None,
     prepend_bos: bool = True,
+    per_document: bool = False,
 ) -> torch.Tensor:
     """Tokenize texts and cut the joined stream into fixed-length windows.
 
@@ -370,6 +386,9 @@ def chunk_tokens(
     With ``prepend_bos=True`` each window is the BOS token followed by
     ``seq_len - 1`` text tokens; otherwise each window holds ``seq_len`` text
     tokens.  The ragged tail that does not fill a window is dropped.
+    With ``per_document=True`` every text is cut on its own, so no window crosses
+    two texts (each text's ragged tail is dropped; texts shorter than one window
+    give none).
 
     Parameters
     ----------
@@ -386,6 +405,8 @@ def chunk_tokens(
     prepend_bos : bool, default True
         Start each window with the BOS token (the EOS token for tokenizers
         that have no BOS).
+    per_document : bool, default False
+        Cut each text into its own windows instead of the joined stream.
 
     Returns
     -------
@@ -409,16 +430,16 @@ def chunk_tokens(
     >>> bool((tokens[:, 0] == model.tokenizer.bos_token_id).all())  # doctest: +SKIP
     True
     """
-    if not isinstance(seq_len, int) or isinstance(seq_len, bool):
-        raise TypeError(f"seq_len must be an int, got {type(seq_len).__name__}.")
+    seq_len = check_int(seq_len, "seq_len")
+    prepend_bos = check_bool(prepend_bos, "prepend_bos")
+    per_document = check_bool(per_document, "per_document")
     min_len = 2 if prepend_bos else 1
     if seq_len < min_len:
         raise ValueError(
             f"seq_len={seq_len} is too small: with prepend_bos={prepend_bos} it must "
             f"be at least {min_len}."
         )
-    if n_sequences is not None and n_sequences < 1:
-        raise ValueError(f"n_sequences must be a positive int or None, got {n_sequences}.")
+    n_sequences = check_optional_int(n_sequences, "n_sequences", minimum=1)
     tok = _get_tokenizer(model_or_tokenizer)
     bos = None
     if prepend_bos:
@@ -428,8 +449,13 @@ def chunk_tokens(
                 "prepend_bos=True but the tokenizer has neither a BOS nor an EOS "
                 "token. Pass prepend_bos=False, or set tokenizer.bos_token."
             )
-    stream = token_stream(tok, texts)
     body = seq_len - 1 if prepend_bos else seq_len
+    if per_document and not isinstance(texts, str):
+        # each document alone: its windows, then the next document's (none crosses a boundary)
+        docs = [token_stream(tok, [t]) for t in _text_list(texts)]
+        stream = [i for d in docs for i in d[: len(d) // body * body]]
+    else:
+        stream = token_stream(tok, texts)
     n_avail = len(stream) // body
     if n_avail == 0:
         raise ValueError(
@@ -510,10 +536,9 @@ def induction_tokens(
     >>> bool((toks == induction_tokens(4, 50, 1000, bos_token_id=0)).all())
     True
     """
-    for name, val, lo in (("n_sequences", n_sequences, 1), ("half_len", half_len, 1),
-                          ("vocab_size", vocab_size, 1)):
-        if not isinstance(val, int) or isinstance(val, bool) or val < lo:
-            raise ValueError(f"{name} must be an int >= {lo}, got {val!r}.")
+    n_sequences = check_int(n_sequences, "n_sequences", minimum=1)
+    half_len = check_int(half_len, "half_len", minimum=1)
+    vocab_size = check_int(vocab_size, "vocab_size", minimum=1)
     excluded = set(int(t) for t in (exclude_token_ids or ()))
     if bos_token_id is not None:
         excluded.add(int(bos_token_id))

@@ -225,7 +225,7 @@ def plot_rho(report, *, reference: bool = True, show_heads: bool = True) -> Figu
         ax.tick_params(axis="x", labelsize=8 if len(all_layers) > 16 else 10)
     if not any(np.isfinite(rep.to_dataframe()["rho"].to_numpy(float)).any() for rep in reports.values()):
         # say why the plot is empty instead of showing blank axes
-        ax.text(0.5, 0.55, "rho undefined for every head:\nentropies do not vary across sequences",
+        ax.text(0.5, 0.55, "rho undefined for every head:\nentropies do not vary across sequences,\nor fewer than 4 sequences",
                 transform=ax.transAxes, ha="center", va="center", fontsize=10, color="0.3")
     ax.set_xlabel("layer")
     ax.set_ylabel("rho = Pearson(H_pos, H_spec)")
@@ -369,7 +369,7 @@ def rope_weight_summary(report) -> dict:
 
 
 def _tokens_str(x: float) -> str:
-    return f"{x:,.0f}" if x < 1e5 else f"{x:.2g}"
+    return f"{x:,.0f}" if x < 1e7 else f"{x:.2g}"
 
 
 def plot_rope_usage(report) -> Figure:

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from . import transforms as _tf
 from .transforms import dwt_max_level, wavedec, waverec
+from .validate import resolve_level
 
 __all__ = [
     "anchored_bands",
@@ -107,27 +108,9 @@ def _xlogx(p: Tensor) -> Tensor:
 
 
 def _resolve_level(level, min_len: int, wavelet) -> int:
-    """Check that every signal supports ``level`` DWT levels (or pick the deepest)."""
-    deepest = dwt_max_level(int(min_len), wavelet) if min_len > 0 else 0
-    if level is None:
-        level = deepest
-        if level < 1:
-            raise ValueError(
-                f"the shortest signal ({min_len} samples) is too short for even one "
-                f"{wavelet!r} DWT level; drop short signals (filter on lengths) or use 'haar'"
-            )
-        return level
-    if level < 1:
-        raise ValueError(f"level must be >= 1, got {level}")
-    if level > deepest:
-        need = _tf.min_length(wavelet, level)
-        raise ValueError(
-            f"level={level} with {wavelet!r} needs every signal to have >= {need} valid "
-            f"samples (pywt.dwt_max_level); the shortest has {min_len}. Pass level=None "
-            f"(deepest level the shortest signal supports, the paper's rule), "
-            f"level<={deepest}, or drop short signals."
-        )
-    return level
+    """Check that every signal supports ``level`` DWT levels (or pick the deepest, the paper's rule)."""
+    return resolve_level(level, int(min_len), min_length=lambda L: _tf.min_length(wavelet, L), wavelet=str(wavelet),
+                         minimum=1, signal="shortest signal")
 
 
 def _per_length_group(x: Tensor, lengths: Tensor, fn, k: int) -> Tensor:

@@ -11,15 +11,26 @@ cos and sin alike and cancels in atan2).
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import torch
+from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
 from .adapter import hook_name, model_shape, resolve_layers, run_until
 
-__all__ = ["rope_frequencies", "wavelengths"]
+__all__ = ["rope_frequencies", "wavelengths", "apply_rope", "rotary_hooks", "describe_positions"]
+
+_POSITION_NAMES = {"standard": "learned absolute", "shortformer": "learned absolute (shortformer)",
+                   "alibi": "ALiBi", "rotary": "rotary (RoPE)"}
+
+
+def describe_positions(model) -> str:
+    """The model's position encoding in words, e.g. ``"ALiBi ('alibi')"`` (TL's cfg name in quotes)."""
+    kind = getattr(model.cfg, "positional_embedding_type", None)
+    return f"{_POSITION_NAMES.get(kind, 'unknown')} ({kind!r})"
 
 _ADJACENT_PAIR_MODELS = {"gptj", "codegen"}  # HF models that rotate (2i, 2i+1) pairs
 
@@ -52,8 +63,8 @@ def rope_frequencies(model, layers=None) -> dict[int, dict]:
     shape = model_shape(model)
     if not shape.rotary:
         raise ValueError(
-            "RoPE frequencies need a rotary model; this one uses "
-            f"{getattr(model.cfg, 'positional_embedding_type', 'unknown')!r} positions."
+            f"RoPE frequencies need a rotary model; this one uses {describe_positions(model)} positions. "
+            "Positional metrics work without RoPE: analyze_heads(..., rope=False), band_ablation_hook."
         )
     layers = resolve_layers(shape, layers)
     if shape.backend == "hooked":
@@ -64,7 +75,11 @@ def rope_frequencies(model, layers=None) -> dict[int, dict]:
     else:
         hf_cfg = getattr(model.original_model, "config", None)
         adjacent = getattr(hf_cfg, "model_type", "") in _ADJACENT_PAIR_MODELS
-        tables = _bridge_tables(model, layers)
+        if all(hook_name("cos", L) in model.hook_dict for L in layers):
+            tables = _bridge_tables(model, layers)
+        else:
+            # GPT-J style bridges apply RoPE inside the HF attention, with no hook_cos/hook_sin.
+            tables = _hf_position_tables(model, layers)
     out = {}
     for L, (cos, sin) in tables.items():
         cos = cos.reshape(-1, cos.shape[-1])
@@ -80,6 +95,36 @@ def rope_frequencies(model, layers=None) -> dict[int, dict]:
             "rope_base": base,
         }
     return out
+
+
+def _hf_position_tables(model, layers) -> dict[int, tuple[Tensor, Tensor]]:
+    """cos/sin tables ``[pos, rotary_dim]`` from the HF model's own ``embed_positions`` buffer.
+
+    GPT-J and CodeGen keep one sinusoid buffer ``cat(sin(pos * inv_freq), cos(pos * inv_freq))``
+    (``[max_pos, rotary_dim]``) and rotate adjacent pairs with it; the bridge has no
+    hook_cos/hook_sin for them. The frequencies read here are checked against the model's
+    own attention scores by :func:`rotary_hooks`.
+    """
+    buffers = [
+        (name, buf) for name, buf in model.original_model.named_buffers()
+        if name.endswith("embed_positions") and buf.ndim == 2
+    ]
+    if not buffers:
+        arch = type(model.original_model).__name__
+        raise ValueError(
+            f"{arch}: this TransformerBridge has no hook point 'blocks.L.attn.hook_cos' and no "
+            "GPT-J style 'embed_positions' buffer, so tl_wavelet cannot read its RoPE frequencies. "
+            "A model built with TransformerBridge.boot_native lacks these: load it with "
+            "tl_wavelet.models.load(...) or TransformerBridge.boot_transformers(...). "
+            "Positional metrics still work (analyze_heads(..., rope=False), band_ablation_hook)."
+        )
+    table = buffers[0][1].detach()
+    half = table.shape[-1] // 2
+    sin, cos = table[:, :half], table[:, half:]
+    # back to the [pos, rotary_dim] layout of the adjacent-pair tables (theta_0, theta_0, theta_1, ...)
+    cos = cos.repeat_interleave(2, dim=-1)
+    sin = sin.repeat_interleave(2, dim=-1)
+    return {L: (cos, sin) for L in layers}
 
 
 def _bridge_tables(model, layers) -> dict[int, tuple[Tensor, Tensor]]:
@@ -106,6 +151,167 @@ def _bridge_tables(model, layers) -> dict[int, tuple[Tensor, Tensor]]:
         if set(got[L]) != {"cos", "sin"}:
             raise RuntimeError(f"Layer {L} did not fire hook_cos/hook_sin; cannot read its RoPE frequencies.")
     return {L: (got[L]["cos"], got[L]["sin"]) for L in layers}
+
+
+def apply_rope(
+    x: Float[Tensor, "batch pos head d_head"],
+    inv_freq: Float[Tensor, " pair"],
+    adjacent_pairs: bool = False,
+    positions: Tensor | None = None,
+) -> Float[Tensor, "batch pos head d_head"]:
+    """Rotate the first ``2 * len(inv_freq)`` dims of ``x`` by RoPE; the rest pass through.
+
+    Pair ``i`` is dims ``(i, i + rotary_dim/2)`` ("rotate_half": Llama, GPT-NeoX, Phi) or
+    ``(2i, 2i+1)`` with ``adjacent_pairs`` (GPT-J), and turns by ``pos * inv_freq[i]``.
+
+    Examples
+    --------
+    >>> x = torch.randn(1, 3, 2, 8, dtype=torch.float64)
+    >>> inv = torch.tensor([1.0, 0.1], dtype=torch.float64)        # rotary_dim 4 of 8
+    >>> y = apply_rope(x, inv)
+    >>> torch.equal(y[0, 0], x[0, 0]), torch.equal(y[..., 4:], x[..., 4:])
+    (True, True)
+    >>> bool(torch.allclose(y[..., :4].pow(2).sum(-1), x[..., :4].pow(2).sum(-1)))  # rotations keep norms
+    True
+    """
+    r = 2 * inv_freq.numel()
+    n = x.shape[1]
+    pos = torch.arange(n, device=x.device, dtype=torch.float64) if positions is None else positions.double()
+    angle = pos[:, None] * inv_freq.to(x.device).double()[None, :]  # [pos, pair]
+    cos = angle.cos()[None, :, None, :].to(x.dtype)
+    sin = angle.sin()[None, :, None, :].to(x.dtype)
+    rot = x[..., :r]
+    if adjacent_pairs:
+        a, b = rot[..., 0::2], rot[..., 1::2]
+    else:
+        a, b = rot[..., : r // 2], rot[..., r // 2 :]
+    a2, b2 = a * cos - b * sin, b * cos + a * sin
+    if adjacent_pairs:
+        out = rearrange(torch.stack([a2, b2], -1), "... i two -> ... (i two)")
+    else:
+        out = torch.cat([a2, b2], -1)
+    return torch.cat([out, x[..., r:]], -1)
+
+
+# model -> ("rot_q", "rot_k") or ("q", "k"): which hooks carry each head's rotary q and k.
+_ROTARY_HOOKS: "weakref.WeakKeyDictionary[Any, tuple[str, str]]" = weakref.WeakKeyDictionary()
+_SCORE_RTOL = 1e-3
+
+
+def _architecture(model) -> str:
+    original = getattr(model, "original_model", None)
+    if original is not None:
+        return type(original).__name__
+    return str(getattr(model.cfg, "original_architecture", None) or type(model).__name__)
+
+
+def rotary_hooks(model) -> tuple[str, str]:
+    """The hook kinds that carry a rotary model's queries and keys: ``("rot_q", "rot_k")`` or ``("q", "k")``.
+
+    The RoPE features read the rotary pairs of q and k. ``hook_rot_q``/``hook_rot_k``
+    (after the rotation) are used where they fire. Some TransformerBridge architectures
+    (GPT-NeoX/Pythia, Phi-3, GPT-J on TransformerLens 4.3) rotate inside a fused
+    attention and never fire them; there ``hook_q``/``hook_k`` (before the rotation) are
+    used instead, which is exact for both uses: a rotation keeps each pair's norm (RoPE
+    usage), and zeroing a pair before the rotation zeroes it after (RoPE ablation). That
+    substitution is only accepted after checking, on a short probe sequence, that
+    ``hook_q``/``hook_k`` rotated by the model's own frequencies
+    (:func:`rope_frequencies`, :func:`apply_rope`) reproduce the model's
+    ``hook_attn_scores`` on every layer (relative error below 1e-3, up to the score scale).
+    The answer is cached per model.
+
+    Raises
+    ------
+    ValueError
+        The model is not rotary, or neither route reproduces its attention (the message
+        names the architecture and what still works).
+
+    Examples
+    --------
+    >>> rotary_hooks(model)   # doctest: +SKIP
+    ('q', 'k')
+    """
+    cached = _ROTARY_HOOKS.get(model)
+    if cached is not None:
+        return cached
+    shape = model_shape(model)
+    arch = _architecture(model)
+    if not shape.rotary:
+        raise ValueError(
+            f"{arch} uses {describe_positions(model)} positions, "
+            "not RoPE: RoPE features do not apply (positional metrics and band_ablation_hook do)."
+        )
+    layers = list(range(shape.n_layers))
+    kinds = ("q", "k", "rot_q", "rot_k", "pattern")
+    names = {hook_name(k, L): (L, k) for L in layers for k in kinds if hook_name(k, L) in model.hook_dict}
+    got: dict[int, dict[str, Tensor]] = {L: {} for L in layers}
+
+    def grab(L: int, k: str):
+        # hook.name is the canonical name on the bridge (hook_q is an alias of q.hook_out)
+        def fn(t, hook):
+            got[L][k] = t.detach()
+
+        return fn
+
+    g = torch.Generator().manual_seed(0)
+    vocab = int(getattr(model.cfg, "d_vocab", 2))
+    device = next(model.parameters()).device
+    tokens = torch.randint(min(4, vocab - 1), vocab, (1, 12), generator=g).to(device)
+    # a stop hook would need a name that fires last; the probe is short, run it whole
+    run_until(model, tokens, [(n, grab(*lk)) for n, lk in names.items()], stop_at=None)
+    if all({"rot_q", "rot_k"} <= set(got[L]) for L in layers):
+        result = ("rot_q", "rot_k")
+    else:
+        missing = [L for L in layers if not {"q", "k", "pattern"} <= set(got[L])]
+        if missing:
+            raise ValueError(
+                f"{arch} ({shape.backend}): layer {missing[0]} fires neither hook_rot_q/hook_rot_k nor "
+                "hook_q/hook_k/hook_pattern, so tl_wavelet cannot see its rotary queries and keys. "
+                "Positional metrics still work (analyze_heads(..., rope=False)); load the model with "
+                "tl_wavelet.models.load(...) or TransformerBridge.boot_transformers(...), not boot_native."
+            )
+        meta = rope_frequencies(model)
+        for L in layers:
+            err = _score_mismatch(got[L], meta[L])
+            if not err < _SCORE_RTOL:
+                raise ValueError(
+                    f"{arch} ({shape.backend}), layer {L}: this model does not fire hook_rot_q/hook_rot_k, "
+                    f"and hook_q/hook_k rotated by its RoPE frequencies do not reproduce its attention "
+                    f"pattern (relative error {err:.2g}), so RoPE usage and RoPE ablation are unavailable "
+                    "for it. Positional metrics still work (analyze_heads(..., rope=False), band_ablation_hook)."
+                )
+        result = ("q", "k")
+    _ROTARY_HOOKS[model] = result
+    return result
+
+
+def _score_mismatch(acts: dict[str, Tensor], meta: dict) -> float:
+    """How far the model's attention is from softmax(c * RoPE(q) . RoPE(k)), best scale c.
+
+    Compared in log space on the causal part, each query row centred (the softmax
+    normaliser and any per-row shift drop out): ``log p[i, j] - mean_j log p[i, j]`` against
+    ``c * (s[i, j] - mean_j s[i, j])``. ``hook_pattern`` is used, not ``hook_attn_scores``,
+    because the TransformerLens 4.3 GPT-J bridge fires its pattern at ``hook_attn_scores``.
+    """
+    q = apply_rope(acts["q"].double(), meta["inv_freq"], meta["adjacent_pairs"])
+    k = apply_rope(acts["k"].double(), meta["inv_freq"], meta["adjacent_pairs"])
+    if k.shape[2] != q.shape[2]:
+        k = k.repeat_interleave(q.shape[2] // k.shape[2], dim=2)
+    s = torch.einsum("bqhd,bkhd->bhqk", q, k)
+    p = acts["pattern"].double()
+    if p.shape != s.shape:
+        return math.inf
+    n = s.shape[-1]
+    keep = torch.ones(n, n, dtype=torch.bool, device=s.device).tril() & (p > 1e-30)
+    count = keep.sum(-1, keepdim=True).clamp(min=1)
+    logp = torch.where(keep, p.clamp(min=1e-300).log(), 0.0)
+    s = torch.where(keep, s, 0.0)
+    lc = torch.where(keep, logp - logp.sum(-1, keepdim=True) / count, 0.0)
+    sc = torch.where(keep, s - s.sum(-1, keepdim=True) / count, 0.0)
+    scale = (lc * sc).sum() / (sc * sc).sum().clamp(min=1e-300)
+    if not scale > 0:
+        return math.inf
+    return float((lc - scale * sc).norm() / lc.norm().clamp(min=1e-300))
 
 
 # --------------------------------------------------------------------------- RoPE

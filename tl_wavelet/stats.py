@@ -12,7 +12,10 @@ from torch import Tensor
 
 from .metrics import pearson_from_moments
 
-__all__ = ["RunningMoments", "RunningCorrelation"]
+__all__ = ["RunningMoments", "RunningCorrelation", "MIN_CORRELATION_N"]
+
+#: fewest points for which a correlation and its standard error are reported (else NaN)
+MIN_CORRELATION_N = 4
 
 
 class RunningMoments:
@@ -34,6 +37,11 @@ class RunningMoments:
         self.s2: Tensor | None = None
 
     def update(self, values: Tensor) -> None:
+        if self.n is not None and tuple(values.shape[1:]) != tuple(self.n.shape):
+            raise ValueError(
+                f"values must be [batch, {', '.join(map(str, self.n.shape))}] like the earlier updates, got "
+                f"{tuple(values.shape)}."
+            )
         v = values.detach().to(device="cpu", dtype=torch.float64)
         ok = ~torch.isnan(v)
         v = torch.where(ok, v, torch.zeros((), dtype=v.dtype))
@@ -68,12 +76,16 @@ class RunningCorrelation:
 
     Used for the paper's uncertainty measure rho = corr(H_p, H_s): one (H_p, H_s) point per
     sequence and head. ``se`` is the large-sample standard error sqrt((1 - r^2) / (n - 2)).
+    Both are NaN with fewer than :data:`MIN_CORRELATION_N` = 4 points: with 2 points r is
+    always +-1, with 3 it has one degree of freedom and no usable standard error.
     """
 
     def __init__(self) -> None:
         self._m = {k: RunningMoments() for k in ("x", "y", "xy", "xx", "yy")}
 
     def update(self, x: Tensor, y: Tensor) -> None:
+        if x.shape != y.shape:
+            raise ValueError(f"x and y must have one shape (one point per entry), got {tuple(x.shape)} and {tuple(y.shape)}.")
         x = x.detach().double()
         y = y.detach().double()
         for key, val in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
@@ -87,12 +99,13 @@ class RunningCorrelation:
     def r(self) -> Tensor:
         """Pearson r per entry; NaN where it is undefined (a constant variable, n < 2)."""
         m = self._m
-        return pearson_from_moments(
+        r = pearson_from_moments(
             self.count, m["x"].s1, m["y"].s1, m["xx"].s1, m["yy"].s1, m["xy"].s1
         )
+        return torch.where(self.count >= MIN_CORRELATION_N, r, torch.full_like(r, math.nan))
 
     @property
     def se(self) -> Tensor:
         r = self.r
         n = self.count
-        return ((1 - r * r).clamp(min=0) / (n - 2).clamp(min=1)).sqrt()
+        return ((1 - r * r).clamp(min=0) / (n - 2).clamp(min=1)).sqrt()  # NaN where r is

@@ -43,6 +43,8 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
+from .validate import check_int, resolve_level
+
 __all__ = [
     "wavedec",
     "waverec",
@@ -136,8 +138,7 @@ def dwt_max_level(n: int, wavelet="db2") -> int:
     >>> dwt_max_level(256, "db2"), dwt_max_level(2, "db2")
     (6, 0)
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be a non-negative int (a sequence length), got {n!r}.")
+    n = check_int(n, "n", minimum=0)
     if isinstance(wavelet, (int, np.integer)) and not isinstance(wavelet, bool):
         if wavelet < 2:
             raise ValueError(f"a filter length must be >= 2, got {wavelet}.")
@@ -157,22 +158,7 @@ def _max_level(n: int, bank: _Bank) -> int:
 
 
 def _resolve_level(level, n: int, bank: _Bank) -> int:
-    if n < 1:
-        raise ValueError("the transformed dim is empty: a DWT needs at least 1 position.")
-    if level is None:
-        return _max_level(n, bank)
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)):
-        raise ValueError(f"level must be a non-negative int or None (= dwt_max_level), got {level!r}.")
-    if level < 0:
-        raise ValueError(f"level must be >= 0 (or None for dwt_max_level), got {level}.")
-    need = _min_length(bank, int(level))
-    if n < need:
-        best = _max_level(n, bank)
-        raise ValueError(
-            f"{bank.name or 'wavelet'} at level {level} needs at least {need} positions, got {n}: "
-            f"use level <= {best} (or level=None) or a longer signal."
-        )
-    return int(level)
+    return resolve_level(level, n, min_length=lambda L: _min_length(bank, L), wavelet=bank.name or "wavelet")
 
 
 def _as_wavelet(bank: _Bank) -> pywt.Wavelet:
@@ -536,8 +522,7 @@ def band_labels(level: int) -> list[str]:
     >>> band_labels(2)
     ['A2', 'D2', 'D1']
     """
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level < 0:
-        raise ValueError(f"level must be a non-negative int, got {level!r}.")
+    level = check_int(level, "level", minimum=0)
     return [f"A{level}"] + [f"D{j}" for j in range(level, 0, -1)]
 
 
@@ -597,8 +582,7 @@ def causal_bands(
     [[2.0, 2.0, 0.0, 0.0], [2.0, -2.0, 0.0, 0.0]]
     """
     bank = _bank(wavelet)
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level < 0:
-        raise ValueError(f"level must be a non-negative int, got {level!r}.")
+    level = check_int(level, "level", minimum=0)
     dtype, dim = _work_dtype(x), _check_dim(x, dim)
     rows, batch = _to_rows(x, dim, dtype)
     n, h = rows.shape[-1], _causal_filter(bank)
@@ -639,10 +623,8 @@ def causal_anchor_kernels(
     [[0.25, 0.25, 0.25, 0.25], [0.25, 0.25, -0.25, -0.25], [0.5, -0.5, 0.0, 0.0]]
     """
     bank = _bank(wavelet)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int (how many lags), got {n!r}.")
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level < 0:
-        raise ValueError(f"level must be a non-negative int, got {level!r}.")
+    n = check_int(n, "n", minimum=1)
+    level = check_int(level, "level", minimum=0)
     return _anchor_kernels(bank, int(level), int(n)).to(dtype=dtype, device=device, copy=True)
 
 
@@ -654,4 +636,4 @@ def min_length(wavelet="db2", level: int = 5) -> int:
     >>> min_length("db2", 5)
     96
     """
-    return _min_length(_bank(wavelet), int(level))
+    return _min_length(_bank(wavelet), check_int(level, "level", minimum=0))

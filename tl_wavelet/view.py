@@ -48,7 +48,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .ablation.patching import band_ablation_hook, resolve_bands
+from .ablation.positional import band_ablation_hook, resolve_bands
 from .adapter import hook_name, model_shape, require_hooks, resolve_heads, resolve_layers
 from .transforms import band_labels, causal_bands
 
@@ -318,8 +318,8 @@ def _views(model, text, heads, bands, level, wavelet, ablate, truncate) -> list[
     for lh in heads:
         if not (isinstance(lh, (tuple, list)) and len(lh) == 2):
             raise TypeError(f"heads are (layer, head) pairs, e.g. [(1, 3), (2, 0)]; got {lh!r}.")
-        (L,) = resolve_layers(shape, [_check_int("layer", lh[0])])
-        (h,) = resolve_heads(shape, [_check_int("head", lh[1])])
+        (L,) = resolve_layers(shape, [_check_int("layer", lh[0])], name="layer")
+        (h,) = resolve_heads(shape, [_check_int("head", lh[1])], name="head")
         pairs.append((L, h))
     if not pairs:
         raise ValueError("heads is empty: pass at least one (layer, head) pair.")

@@ -25,9 +25,10 @@ from tqdm.auto import tqdm
 
 from .. import metrics as M
 from ..paper import paper_numbers
-from ..adapter import hook_name, model_shape, require_hooks, resolve_layers, run_until
+from ..adapter import as_tokens, hook_name, model_shape, require_hooks, resolve_layers, run_until
 from ..stats import RunningMoments
 from ..transforms import dwt_max_level, min_length
+from ..validate import check_bool, check_int
 
 __all__ = ["received_attention", "scale_sensitivity_rerun", "position_encoding_table", "paper_table4"]
 
@@ -85,6 +86,14 @@ def scale_sensitivity_rerun(
     """
     shape = model_shape(model)
     layers = resolve_layers(shape, layers)
+    tokens = as_tokens(model, tokens)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    progress = check_bool(progress, "progress")
+    level = check_int(level, "level", minimum=1)
+    if isinstance(alphas, (int, float)) and not isinstance(alphas, bool):
+        alphas = (alphas,)
+    if not alphas or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a < 1 for a in alphas):
+        raise ValueError(f"alphas must be ratios in (0, 1), got {alphas!r}.")
     require_hooks(model, [hook_name("pattern", L) for L in layers], "scale sensitivity reads attention patterns")
     n = tokens.shape[1]
     cuts = {a: math.floor(a * n) for a in alphas}

@@ -1,13 +1,27 @@
 """``MetricConfig``: the choices that define the metrics, validated once."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..transforms import band_labels, dwt_max_level, min_length
+from ..validate import check_bool, check_choice, check_int
 
 __all__ = ["MetricConfig", "SIGNALS"]
 
 SIGNALS = ("offset_profile", "pattern_rows", "z")
+
+
+def _min_length_for(wavelet: str, level: int, alphas) -> int:
+    need = min_length(wavelet, level)
+    one = min_length(wavelet, 1)
+    for a in alphas:
+        # the smallest n whose cut floor(a * n) (as the hooks compute it) takes one DWT level
+        n = max(math.ceil(one / a) - 1, 1)
+        while math.floor(a * n) < one:
+            n += 1
+        need = max(need, n)
+    return need
 
 
 @dataclass(frozen=True)
@@ -38,29 +52,65 @@ class MetricConfig:
     drop_first_key: bool = False
 
     def __post_init__(self):
-        if self.signal not in SIGNALS:
-            raise ValueError(f"Unknown signal {self.signal!r}: choose one of {', '.join(SIGNALS)}.")
+        check_choice(self.signal, "signal", SIGNALS)
+        for name in ("wavelet", "band_wavelet"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a PyWavelets name such as 'db2' or 'haar', got {getattr(self, name)!r}.")
         for w in (self.wavelet, self.band_wavelet):
             dwt_max_level(2, w)  # unknown or continuous names raise, listing close ones
-        if not isinstance(self.level, int) or self.level < 1:
-            raise ValueError(f"level must be a positive int, got {self.level!r}.")
-        for a in self.alphas:
-            if not 0 < a < 1:
-                raise ValueError(f"scale-sensitivity alphas must lie in (0, 1), got {a}.")
+        # frozen: normalise numpy/torch scalars to plain Python values through object.__setattr__
+        object.__setattr__(self, "level", check_int(self.level, "level", minimum=1))
+        object.__setattr__(self, "max_rows", check_int(self.max_rows, "max_rows", minimum=1))
+        for name in ("paper", "drop_first_key"):
+            object.__setattr__(self, name, check_bool(getattr(self, name), name))
+        if not isinstance(self.mode, str):
+            raise TypeError(f"mode must be a PyWavelets extension mode such as 'symmetric', got {self.mode!r}.")
+        alphas = self.alphas
+        if isinstance(alphas, (int, float)) and not isinstance(alphas, bool):
+            alphas = (alphas,)
+        if not isinstance(alphas, (tuple, list)) or not alphas:
+            raise TypeError(f"alphas must be a non-empty tuple of ratios in (0, 1), got {self.alphas!r}.")
+        for a in alphas:
+            if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a < 1:
+                raise ValueError(f"alphas: scale-sensitivity ratios must lie in (0, 1), got {a!r}.")
+        object.__setattr__(self, "alphas", tuple(float(a) for a in alphas))
+        if self.drop_first_key and self.signal == "z":
+            # the z signal is the head output over positions, not attention over keys:
+            # there is no first key to drop, and ignoring the option would be a silent no-op
+            raise ValueError(
+                "drop_first_key applies to attention signals (signal='offset_profile' or 'pattern_rows'); "
+                "signal='z' has no keys to drop. Pass drop_first_key=False with signal='z'."
+            )
 
     def min_length(self) -> int:
-        """Shortest sequence the chosen wavelet/level accepts."""
-        return min_length(self.wavelet, self.level)
+        """Shortest sequence every metric accepts with this wavelet, level and alphas.
+
+        The DWT metrics need ``min_length(wavelet, level)`` positions; scale sensitivity also
+        decomposes the sequence cut to ``floor(alpha * n)`` positions, at one level at least.
+        The band shares (causal ``band_wavelet`` bands) work at any length.
+        """
+        return _min_length_for(self.wavelet, self.level, self.alphas)
 
     def check_length(self, n: int) -> None:
-        """Raise, naming the fix, when sequences of ``n`` positions are too short."""
+        """Raise, naming a fix that works, when sequences of ``n`` positions are too short."""
         need = self.min_length()
-        if n < need:
-            raise ValueError(
-                f"{self.wavelet} at level {self.level} needs sequences of at least {need} positions, got {n}: "
-                f"pass longer sequences (seq_len >= {need}) or a smaller level "
-                f"(level={max(dwt_max_level(n, self.wavelet), 1)} fits {n})."
-            )
+        if n >= need:
+            return
+        fits = [L for L in range(1, self.level) if _min_length_for(self.wavelet, L, self.alphas) <= n]
+        if fits:
+            hint = f"or a smaller level (level={fits[-1]} fits {n})"
+        else:
+            one = _min_length_for(self.wavelet, 1, self.alphas)
+            hint = f"no level of {self.wavelet!r} fits {n} (level=1 needs {one})"
+            if self.wavelet != "haar":
+                haar = [L for L in range(1, self.level + 1) if _min_length_for("haar", L, self.alphas) <= n]
+                if haar:
+                    hint += f"; wavelet='haar' with level={haar[-1]} fits {n}"
+        raise ValueError(
+            f"{self.wavelet} at level {self.level} needs sequences of at least {need} positions "
+            f"(scale sensitivity also cuts them to alphas={self.alphas}), got {n}: pass longer sequences "
+            f"(seq_len >= {need}), {hint}."
+        )
 
     @property
     def labels(self) -> list[str]:

@@ -25,10 +25,11 @@ from torch import Tensor
 
 from .. import metrics as M
 from ..adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
-from ..rope import rope_frequencies
+from ..rope import describe_positions, rope_frequencies, rotary_hooks
 from ..signals import offset_aligned_rows
-from ..stats import RunningCorrelation, RunningMoments
+from ..stats import MIN_CORRELATION_N, RunningCorrelation, RunningMoments
 from ..transforms import causal_bands
+from ..validate import check_bool, warn_small_sample
 from .config import MetricConfig
 from .result import HeadReport
 
@@ -204,8 +205,9 @@ class HeadAccumulator:
     ----------
     model : TransformerBridge or HookedTransformer
     layers : layers to measure (None: all)
-    rope : also measure RoPE frequency usage from ``hook_rot_q``/``hook_rot_k``
-        (None: when the model is rotary)
+    rope : also measure RoPE frequency usage from ``hook_rot_q``/``hook_rot_k`` (or
+        ``hook_q``/``hook_k`` where the model does not fire those; see
+        :func:`tl_wavelet.rope.rotary_hooks`) (None: when the model is rotary)
     **config : fields of :class:`MetricConfig`
 
     Example
@@ -220,16 +222,21 @@ class HeadAccumulator:
         self.model_name = getattr(getattr(model, "cfg", None), "model_name", None)
         self.config = MetricConfig(**config)
         self.layers = resolve_layers(self.shape, layers)
-        self.rope = self.shape.rotary if rope is None else bool(rope)
+        self.rope = self.shape.rotary if rope is None else check_bool(rope, "rope")
+        self.seq_len: int | None = None  # set by the first batch; later batches must match
         if self.rope and not self.shape.rotary:
             raise ValueError(
                 "RoPE frequency usage needs a rotary model; this model's positional embedding is "
-                f"{getattr(model.cfg, 'positional_embedding_type', 'unknown')!r}. Pass rope=False "
+                f"{describe_positions(model)}. Pass rope=False "
                 "(the positional metrics still work)."
             )
         self.rope_meta = None
+        # hook_rot_q/hook_rot_k, or hook_q/hook_k where the model rotates without firing
+        # them (pair norms are rotation-invariant; see tl_wavelet.rope.rotary_hooks)
+        self._rope_kinds = ("rot_q", "rot_k")
         if self.rope:
             self.rope_meta = rope_frequencies(model, self.layers)
+            self._rope_kinds = rotary_hooks(model)
         kinds = self._kinds()
         require_hooks(model, [hook_name(k, L) for L in self.layers for k in kinds], "needed for head metrics")
         self._state = {L: _LayerState() for L in self.layers}
@@ -239,15 +246,26 @@ class HeadAccumulator:
     def _kinds(self) -> list[str]:
         main = "z" if self.config.signal == "z" else "pattern"
         # Firing order inside a block: rot_q, rot_k, pattern, z.
-        return (["rot_q", "rot_k"] if self.rope else []) + [main]
+        return (list(self._rope_kinds) if self.rope else []) + [main]
 
     @property
     def stop_hook(self) -> str:
         """The last hook these metrics need: a forward may end right after it."""
         return hook_name(self._kinds()[-1], self.layers[-1])
 
+    def _check_seq_len(self, n: int) -> None:
+        # The deep band energies have ceil(log2 n) + 1 bands and every metric compares
+        # sequences of one length: mixing lengths would mix incomparable numbers.
+        if self.seq_len is not None and n != self.seq_len:
+            raise ValueError(
+                f"tokens: this HeadAccumulator measured sequences of {self.seq_len} positions and now got {n}. "
+                "Its metrics compare sequences of one length: cut every batch to one length, or use one "
+                "accumulator per length."
+            )
+
     def _metric_hook(self, layer: int, kind: str):
         def fn(activation: Tensor, hook) -> None:
+            self._check_seq_len(activation.shape[-1] if kind == "pattern" else activation.shape[1])
             values = layer_metrics(activation, self.config, kind)
             state = self._state[layer]
             state.add(values)
@@ -262,6 +280,7 @@ class HeadAccumulator:
         store = self._rope_q if which == "q" else self._rope_k
 
         def fn(activation: Tensor, hook) -> None:
+            self._check_seq_len(activation.shape[1])
             store[layer].update(rope_pair_energy(activation.detach(), meta["rotary_dim"], meta["adjacent_pairs"]))
 
         return fn
@@ -272,8 +291,8 @@ class HeadAccumulator:
         main = "z" if self.config.signal == "z" else "pattern"
         for L in self.layers:
             if self.rope:
-                out.append((hook_name("rot_q", L), self._rope_hook(L, "q")))
-                out.append((hook_name("rot_k", L), self._rope_hook(L, "k")))
+                out.append((hook_name(self._rope_kinds[0], L), self._rope_hook(L, "q")))
+                out.append((hook_name(self._rope_kinds[1], L), self._rope_hook(L, "k")))
             out.append((hook_name(main, L), self._metric_hook(L, main)))
         return out
 
@@ -288,6 +307,11 @@ class HeadAccumulator:
                 "No sequences were measured: run the model with these hooks first "
                 "(e.g. model.run_with_hooks(tokens, fwd_hooks=acc.hooks()))."
             )
+        n = self.n_sequences
+        if n < 2:
+            warn_small_sample("The standard errors (columns *_se)", n, 2)
+        if n < MIN_CORRELATION_N:
+            warn_small_sample("rho (a correlation over sequences) and rho_se", n, MIN_CORRELATION_N)
         stats = {}
         for L, st in self._state.items():
             for key, mom in st.moments.items():
@@ -298,6 +322,12 @@ class HeadAccumulator:
             rope = {}
             g = self.shape.group_size
             for L in self.layers:
+                if self._rope_q[L].n is None or self._rope_k[L].n is None:
+                    raise RuntimeError(
+                        f"Layer {L}: the RoPE-usage hooks ({', '.join(hook_name(k, L) for k in self._rope_kinds)}) "
+                        "never fired while the head metrics did. Run the model with every hook of "
+                        "acc.hooks(), or build the accumulator with rope=False."
+                    )
                 q = self._rope_q[L].mean.float()
                 k = self._rope_k[L].mean.float().repeat_interleave(g, dim=0)
                 rope[L] = {"q": q, "k": k, **self.rope_meta[L]}

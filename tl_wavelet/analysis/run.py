@@ -1,9 +1,13 @@
 """``analyze_heads``: stream a corpus through a model and report per-head wavelet metrics."""
 from __future__ import annotations
 
+import warnings
+
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..adapter import as_tokens, last_fired, run_until
+from ..adapter import as_tokens, is_text, last_fired, run_until
+from ..validate import check_bool, check_int, check_right_padding
 from .hooks import HeadAccumulator
 from .result import HeadReport
 
@@ -21,25 +25,36 @@ def analyze_heads(
     batch_size: int = 8,
     paper: bool = False,
     progress: bool = True,
-    seq_len: int = 256,
+    seq_len: int | None = None,
     n_sequences: int | None = None,
     rope: bool | None = None,
     drop_first_key: bool = False,
+    attention_mask=None,
 ) -> "HeadReport":
     """Measure every (layer, head) over a corpus, streaming: nothing is cached.
 
     Parameters
     ----------
     model : TransformerBridge (TL 4.x) or HookedTransformer (TL 3.x)
-    tokens_or_texts : LongTensor [batch, pos], a string, or a list of strings. Text is
-        tokenised and cut into ``seq_len``-token windows starting with BOS.
+    tokens_or_texts : token ids (a ``[batch, pos]`` tensor or NumPy array, a list of ids,
+        a list of equal-length lists) or text (a string, or a list of strings cut
+        document by document, so no window crosses two texts); see
+        :func:`tl_wavelet.adapter.as_tokens`.
     signal : "offset_profile" | "pattern_rows" | "z" (docs/metrics.md)
     wavelet, level : DWT for the wavelet metrics (PyWavelets names)
-    layers : layers to measure, None for all
+    layers : layers to measure, None for all (negative indices count from the end)
     batch_size : sequences per forward pass
     paper : follow the paper's literal definitions where ours close its gaps
+    seq_len : text: window length (default 256); token ids: keep the first ``seq_len``
+        positions (None: all)
+    n_sequences : use only the first ``n_sequences`` sequences / windows
     rope : measure RoPE frequency usage (None: when the model is rotary)
-    drop_first_key : ignore attention to the first (BOS / sink) token
+    drop_first_key : ignore attention to the first (BOS / sink) token (attention
+        signals only; refused with ``signal="z"``)
+    attention_mask : ``[batch, pos]`` right-padding mask (1 = real token) for a padded
+        batch of token ids. Every metric compares sequences of one length, so the
+        sequences are cut to the shortest real length (a warning says how many real
+        tokens that drops); causal attention keeps the pads invisible to real tokens.
 
     Returns
     -------
@@ -50,6 +65,8 @@ def analyze_heads(
     >>> report = analyze_heads(model, tokens, level=4, progress=False)   # doctest: +SKIP
     >>> report.to_dataframe()[["layer", "head", "dominant_band", "scale_tokens"]]
     """
+    progress = check_bool(progress, "progress")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     acc = HeadAccumulator(
         model,
         layers=layers,
@@ -60,9 +77,34 @@ def analyze_heads(
         paper=paper,
         drop_first_key=drop_first_key,
     )
-    tokens = as_tokens(model, tokens_or_texts, seq_len=seq_len, n_sequences=n_sequences)
+    if is_text(tokens_or_texts):
+        if attention_mask is not None:
+            raise ValueError("attention_mask applies to padded token ids; text is cut into full windows without one.")
+        seq_len = 256 if seq_len is None else seq_len
+    if attention_mask is None:
+        tokens = as_tokens(model, tokens_or_texts, seq_len=seq_len, n_sequences=n_sequences, name="tokens_or_texts")
+    else:
+        full = as_tokens(model, tokens_or_texts, name="tokens_or_texts")
+        mask = check_right_padding(attention_mask, full)
+        tokens = as_tokens(model, full, seq_len=seq_len, n_sequences=n_sequences, name="tokens_or_texts")
+        tokens = _cut_to_real_length(tokens, mask[: tokens.shape[0], : tokens.shape[1]])
     stream(model, tokens, [acc], batch_size=batch_size, progress=progress)
     return acc.report()
+
+
+def _cut_to_real_length(tokens: Tensor, mask: Tensor) -> Tensor:
+    """Right-padded sequences cut to the shortest real length (every metric compares one length)."""
+    lengths = mask.sum(1)
+    keep = int(lengths.min())
+    dropped = int((lengths - keep).sum())
+    if dropped:
+        warnings.warn(
+            f"attention_mask: real lengths range {keep}..{int(lengths.max())}; every sequence is cut to "
+            f"{keep} positions (dropping {dropped} real tokens), since the metrics compare sequences of one "
+            "length. Group sequences of similar length to keep more.",
+            stacklevel=3,
+        )
+    return tokens[:, :keep]
 
 
 def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool = True) -> None:
@@ -70,9 +112,13 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
 
     One forward pass feeds several accumulators (e.g. default and ``paper=True`` metrics,
     or several signals), and each pass ends after the last hook any of them needs.
+    ``tokens`` takes the forms of :func:`tl_wavelet.adapter.as_tokens` (token ids).
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    progress = check_bool(progress, "progress")
+    tokens = as_tokens(model, tokens)
+    if not accumulators:
+        raise ValueError("accumulators is empty: pass at least one HeadAccumulator.")
     for acc in accumulators:
         acc.config.check_length(tokens.shape[1])
     hooks = [h for acc in accumulators for h in acc.hooks()]

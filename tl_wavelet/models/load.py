@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -100,16 +101,30 @@ def _hooked_from_hf(label: str, hf, tok, device, dtype):
     """HookedTransformer (TransformerLens 3.x) with the weights of ``hf``, unprocessed.
 
     TL 3.x only knows hub names; its config builder reads a local directory's
-    ``config.json`` but not every architecture, so Llama- and Gemma-3-layout models get
-    their config built here from the HF config and their weights converted with TL's own
-    converters. No LayerNorm folding or centring, so hooks see the model's raw values and
-    logits equal the HF model's.
+    ``config.json`` but not every architecture, so Llama (plain RoPE), Gemma-2, Gemma-3
+    and OLMo-2 get their config built here from the HF config, the others through TL's
+    own config builder (:func:`_hooked_config_and_state`); weights are always converted
+    with TL's own converters. No LayerNorm folding or centring, so hooks see the model's
+    raw values, and the logits are checked against the HF model's (``RuntimeError`` if
+    they differ). Architectures TL 3 cannot hold raise ``NotImplementedError`` naming
+    the backend that works.
     """
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens.pretrained import weight_conversions as W
 
     c = hf.config
     arch = type(hf).__name__
+    if arch in _HOOKED_UNSUPPORTED:
+        raise NotImplementedError(
+            f"TransformerLens {tl_major_version()}.x's HookedTransformer does not support {arch} "
+            f"({_HOOKED_UNSUPPORTED[arch]}). Use backend='bridge' on TransformerLens >= 4 "
+            "(`pip install -U transformer-lens`)."
+        )
+    rp = _rope_parameters(c)
+    plain_llama = arch == "LlamaForCausalLM" and rp.get("default", {}).get("rope_type", "default") == "default"
+    if not plain_llama and arch != "Gemma3ForCausalLM":
+        cfg, state = _hooked_config_and_state(hf, arch, dtype, device)
+        return _finish_hooked(HookedTransformer(cfg, tokenizer=tok, move_to_device=False), state, hf, arch, label, device)
     d_head = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     kv = c.num_key_value_heads
     common = dict(
@@ -133,15 +148,8 @@ def _hooked_from_hf(label: str, hf, tok, device, dtype):
         dtype=dtype,
         device=device,
     )
-    rp = _rope_parameters(c)
-    if arch == "LlamaForCausalLM":
+    if plain_llama:
         base = rp["default"]["rope_theta"]
-        rope_type = rp["default"].get("rope_type", "default")
-        if rope_type != "default":
-            raise NotImplementedError(
-                f"The HookedTransformer path here supports plain RoPE only, not rope_type={rope_type!r}; "
-                "use backend='bridge' (TransformerLens >= 4)."
-            )
         cfg = HookedTransformerConfig(act_fn=c.hidden_act, rotary_base=base, **common)
         state = W.convert_llama_weights(hf, cfg)
     elif arch == "Gemma3ForCausalLM":
@@ -163,12 +171,11 @@ def _hooked_from_hf(label: str, hf, tok, device, dtype):
             **common,
         )
         state = W.convert_gemma_weights(hf, cfg)
-    else:
-        raise NotImplementedError(
-            f"backend='hooked' here supports Llama- and Gemma-3-layout models, not {arch}; "
-            "use TransformerLens >= 4 with backend='bridge' for other architectures."
-        )
-    model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
+    return _finish_hooked(HookedTransformer(cfg, tokenizer=tok, move_to_device=False), state, hf, arch, label, device)
+
+
+def _finish_hooked(model, state, hf, arch: str, label: str, device):
+    """Load TL-converted weights unprocessed, check the logits against HF, tag the model."""
     model.load_and_process_state_dict(
         state,
         fold_ln=False,
@@ -179,10 +186,154 @@ def _hooked_from_hf(label: str, hf, tok, device, dtype):
     )
     model.to(device)
     model.eval()
+    _check_logits(model, hf, arch)
     # rope_metadata reads bases and windows from the HF config (TL's cfg lacks rope types).
-    model._tl_wavelet_hf_config = c
+    model._tl_wavelet_hf_config = hf.config
     model._tl_wavelet_name = label
     return model
+
+
+# Architectures TL 3.x's HookedTransformer cannot hold (the bridge of TL >= 4 can).
+_HOOKED_UNSUPPORTED = {
+    "StableLmForCausalLM": "no StableLM config or weight conversion in TransformerLens 3",
+    "BertLMHeadModel": "TransformerLens 3 loads BERT only as the bidirectional HookedEncoder",
+    "BertForMaskedLM": "TransformerLens 3 loads BERT only as the bidirectional HookedEncoder",
+}
+# Architectures TL 3.x names only by hub name (its config builder has no branch reading
+# their HF config), or whose HF config it misreads under transformers 5 (Phi's
+# partial_rotary_factor moved into rope_parameters): their HookedTransformerConfig is
+# built here, the weights are converted by TL's own function.
+_HOOKED_BY_HAND = ("Gemma2ForCausalLM", "Olmo2ForCausalLM", "PhiForCausalLM")
+
+
+def _hooked_config_and_state(hf, arch: str, dtype, device):
+    """(HookedTransformerConfig, state dict) for ``hf`` through TransformerLens 3's own converters.
+
+    TL 3's ``get_pretrained_model_config`` reads a local directory's ``config.json`` with
+    ``AutoConfig``, but it picks some architectures from the directory *name* (a path with
+    "llama" or "gemma" in it takes a hub-name branch), so the config is written to a fresh
+    neutrally named directory first. Weights come from ``get_pretrained_state_dict`` with
+    ``hf_model=hf``: TL's weight conversion for that architecture, no hub access.
+    """
+    import tempfile
+
+    from transformer_lens import HookedTransformerConfig
+    from transformer_lens import loading_from_pretrained as LP
+    from transformer_lens.pretrained import weight_conversions as W
+
+    c = hf.config
+    if arch in _HOOKED_BY_HAND:
+        cfg = _hooked_config_by_hand(c, arch, dtype, device)
+        convert = {"Gemma2ForCausalLM": W.convert_gemma_weights, "Olmo2ForCausalLM": W.convert_olmo2_weights,
+                   "PhiForCausalLM": W.convert_phi_weights}[arch]
+        return cfg, convert(hf, cfg)
+    with tempfile.TemporaryDirectory(prefix="tlw-hf-config-") as tmp:
+        c.save_pretrained(tmp)
+        # TL 3 reads a few fields that transformers 5 moved or dropped: put them back.
+        if arch == "GPT2LMHeadModel":
+            _patch_config_json(tmp, {"n_ctx": c.n_positions})
+        try:
+            cfg = LP.get_pretrained_model_config(tmp, device=device, dtype=dtype)
+        except (ValueError, KeyError, AttributeError, NotImplementedError) as exc:
+            raise NotImplementedError(
+                f"TransformerLens {tl_major_version()}.x's HookedTransformer could not build a config "
+                f"for {arch} ({type(exc).__name__}: {exc}). Use backend='bridge' on TransformerLens >= 4."
+            ) from exc
+        if cfg.original_architecture != arch:
+            raise NotImplementedError(
+                f"TransformerLens {tl_major_version()}.x read this {arch} config as "
+                f"{cfg.original_architecture}; use backend='bridge' on TransformerLens >= 4."
+            )
+        try:
+            state = LP.get_pretrained_state_dict(tmp, cfg, hf_model=hf, dtype=dtype)
+        except ValueError as exc:
+            raise NotImplementedError(
+                f"TransformerLens {tl_major_version()}.x has no weight conversion for {arch} ({exc}). "
+                "Use backend='bridge' on TransformerLens >= 4."
+            ) from exc
+    return cfg, state
+
+
+def _patch_config_json(directory: str, fields: dict) -> None:
+    if not fields:
+        return
+    path = Path(directory) / "config.json"
+    data = json.loads(path.read_text())
+    data.update(fields)
+    path.write_text(json.dumps(data))
+
+
+def _hooked_config_by_hand(c, arch: str, dtype, device):
+    """HookedTransformerConfig of a Gemma-2, OLMo-2 or Phi HF config, field by field as TL 3's branches."""
+    from transformer_lens import HookedTransformerConfig
+
+    rp = _rope_parameters(c)
+    if arch == "PhiForCausalLM":
+        d_head = c.hidden_size // c.num_attention_heads
+        factor = (getattr(c, "rope_parameters", None) or {}).get("partial_rotary_factor") or getattr(
+            c, "partial_rotary_factor", 1.0)
+        return HookedTransformerConfig(
+            d_model=c.hidden_size, d_head=d_head, n_heads=c.num_attention_heads, d_mlp=c.intermediate_size,
+            n_layers=c.num_hidden_layers, n_ctx=c.max_position_embeddings, eps=c.layer_norm_eps,
+            d_vocab=c.vocab_size, act_fn=c.hidden_act, initializer_range=c.initializer_range,
+            normalization_type="LN", positional_embedding_type="rotary", rotary_base=rp["default"]["rope_theta"],
+            rotary_dim=round(factor * d_head), use_attn_scale=True, parallel_attn_mlp=True,
+            default_prepend_bos=False, original_architecture=arch, dtype=dtype, device=device,
+        )
+    d_head = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    kv = c.num_key_value_heads
+    common = dict(
+        d_model=c.hidden_size, d_head=d_head, n_heads=c.num_attention_heads, d_mlp=c.intermediate_size,
+        n_layers=c.num_hidden_layers, n_ctx=min(int(c.max_position_embeddings), 8192), eps=c.rms_norm_eps,
+        d_vocab=c.vocab_size, normalization_type="RMS", positional_embedding_type="rotary",
+        rotary_dim=d_head, rotary_adjacent_pairs=False, gated_mlp=True,
+        n_key_value_heads=kv if kv != c.num_attention_heads else None, original_architecture=arch,
+        initializer_range=c.initializer_range, dtype=dtype, device=device,
+    )
+    params = next(iter(rp.values()))
+    if arch == "Olmo2ForCausalLM" and kv != c.num_attention_heads:
+        raise NotImplementedError(
+            f"TransformerLens {tl_major_version()}.x converts OLMo-2 weights without grouped-query "
+            f"attention, and this model has {kv} key/value heads for {c.num_attention_heads} query heads. "
+            "Use backend='bridge' on TransformerLens >= 4."
+        )
+    if params.get("rope_type", "default") != "default":
+        raise NotImplementedError(
+            f"backend='hooked' builds {arch} with plain RoPE only, not rope_type={params.get('rope_type')!r}; "
+            "use backend='bridge' (TransformerLens >= 4)."
+        )
+    if arch == "Gemma2ForCausalLM":
+        layer_types = list(getattr(c, "layer_types", None) or ["sliding_attention", "full_attention"] * (c.num_hidden_layers // 2))
+        return HookedTransformerConfig(
+            act_fn=c.hidden_activation, rotary_base=params["rope_theta"], final_rms=True,
+            use_attn_scale=True, attn_scale=float(c.query_pre_attn_scalar) ** 0.5,
+            use_normalization_before_and_after=True, window_size=c.sliding_window, use_local_attn=True,
+            attn_types=["local" if t == "sliding_attention" else "global" for t in layer_types],
+            attn_scores_soft_cap=c.attn_logit_softcapping or -1.0,
+            output_logits_soft_cap=c.final_logit_softcapping or -1.0, **common,
+        )
+    return HookedTransformerConfig(
+        act_fn=c.hidden_act, rotary_base=params["rope_theta"], attn_types=["global"] * c.num_hidden_layers, **common
+    )
+
+
+@torch.no_grad()
+def _check_logits(model, hf, arch: str, atol: float = 1e-3) -> None:
+    """Refuse a converted HookedTransformer whose logits differ from the HF model's."""
+    vocab = int(hf.config.vocab_size)
+    g = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    tokens = torch.randint(min(4, vocab - 1), vocab, (1, 10), generator=g).to(device)
+    ours = model(tokens).float().cpu()
+    ref = hf(tokens.to(next(hf.parameters()).device)).logits.float().cpu()
+    err = float((ours - ref).abs().max()) if ours.shape == ref.shape else float("inf")
+    scale = max(float(ref.abs().max()), 1.0)
+    if not err <= atol * scale:
+        raise RuntimeError(
+            f"The HookedTransformer converted from {arch} does not reproduce the HF model's logits "
+            f"(max abs difference {err:.3g}); TransformerLens {tl_major_version()}.x does not convert "
+            "this configuration faithfully. Use backend='bridge' on TransformerLens >= 4."
+        )
 
 
 def load(
@@ -204,7 +355,11 @@ def load(
         (needs a reachable hub or a local HuggingFace cache).
     backend
         ``None`` picks ``"bridge"`` (``TransformerBridge``) on TransformerLens 4.x and
-        ``"hooked"`` (``HookedTransformer``) on 3.x. ``"hooked"`` needs TransformerLens 3.x.
+        ``"hooked"`` (``HookedTransformer``) on 3.x. ``"hooked"`` needs TransformerLens 3.x;
+        it converts a local directory offline with TransformerLens's own weight converters
+        and checks the logits against the HF model. Which architecture works on which
+        backend, tested: docs/compatibility.md (TL 3 has no StableLM, and BERT only as
+        the bidirectional ``HookedEncoder``: those raise ``NotImplementedError``).
     device, dtype
         Where and in which floating dtype the model runs.
     cache_dir
@@ -226,6 +381,11 @@ def load(
     ImportError
         A known model's package is missing (the message gives the pip command), or
         ``backend="hooked"`` on TransformerLens 4.x.
+    NotImplementedError
+        ``backend="hooked"`` for an architecture TransformerLens 3.x cannot hold (the
+        message names it and the backend that works).
+    RuntimeError
+        ``backend="hooked"``: the converted model's logits differ from the HF model's.
 
     Examples
     --------

@@ -171,7 +171,7 @@ _HOW = {
         "sequences of positional entropy and spectral entropy; the dots are heads, the line their mean "
         "with a standard error (heads taken as independent). Negative values are the trade-off the paper "
         "reports; the grey band is the range of its seven headline models. A layer with no dot has "
-        "entropies that do not vary across sequences (rho undefined)."
+        "entropies that do not vary across sequences, or fewer than 4 sequences (rho undefined, shown as –)."
     ),
     "uncertainty": (
         "A direct test of the uncertainty principle, which the paper does not compute: each dot is a "
