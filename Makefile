@@ -6,7 +6,7 @@ VENV ?= .venv
 VENV_TL3 ?= .venv-tl3
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast test-tl3 compat demo results bench clean
+.PHONY: test test-fast test-tl3 compat demo results bench emergence clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,14 @@ results: $(VENV)/.installed
 	$(VENV)/bin/tl-wavelet analyze --model smollm2-135m --out reports/smollm2 --force
 	$(VENV)/bin/tl-wavelet analyze --model gemma3-270m --out reports/gemma3 --force
 	$(VENV)/bin/tl-wavelet compare --out reports/compare --force
-	$(VENV)/bin/python docs/build_results.py reports/smollm2 reports/gemma3 reports/compare
+	$(VENV)/bin/tl-wavelet multiverse --model smollm2-135m --out reports/mv-smollm2 --n-sequences 16 --force --offline
+	$(VENV)/bin/tl-wavelet multiverse --model gemma3-270m --out reports/mv-gemma3 --n-sequences 16 --force --offline
+	$(VENV)/bin/python docs/build_results.py reports/smollm2 reports/gemma3 reports/compare reports/mv-smollm2 reports/mv-gemma3
+
+## make emergence: train RoPE / NoPE / absolute decoders on planted distances (3 seeds) -> reports/emergence
+emergence: $(VENV)/.installed
+	$(VENV)/bin/tl-wavelet emergence --out reports/emergence --force
+	@echo "Open reports/emergence/report.html; docs/emergence.md holds the results."
 
 ## make bench: every benchmark; results land in benchmarks/results/*.md
 bench: $(VENV)/.installed

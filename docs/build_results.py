@@ -1,6 +1,6 @@
 """Collect the CLI's summary.md files into docs/results.md (run by `make results`).
 
-    python docs/build_results.py reports/smollm2 reports/gemma3 reports/compare
+    python docs/build_results.py reports/smollm2 reports/gemma3 reports/compare reports/mv-smollm2 reports/mv-gemma3
 """
 import sys
 from pathlib import Path
@@ -17,12 +17,30 @@ from its v4 (arXiv 2410.18067). The full reports (HTML, CSV, figures) are writte
 
 ## In short (as of the run below)
 
-- **The paper's trade-off sign does not reproduce here.** With the paper's literal
-  definitions rho (Pearson of positional and spectral entropy, per head over sequences,
-  mean over heads and layers) is -0.22 on SmolLM2-135M and -0.15 on Gemma-3-270m, weaker
-  than the paper's -0.42..-0.74 for 0.5B-12B models. With our defaults (DC removed from the
-  spectrum) it is clearly positive, +0.55 and +0.58: the sign hinges on whether the
-  spectrum's DC term counts, one of the gaps the paper leaves open (docs/metrics.md).
+- **Which definition the paper used decides its headline numbers; the definition multiverse
+  (docs/metrics.md §12, `tl-wavelet multiverse`) computes all 144 readings of rho and 64 of
+  the band shares on 16 sequences of each model.** Rho runs from -0.91 to +0.62 (SmolLM2)
+  and -0.89 to +0.73 (Gemma-3); 55 and 61 readings fall in the paper's -0.74..-0.42. Not
+  the DC term alone decides the sign: the window does as much (median rho -0.57 without a
+  window, -0.06 with Hann on SmolLM2; -0.55 / +0.15 on Gemma-3), DC kept vs removed gives
+  medians -0.57 / -0.02 (-0.50 / +0.09), while the correlation axis, the signal, the
+  attention sink and the padding move rho by less. The paper's most literal reading (last
+  query row, sink kept, DC kept, Hann, 2n padding, per head over sequences) gives
+  -0.21 ± 0.03 and -0.23 ± 0.07: weaker than the paper, and with only 47 % of power in the
+  low band.
+- **A few readings reproduce rho and all three band shares together**, all but one of them the
+  mean attention by offset (`offset_profile`) without a window: 4 on SmolLM2, 7 on Gemma-3; two
+  of them on both models (e.g. sink kept, DC kept, no window, 2n padding, per head over
+  sequences: rho -0.73 / -0.73, low band 74 % / 71 %). Adding the paper's selectivity
+  (0.55-0.80) leaves one reading on Gemma-3 and none on SmolLM2. **No reading reproduces
+  the spectral entropy** of 2.2-2.5 nats on either model (readings range 0.8-5.5 nats and
+  skip that interval), **none reproduces the per-scale wavelet entropies** quoted for
+  Llama-3.2-1B (the closest reading is off by at least 0.23 at some scale), and the paper's
+  literal scale sensitivity (DWT coefficient vectors, each band cut to the shorter length)
+  has medians 0.24-0.29 over its readings, far above its 0.03-0.12 (6 of 72 in range); the
+  band-share comparison has medians 0.03-0.05 and lands in range more often.
+- **Under our defaults** (offset profile, DC removed, Hann) rho is clearly positive, +0.55
+  and +0.58 on the full corpus (below), and 93 % of power is in the low band.
 - **Attention is far more low-frequency than the paper reports**: 94-95 % of Fourier power
   below a quarter of Nyquist on both models under the paper's definitions, against 60-80 %
   for Pythia-12B in the paper.

@@ -24,6 +24,8 @@ CI_ENV = {
     "TLW_ABLATION_HEADS": "2",
     "TLW_ABLATION_TOP_K": "3",
     "TLW_ABLATION_ESTIMATOR": "atp2",
+    "TLW_EMERGENCE_STEPS": "150",
+    "TLW_EMERGENCE_EVERY": "25",
 }
 
 
@@ -47,6 +49,7 @@ def _run(name: str, monkeypatch) -> None:
         pytest.param("01_quickstart.ipynb", marks=pytest.mark.notebook),
         pytest.param("02_smollm2_analysis.ipynb", marks=[pytest.mark.notebook, pytest.mark.real_model]),
         pytest.param("03_band_ablation.ipynb", marks=[pytest.mark.notebook, pytest.mark.real_model]),
+        pytest.param("04_emergence.ipynb", marks=pytest.mark.notebook),
     ],
 )
 def test_notebook_runs(name, monkeypatch):

@@ -9,6 +9,8 @@ A TransformerLens plugin. The folders follow the flow:
   :mod:`~tl_wavelet.rope` (RoPE frequencies and metadata read off the model)
 - :mod:`tl_wavelet.analysis`: config -> hooks -> result, driven by :func:`analyze_heads`
 - :mod:`tl_wavelet.ablation`: band ablation hooks -> :func:`band_sweep`
+- :mod:`tl_wavelet.track`: the metrics while a model trains (``Tracker``) or over checkpoints;
+  :mod:`tl_wavelet.emergence`: the controlled emergence experiment built on it
 - :mod:`tl_wavelet.models` (offline checkpoints), :mod:`~tl_wavelet.corpus` (text)
 - :mod:`tl_wavelet.report` (figures, HTML), :mod:`~tl_wavelet.paper` (the paper's numbers),
   :mod:`~tl_wavelet.cli`
@@ -36,7 +38,8 @@ _MOVED = {
     "plots": "tl_wavelet.report.plots",
 }
 # Heavy modules (matplotlib, pandas-heavy) load on first attribute access, not at import.
-_LAZY = {"report", "ablation", "cli", "metrics", "signals", "paper", "stats", "adapter", "transforms", "view", "figures", "display"}
+_LAZY = {"report", "ablation", "track", "emergence", "cli", "metrics", "signals", "paper", "stats", "adapter", "transforms",
+         "view", "figures", "display"}
 
 
 class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -72,6 +75,8 @@ def __getattr__(name):
         return importlib.import_module(f".{name}", __name__)
     if name in _MOVED:
         return importlib.import_module(f".{name}", __name__)
+    if name == "multiverse":  # pandas-heavy tables and the paper's numbers: load on first use
+        return importlib.import_module(".analysis.multiverse", __name__).multiverse
     if name in ("band_sweep", "band_ablation_hook", "rope_ablation_hook"):
         return getattr(importlib.import_module(".ablation", __name__), name)
     raise AttributeError(f"module 'tl_wavelet' has no attribute {name!r}")
@@ -91,6 +96,7 @@ __all__ = [
     "HeadAccumulator",
     "MetricConfig",
     "metric_hooks",
+    "multiverse",
     "rope_frequencies",
     "band_sweep",
     "band_ablation_hook",

@@ -14,6 +14,15 @@ User errors (unknown model, missing package, bad text, occupied output folder, b
 option values) print one ``tl-wavelet: error: ...`` message and exit with status 2;
 Ctrl-C exits with 130 after saying which (complete) files were written. Set
 ``TL_WAVELET_DEBUG=1`` to get Python tracebacks instead.
+
+Resuming: the analysis state is saved atomically to ``--out/checkpoint.pt`` every
+``--checkpoint-every`` batches; after Ctrl-C or a killed process, the same command with
+``--resume`` continues from it and writes the report an uninterrupted run writes. A
+checkpoint from another model, corpus or option set, or a corrupt one, is refused with what
+differs, and nothing in ``--out`` is touched.
+
+Several processes: ``torchrun --nproc_per_node N -m tl_wavelet.cli analyze ...`` shards the
+analysis and the sweep across the ranks (docs/scaling.md); rank 0 writes every file.
 """
 from __future__ import annotations
 
@@ -30,6 +39,9 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
+CHECKPOINT = "checkpoint.pt"
+_CHECKPOINT_KIND = "tl_wavelet.analyze"
 EXIT_INTERRUPTED = 130
 # per-definitions extras written by write_report (heads_paper.csv, band_energy_paper.png, ...)
 _EXTRA_OUTPUT = re.compile(r"^(heads|layers)_[a-z0-9_]+\.csv$|^band_energy_[a-z0-9_]+\.png$")
@@ -75,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--offline", action="store_true",
                    help="never contact the HuggingFace hub (fail fast on names that are not local)")
     a.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+    a.add_argument("--resume", action="store_true",
+                   help=f"continue an interrupted run from --out/{CHECKPOINT} (same model, text and options); "
+                   "starts afresh when --out is new or empty")
+    a.add_argument("--checkpoint-every", type=int, default=20, metavar="N",
+                   help="save the analysis state every N batches per rank (default 20)")
     a.set_defaults(func=_analyze)
     c = sub.add_parser(
         "compare",
@@ -91,6 +108,48 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
     c.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
     c.set_defaults(func=_compare)
+    e = sub.add_parser(
+        "emergence",
+        help="train small decoders (RoPE / NoPE / absolute) on a synthetic language and track wavelet structure",
+        description="The controlled emergence experiment: decoders trained from scratch with RoPE, no positions "
+        "and learned absolute positions on data with planted copy distances, tracked every few steps. Writes "
+        "report.html, CSVs, tracker logs (runs/) and checkpoints (checkpoints/) into --out.",
+    )
+    e.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
+    e.add_argument("--force", action="store_true", help="write into a non-empty --out (runs/ and checkpoints/ are replaced)")
+    e.add_argument("--ci", action="store_true", help="the shortened CI version (1 seed, 1 layer, 120 steps)")
+    e.add_argument("--steps", type=int, default=None, help="training steps per run (default 500; --ci 120)")
+    e.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --ci 0)")
+    e.add_argument("--positions", nargs="+", default=None, choices=["rope", "nope", "absolute"],
+                   help="position kinds (default all three)")
+    e.add_argument("--every", type=int, default=None, help="track every N steps (default 25; --ci 30)")
+    e.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    e.add_argument("--report-only", action="store_true",
+                   help="no training: rebuild the report from the tracker logs in --out/runs (config.json there)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+    e.set_defaults(func=_emergence)
+    m = sub.add_parser(
+        "multiverse",
+        help="every reading of the paper's ambiguous metrics (definition multiverse) against its numbers",
+        description="Compute every combination of the choices the paper leaves open (signal, DC, window, "
+        "padding, attention sink, correlation axis, wavelet, level, ...) in one pass; write multiverse.csv, "
+        "one specification-curve figure per metric (spec_<metric>.png) and summary.md into --out.",
+    )
+    m.add_argument("--model", required=True,
+                   help="'smollm2-135m', 'gemma3-270m' (offline GGUF models), or a local HuggingFace model folder")
+    m.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
+    m.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing earlier files")
+    m.add_argument("--text", nargs="+", metavar="FILE", help="UTF-8 text files to analyse (default: the packaged corpus)")
+    m.add_argument("--seq-len", type=int, default=256, help="tokens per sequence, BOS included (default 256)")
+    m.add_argument("--n-sequences", type=int, default=None, help="use only the first N sequences (default: all)")
+    m.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
+    m.add_argument("--axis", action="append", default=[], metavar="NAME=V1,V2",
+                   help="restrict or extend one axis, e.g. --axis signal=offset_profile,last_row --axis level=4,5 "
+                   "(repeatable; default: every axis at its default values)")
+    m.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    m.add_argument("--offline", action="store_true", help="never contact the HuggingFace hub")
+    m.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+    m.set_defaults(func=_multiverse)
     return p
 
 
@@ -107,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     args.argv = argv
     debug = os.environ.get("TL_WAVELET_DEBUG", "") not in ("", "0")
+    from .distributed import RankError
+
     try:
         return args.func(args)
     except UserError as e:
@@ -114,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tl-wavelet: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except RankError as e:  # another rank failed (it prints its own error)
+        if debug:
+            raise
+        print(f"tl-wavelet: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 # --------------------------------------------------------------------------- analyze
@@ -130,7 +196,8 @@ def _validate(args):
 
     for name, val, lo in (("--seq-len", args.seq_len, 2), ("--batch-size", args.batch_size, 1),
                           ("--level", args.level, 1), ("--top-k", args.top_k, 0),
-                          ("--sweep-sequences", args.sweep_sequences, 1), ("--drilldown-heads", args.drilldown_heads, 0)):
+                          ("--sweep-sequences", args.sweep_sequences, 1), ("--drilldown-heads", args.drilldown_heads, 0),
+                          ("--checkpoint-every", args.checkpoint_every, 1)):
         if val < lo:
             raise UserError(f"{name} must be at least {lo}, got {val}.")
     if args.n_sequences is not None and args.n_sequences < 1:
@@ -160,7 +227,14 @@ def _prepare_out(args) -> tuple[Path, Path]:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
+    if getattr(args, "resume", False) and (out / CHECKPOINT).exists():
+        return out, out  # resuming in place: the checkpoint and the files written so far stay
     if out.is_dir() and any(out.iterdir()):
+        if getattr(args, "resume", False) and not args.force:
+            raise UserError(
+                f"--resume: --out {str(out)!r} holds no {CHECKPOINT} to resume from (and is not empty): "
+                "rerun without --resume into a new folder, or add --force to start over there."
+            )
         if not args.force:
             raise UserError(
                 f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force to write "
@@ -222,7 +296,7 @@ def _tokens(args, model):
         raise UserError(str(e)) from None
 
 
-def _run_sweep(args, model, tokens) -> tuple[object, str]:
+def _run_sweep(args, model, tokens, resume=None, on_checkpoint=None) -> tuple[object, str]:
     """(DataFrame or None, status line for the report)."""
     if args.no_sweep:
         return None, "Band sweep skipped (--no-sweep)."
@@ -241,6 +315,8 @@ def _run_sweep(args, model, tokens) -> tuple[object, str]:
         level=args.level,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        resume=resume,
+        on_checkpoint=on_checkpoint,
     )
     status = (
         f"Band sweep on {sub.shape[0]} sequences × {sub.shape[1]} tokens: second-order attribution estimate "
@@ -272,9 +348,96 @@ def _drilldown(args, model, tokens, sweep):
     return out
 
 
+def _read_checkpoint(args, out: Path):
+    """The checkpoint to resume from (None: start afresh); a corrupt file is a UserError."""
+    from .state import load_state
+
+    path = out / CHECKPOINT
+    if not (args.resume and path.exists()):
+        return None
+    for stale in out.glob(f".{CHECKPOINT}.tmp-*"):  # a save cut short by a killed process
+        stale.unlink()
+    try:
+        return load_state(path, _CHECKPOINT_KIND)
+    except ValueError as e:
+        raise UserError(f"--resume: {e} Nothing in --out was changed.") from None
+
+
+def _run_fingerprint(args, model, tokens) -> dict:
+    """What a checkpoint must share with this run for --resume to continue it."""
+    from .state import model_fingerprint, tensor_digest
+
+    return {
+        "model": {"argument": args.model, **model_fingerprint(model)},
+        "corpus": {"digest": tensor_digest(tokens), "n_sequences": int(tokens.shape[0]),
+                   "seq_len": int(tokens.shape[1]), "text": list(args.text) if args.text else "packaged"},
+        "options": {"signal": args.signal, "wavelet": args.wavelet, "level": args.level,
+                    "batch_size": args.batch_size, "sweep": not args.no_sweep,
+                    "sweep_layers": list(args.sweep_layers) if args.sweep_layers else None,
+                    "sweep_sequences": args.sweep_sequences, "top_k": args.top_k},
+    }
+
+
+def _stream_with_checkpoints(args, model, tokens, accs, ckpt, fingerprint, out, is_main) -> None:
+    """Stream ``tokens`` in slices of ``--checkpoint-every`` batches per rank, saving after each."""
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    from .analysis import stream
+    from .distributed import world_size
+    from .state import save_state
+
+    n = tokens.shape[0]
+    done = 0
+    if ckpt is not None:
+        done = int(ckpt["analysis_done"])
+        for key, acc in accs.items():
+            acc.load_state_dict(ckpt["accumulators"][key])
+        _log(args, f"Resuming: {done} of {n} sequences already analysed.")
+    step = args.checkpoint_every * args.batch_size * world_size()
+    bar = tqdm(total=n, initial=done, desc="analyze_heads", unit="seq", disable=args.quiet or not is_main)
+    try:
+        while done < n:
+            stop = min(done + step, n)
+            with warnings.catch_warnings():  # the last slice may leave ranks idle: expected here
+                warnings.filterwarnings("ignore", message=".*some ranks idle.*")
+                stream(model, tokens[done:stop], list(accs.values()), batch_size=args.batch_size, progress=False)
+            done = stop
+            if is_main:
+                out.mkdir(parents=True, exist_ok=True)
+                save_state(out / CHECKPOINT, {
+                    "kind": _CHECKPOINT_KIND, "fingerprint": fingerprint, "analysis_done": done,
+                    "accumulators": {k: a.state_dict() for k, a in accs.items()},
+                })
+            bar.update(stop - bar.n)
+    finally:
+        bar.close()
+
+
 def _analyze(args) -> int:
+    from .distributed import init_process, is_distributed
+
+    distributed = init_process()
+    try:
+        return _analyze_run(args)
+    finally:
+        if distributed and is_distributed():
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _analyze_run(args) -> int:
     import tl_wavelet
 
+    from .distributed import all_gather_objects, rank, run_collectively, world_size
+
+    is_main = rank() == 0
+    if not is_main:
+        args.quiet = True
+    if world_size() > 1 and args.device.startswith("cuda") and ":" not in args.device:
+        args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # one GPU per rank on the node
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     out: Path | None = None
@@ -282,7 +445,17 @@ def _analyze(args) -> int:
     staging: Path | None = None
     try:
         _validate(args)
-        final, staging = _prepare_out(args)
+
+        def prepare():  # rank 0 alone reads --out and the checkpoint; the others get its answer
+            if not is_main:
+                return None
+            fin, stg = _prepare_out(args)
+            return fin, stg, _read_checkpoint(args, fin)
+
+        # the checkpoint is written where the report files go: --out, or with --force into an
+        # occupied --out the temporary folder, which an interruption drops with everything else
+        # (the earlier report stays untouched; such a run cannot be resumed)
+        final, staging, ckpt = run_collectively(prepare, "preparing --out")[0]
         out = staging
         if args.text:  # read the files before the slow model load, so a bad path fails fast
             from .corpus import read_text_files
@@ -306,9 +479,28 @@ def _analyze(args) -> int:
         t = time.perf_counter()
         tokens = _tokens(args, model)
         timings["tokenize_s"] = time.perf_counter() - t
-        _log(args, f"Analysing {tokens.shape[0]} sequences x {tokens.shape[1]} tokens (default + paper definitions, one pass) ...")
+        if world_size() > tokens.shape[0]:
+            raise UserError(
+                f"{world_size()} ranks but only {tokens.shape[0]} sequences: launch at most {tokens.shape[0]} "
+                "ranks, or pass more text / a larger --n-sequences."
+            )
+        fingerprint = _run_fingerprint(args, model, tokens)
+        if ckpt is not None:
+            from .state import fingerprint_diff
 
-        from .analysis import HeadAccumulator, stream
+            diff = fingerprint_diff(fingerprint, ckpt.get("fingerprint", {}))
+            if diff:
+                raise UserError(
+                    f"--resume: {final / CHECKPOINT} was saved by a run on something else; it differs in\n  "
+                    + "\n  ".join(d.replace(" here vs ", " now vs ").replace(" in the other state", " in the checkpoint")
+                                   for d in diff)
+                    + "\nNothing in --out was changed. Rerun with that run's arguments, or without --resume "
+                    "into another folder."
+                )
+        _log(args, f"Analysing {tokens.shape[0]} sequences x {tokens.shape[1]} tokens (default + paper definitions, one pass)"
+             + (f" on {world_size()} ranks" if world_size() > 1 else "") + " ...")
+
+        from .analysis import HeadAccumulator
 
         t = time.perf_counter()
         common = dict(signal=args.signal, wavelet=args.wavelet, level=args.level)
@@ -316,7 +508,7 @@ def _analyze(args) -> int:
             accs = {"default": HeadAccumulator(model, **common), "paper": HeadAccumulator(model, paper=True, **common)}
         except ValueError as e:
             raise UserError(str(e)) from None
-        stream(model, tokens, list(accs.values()), batch_size=args.batch_size, progress=not args.quiet)
+        _stream_with_checkpoints(args, model, tokens, accs, ckpt, fingerprint, staging, is_main)
         reports = {k: a.report() for k, a in accs.items()}
         timings["analysis_s"] = time.perf_counter() - t
 
@@ -333,30 +525,56 @@ def _analyze(args) -> int:
             "device": args.device,
             "tl_wavelet": tl_wavelet.__version__,
         }
+        if world_size() > 1:
+            meta["ranks"] = world_size()
         from .report import write_report
 
         # interim report: complete without the sweep, in case the sweep is interrupted
         meta["sweep_status"] = "Band sweep not run yet (interim report written before the sweep)."
-        if not args.no_sweep:
+        if not args.no_sweep and is_main:
             write_report(out, model_name=args.model, reports=reports, sweep=None, meta=meta)
             _log(args, f"Analysis report written to {out / 'report.html'}; running the band sweep ...")
 
         t = time.perf_counter()
-        sweep, status = _run_sweep(args, model, tokens)
+        from .state import save_state
+
+        analysis_state = {"kind": _CHECKPOINT_KIND, "fingerprint": fingerprint, "analysis_done": int(tokens.shape[0]),
+                          "accumulators": {k: a.state_dict() for k, a in accs.items()}}
+
+        def sweep_checkpoint(state):  # the finished analysis and the sweep's cells so far
+            if is_main:
+                save_state(staging / CHECKPOINT, {**analysis_state, "sweep": state})
+
+        resume_sweep = ckpt.get("sweep") if ckpt is not None else None
+        if resume_sweep is not None:
+            _log(args, f"Resuming the band sweep: {len(resume_sweep['rows'])} exact cells already done"
+                 + (", attribution estimates kept." if resume_sweep.get("estimates") is not None else "."))
+        sweep, status = _run_sweep(args, model, tokens, resume_sweep, sweep_checkpoint)
         if sweep is not None:
             timings["sweep_s"] = time.perf_counter() - t
         meta["sweep_status"] = status
         _log(args, status)
 
-        drill = _drilldown(args, model, tokens, sweep)
         timings["total_s"] = time.perf_counter() - t_start
+        all_gather_objects(None)  # every rank done before rank 0 writes and removes the checkpoint
+        if not is_main:
+            return 0
+        drill = _drilldown(args, model, tokens, sweep)
         html_path = write_report(out, model_name=args.model, reports=reports, sweep=sweep, meta=meta, drilldown=drill)
+        (staging / CHECKPOINT).unlink(missing_ok=True)  # the run is complete: nothing to resume
         _swap_in(final, staging)
+        (final / CHECKPOINT).unlink(missing_ok=True)  # nor an earlier run's, replaced by --force
         out = final
         print(f"Report: {final / html_path.name}")
         print(f"Tables and figures: {out}/ (heads.csv, layers.csv, paper_comparison.csv, *.png)")
         return 0
     except BaseException as e:
+        if not is_main:  # rank 0 speaks for the run and owns --out
+            if isinstance(e, KeyboardInterrupt):
+                return EXIT_INTERRUPTED
+            raise
+        hint = (f"Rerun the same command with --resume to continue from {final / CHECKPOINT}."
+                if final is not None and staging == final and (final / CHECKPOINT).exists() else None)
         if staging is not None and staging != final and staging.exists():
             # --force into an earlier report: this run's files are dropped, the earlier report stays
             shutil.rmtree(staging, ignore_errors=True)
@@ -372,6 +590,8 @@ def _analyze(args) -> int:
                 print(f"Files in {out} (each one complete): {', '.join(done)}", file=sys.stderr)
             else:
                 print(f"Nothing was written to {out}.", file=sys.stderr)
+            if hint:
+                print(hint, file=sys.stderr)
         else:
             print("Nothing was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -446,6 +666,144 @@ def _compare(args) -> int:
     ]
     atomic_write(out / names[1], "\n".join(md))
     print(f"Comparison: {out / names[0]} and {out / names[1]}")
+    return 0
+
+
+# --------------------------------------------------------------------------- emergence
+
+
+def _emergence(args) -> int:
+    import dataclasses
+    import json
+    import shutil
+
+    from .emergence import CI_CONFIG, EmergenceConfig, run_emergence, write_emergence_report
+
+    cfg = CI_CONFIG if args.ci else EmergenceConfig()
+    changes = {k: v for k, v in (("steps", args.steps), ("every", args.every), ("threads", args.threads)) if v is not None}
+    if args.seeds is not None:
+        changes["seeds"] = tuple(args.seeds)
+    if args.positions is not None:
+        changes["positions"] = tuple(dict.fromkeys(args.positions))
+    try:
+        cfg = dataclasses.replace(cfg, **changes)
+    except ValueError as e:
+        raise UserError(str(e).replace("EmergenceConfig.", "--")) from None
+    out = Path(args.out).expanduser()
+    command = "tl-wavelet " + shlex.join(args.argv)
+    if args.report_only:
+        from .emergence import load_runs, summarize
+
+        if not (out / "config.json").exists() or not (out / "runs").is_dir():
+            raise UserError(f"--report-only needs an earlier run in --out (config.json and runs/), not found in {str(out)!r}.")
+        cfg = EmergenceConfig.from_json(json.loads((out / "config.json").read_text()))
+        heads, layers = load_runs(out)
+        result = {"heads": heads, "layers": layers, **summarize(heads, layers, cfg)}
+        path = write_emergence_report(out, result, cfg, command=command)
+        _log(args, f"emergence: wrote {path}")
+        return 0
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
+    if out.is_dir() and any(out.iterdir()):
+        if not args.force:
+            raise UserError(f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force.")
+        for sub in ("runs", "checkpoints"):  # tracker logs refuse to append to an old run
+            shutil.rmtree(out / sub, ignore_errors=True)
+    t0 = time.perf_counter()
+    try:
+        result = run_emergence(
+            out, cfg, progress=not args.quiet,
+            on_run=lambda p, s, dt: _log(args, f"{p} seed {s}: {dt:.0f} s"),
+        )
+    except KeyboardInterrupt:
+        print(f"tl-wavelet: interrupted; finished runs' tracker logs are in {out / 'runs'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    seconds = time.perf_counter() - t0
+    path = write_emergence_report(out, result, cfg, command=command, seconds=seconds)
+    _log(args, f"emergence: {seconds:.0f} s; wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- multiverse
+
+
+def _parse_axes(specs: list[str]) -> dict | None:
+    """``["signal=a,b", "level=4,max"]`` -> ``{"signal": ["a", "b"], "level": [4, "max"]}``, validated."""
+    from .analysis.multiverse import _check_axes
+
+    if not specs:
+        return None
+    axes: dict[str, list] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        if not sep or not values:
+            raise UserError(f"--axis {spec!r}: write NAME=V1,V2 (e.g. --axis signal=offset_profile,last_row).")
+        vals = [int(v) if v.strip().isdigit() else v.strip() for v in values.split(",") if v.strip()]
+        axes.setdefault(name.strip(), []).extend(vals)
+    try:
+        _check_axes(axes)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"--axis: {e}") from None
+    return axes
+
+
+def _multiverse(args) -> int:
+    from .analysis.multiverse import MultiverseAccumulator
+    from .analysis.run import stream
+    from .report import atomic_write, multiverse_summary, specification_curve
+
+    for name, val, lo in (("--seq-len", args.seq_len, 2), ("--batch-size", args.batch_size, 1)):
+        if val < lo:
+            raise UserError(f"{name} must be at least {lo}, got {val}.")
+    if args.n_sequences is not None and args.n_sequences < 2:
+        raise UserError(f"--n-sequences must be at least 2 (standard errors need two), got {args.n_sequences}.")
+    axes = _parse_axes(args.axis)
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
+    if out.is_dir() and any(out.iterdir()):
+        if not args.force:
+            raise UserError(f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force.")
+        for f in out.iterdir():
+            if f.is_file() and (f.name in ("multiverse.csv", "summary.md") or re.match(r"^spec_.+\.png$", f.name)):
+                f.unlink()
+    _log(args, f"Loading model {args.model!r} ...")
+    model = _load_model(args)
+    tokens = _tokens(args, model)
+    try:
+        acc = MultiverseAccumulator(model, axes)
+        acc.check_length(tokens.shape[1])
+    except ValueError as e:
+        raise UserError(str(e).replace("seq_len", "--seq-len")) from None
+    _log(args, f"Multiverse over {tokens.shape[0]} sequences x {tokens.shape[1]} tokens (one pass) ...")
+    t = time.perf_counter()
+    try:
+        stream(model, tokens, [acc], batch_size=args.batch_size, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("\nInterrupted; nothing was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    df = acc.to_dataframe()
+    elapsed = time.perf_counter() - t
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "multiverse.csv", df.to_csv(index=False))
+    figures = []
+    for metric in df["metric"].unique():
+        fig = specification_curve(df, metric)
+        path = out / f"spec_{metric}.png"
+        fig.savefig(path, dpi=110)
+        figures.append(path.name)
+    src = ", ".join(args.text) if args.text else "the packaged default corpus"
+    md = [
+        multiverse_summary(df, args.model),
+        f"Command: `tl-wavelet {shlex.join(args.argv)}`",
+        "",
+        f"{tokens.shape[0]} sequences x {tokens.shape[1]} tokens of {src}; {len(df)} (reading, metric) rows in "
+        f"{elapsed:.0f} s. Values are means over layers and heads; ± is the jackknife standard error over "
+        "sequence groups. Figures: " + ", ".join(figures) + ".",
+        "",
+    ]
+    atomic_write(out / "summary.md", "\n".join(md))
+    print(f"Multiverse: {out / 'multiverse.csv'}, {out / 'summary.md'} and {len(figures)} spec_*.png figures")
     return 0
 
 

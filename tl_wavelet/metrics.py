@@ -322,6 +322,7 @@ def power_spectrum(
     *,
     nfft: int | None = None,
     remove_dc: bool = True,
+    window: str = "hann",
 ) -> tuple[Float[Tensor, "*batch bins"], Float[Tensor, " bins"]]:
     """Hann-windowed, zero-padded power spectrum of each signal over its valid length.
 
@@ -331,6 +332,7 @@ def power_spectrum(
     dropped. A signal that is constant up to round-off (centred energy below 1e-24 of its
     energy) has exactly zero power; so do signals of length ``<= 2`` (the symmetric
     Hann window of length 2 is ``[0, 0]``; length 1 minus its mean is 0).
+    ``window="none"`` uses no window (a rectangular one over each valid length).
 
     Returns
     -------
@@ -353,6 +355,8 @@ def power_spectrum(
         nfft = 1 << (2 * n - 1).bit_length()
     if nfft < n:
         raise ValueError(f"nfft={nfft} is shorter than the signals (n={n}); pass nfft >= n")
+    if window not in ("hann", "none"):
+        raise ValueError(f"window must be 'hann' or 'none', got {window!r}")
     mask = _mask(x, lengths)
     xf = x.to(_F64) * mask
     if remove_dc:
@@ -366,9 +370,12 @@ def power_spectrum(
     # per-row symmetric Hann window built arithmetically (no loop over rows)
     t = torch.arange(n, dtype=_F64, device=x.device)
     Lm1 = (lengths - 1).clamp(min=1).to(_F64).unsqueeze(-1)
-    window = 0.5 - 0.5 * torch.cos(2 * math.pi * t / Lm1)
-    window = torch.where(lengths.unsqueeze(-1) == 1, torch.ones_like(window), window) * mask
-    spec = torch.fft.rfft(xf * window, n=nfft)
+    if window == "hann":
+        taper = 0.5 - 0.5 * torch.cos(2 * math.pi * t / Lm1)
+        taper = torch.where(lengths.unsqueeze(-1) == 1, torch.ones_like(taper), taper) * mask
+    else:
+        taper = mask.to(_F64)
+    spec = torch.fft.rfft(xf * taper, n=nfft)
     P = spec.real.pow(2) + spec.imag.pow(2)
     freqs = torch.fft.rfftfreq(nfft, d=1.0, dtype=_F64, device=x.device)
     if remove_dc:

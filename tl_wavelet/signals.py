@@ -7,6 +7,7 @@ relative (RoPE) position code sees. Two views are provided:
 * :func:`offset_aligned_rows` - every query row, aligned by offset (row ``q`` holds
   ``pattern[q, q - d]`` for ``d = 0..q``), plus its valid length.
 * :func:`offset_profile` - the mean of those rows over queries, ``r(d)``.
+* :func:`received_attention` - the attention each key receives, in key order.
 
 All functions are vectorised with ``gather``; there is no Python loop over queries.
 """
@@ -17,7 +18,7 @@ from einops import rearrange, reduce
 from jaxtyping import Float, Int
 from torch import Tensor
 
-__all__ = ["offset_aligned_rows", "offset_profile"]
+__all__ = ["offset_aligned_rows", "offset_profile", "received_attention", "without_first_key"]
 
 
 def _check_pattern(pattern: Tensor) -> int:
@@ -38,7 +39,7 @@ def _check_pattern(pattern: Tensor) -> int:
     return n_q
 
 
-def _drop_first_key(pattern: Tensor) -> Tensor:
+def without_first_key(pattern: Float[Tensor, "*batch q k"]) -> Float[Tensor, "*batch q k"]:
     """Zero key 0 (the attention sink / BOS) and renormalise each row over keys 1..q.
 
     Rows whose non-sink mass is exactly zero (including query 0, which only sees key 0)
@@ -48,6 +49,9 @@ def _drop_first_key(pattern: Tensor) -> Tensor:
     p[..., 0] = 0
     mass = p.sum(-1, keepdim=True)
     return torch.where(mass > 0, p / torch.where(mass > 0, mass, torch.ones_like(mass)), p)
+
+
+_drop_first_key = without_first_key
 
 
 def offset_aligned_rows(
@@ -129,3 +133,36 @@ def offset_profile(
     count = (rearrange(lengths, "q -> q 1") > torch.arange(n, device=rows.device)).sum(0)
     total = reduce(rows, "... q d -> ... d", "sum")
     return total / count.clamp(min=1).to(rows.dtype)
+
+
+def received_attention(
+    pattern: Float[Tensor, "*batch q k"],
+    drop_first_key: bool = False,
+    dtype: torch.dtype | None = None,
+    causal: bool | None = None,
+) -> Float[Tensor, "*batch k"]:
+    """Mean attention each key receives from the queries that can attend to it.
+
+    Causality is read off the pattern itself (nothing above the diagonal = causal): key
+    ``k`` of a causal pattern is seen by the ``n - k`` queries ``q >= k``, every key of a
+    bidirectional one by all ``n``. With ``drop_first_key`` rows are first renormalised
+    without key 0 (:func:`without_first_key`), which then receives 0. Sums run in float64;
+    the result has ``dtype`` (default: the pattern's). ``causal`` skips the check when the
+    caller knows.
+
+    >>> p = torch.tril(torch.ones(3, 3)); p = p / p.sum(-1, keepdim=True)
+    >>> [round(v, 4) for v in received_attention(p).tolist()]   # key 0 seen by 3 queries, key 2 by 1
+    [0.6111, 0.4167, 0.3333]
+    """
+    if drop_first_key:
+        pattern = without_first_key(pattern)
+    n = pattern.shape[-1]
+    if causal is None:
+        causal = bool((pattern.triu(1) == 0).all())
+    total = pattern.sum(-2, dtype=torch.float64)
+    if causal:
+        seen_by = torch.arange(n, 0, -1, device=pattern.device, dtype=torch.float64)  # n - k
+        out = total / seen_by
+    else:
+        out = total / n
+    return out.to(pattern.dtype if dtype is None else dtype)

@@ -2,6 +2,11 @@
 
 Memory is constant in the number of sequences: each statistic keeps running sums in
 float64 (float32 sums of thousands of sequences lose digits the SE depends on).
+
+Sums merge: ``a.merge(b)`` gives the statistics of both streams (up to float64 rounding),
+so shards of a corpus can be measured apart (other processes, other ranks, an earlier
+interrupted run) and combined; ``state_dict()`` / ``load_state_dict()`` save and restore
+them (plain tensors, loadable with ``torch.load(..., weights_only=True)``).
 """
 from __future__ import annotations
 
@@ -53,6 +58,41 @@ class RunningMoments:
         self.s1 += v.sum(0)
         self.s2 += (v * v).sum(0)
 
+    def state_dict(self) -> dict[str, Tensor | None]:
+        """The running sums ``{"n", "s1", "s2"}`` (float64, None before the first update)."""
+        return {k: None if getattr(self, k) is None else getattr(self, k).clone() for k in ("n", "s1", "s2")}
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Restore sums saved by :meth:`state_dict`."""
+        vals = _check_sums(sd, ("n", "s1", "s2"), "RunningMoments")
+        self.n, self.s1, self.s2 = vals
+
+    def merge(self, other: "RunningMoments | dict") -> "RunningMoments":
+        """Add another stream's sums to these (in place); returns self.
+
+        >>> a, b, ab = RunningMoments(), RunningMoments(), RunningMoments()
+        >>> a.update(torch.tensor([[1.0]])); b.update(torch.tensor([[3.0]]))
+        >>> ab.update(torch.tensor([[1.0], [3.0]]))
+        >>> bool((a.merge(b).se == ab.se).all())
+        True
+        """
+        sd = other.state_dict() if isinstance(other, RunningMoments) else other
+        n, s1, s2 = _check_sums(sd, ("n", "s1", "s2"), "RunningMoments")
+        if n is None:
+            return self
+        if self.n is None:
+            self.n, self.s1, self.s2 = n.clone(), s1.clone(), s2.clone()
+            return self
+        if n.shape != self.n.shape:
+            raise ValueError(
+                f"Cannot merge running moments of shape {tuple(n.shape)} into shape {tuple(self.n.shape)}: "
+                "they measure different quantities."
+            )
+        self.n += n
+        self.s1 += s1
+        self.s2 += s2
+        return self
+
     @property
     def count(self) -> Tensor:
         return self.n
@@ -91,6 +131,25 @@ class RunningCorrelation:
         for key, val in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
             self._m[key].update(val)
 
+    def state_dict(self) -> dict[str, dict]:
+        """Running sums of x, y, xy, xx, yy (see :meth:`RunningMoments.state_dict`)."""
+        return {k: m.state_dict() for k, m in self._m.items()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        if not isinstance(sd, dict) or set(sd) != set(self._m):
+            raise ValueError(f"A RunningCorrelation state needs the keys {sorted(self._m)}, got {_keys(sd)}.")
+        for k, m in self._m.items():
+            m.load_state_dict(sd[k])
+
+    def merge(self, other: "RunningCorrelation | dict") -> "RunningCorrelation":
+        """Add another stream's sums to these (in place); returns self."""
+        sd = other.state_dict() if isinstance(other, RunningCorrelation) else other
+        if not isinstance(sd, dict) or set(sd) != set(self._m):
+            raise ValueError(f"A RunningCorrelation state needs the keys {sorted(self._m)}, got {_keys(sd)}.")
+        for k, m in self._m.items():
+            m.merge(sd[k])
+        return self
+
     @property
     def count(self) -> Tensor:
         return self._m["x"].n
@@ -109,3 +168,21 @@ class RunningCorrelation:
         r = self.r
         n = self.count
         return ((1 - r * r).clamp(min=0) / (n - 2).clamp(min=1)).sqrt()  # NaN where r is
+
+
+def _keys(sd) -> str:
+    return repr(sorted(sd)) if isinstance(sd, dict) else type(sd).__name__
+
+
+def _check_sums(sd, keys: tuple[str, ...], what: str) -> list[Tensor | None]:
+    """The sums of a saved state, checked: float64 tensors of one shape, or all None."""
+    if not isinstance(sd, dict) or set(sd) != set(keys):
+        raise ValueError(f"A {what} state needs the keys {list(keys)}, got {_keys(sd)}.")
+    vals = [sd[k] for k in keys]
+    if all(v is None for v in vals):
+        return vals
+    if not all(isinstance(v, Tensor) and v.dtype == torch.float64 for v in vals):
+        raise ValueError(f"A {what} state holds float64 tensors (or None), got {[type(v).__name__ for v in vals]}.")
+    if len({tuple(v.shape) for v in vals}) != 1:
+        raise ValueError(f"A {what} state's sums differ in shape: {[tuple(v.shape) for v in vals]}.")
+    return [v.detach().to("cpu") for v in vals]

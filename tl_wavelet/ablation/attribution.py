@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ..adapter import hook_name
+from ..distributed import shard_range
 from .passes import chunks, clean_pass, next_token_logp, pick, progress_bar, token_losses
 from .spec import Ablation, Target
 
@@ -30,7 +31,7 @@ FISHER_SEQUENCE_SAMPLES = 32
 
 
 def attribute(model, target: Target, tokens, valid, ablations, layers, heads, estimator, ig_steps, fisher_samples,
-              seed, batch_size, progress):
+              seed, batch_size, progress, shard: tuple[int, int] = (0, 1)):
     """Gradient estimates of every ablation's delta_loss: ``({ablation: estimate}, clean loss sum)``.
 
     ``atp``: ``grad(loss, a) . delta_a`` at the clean run, for every swept activation a.
@@ -44,6 +45,10 @@ def attribute(model, target: Target, tokens, valid, ablations, layers, heads, es
     at once); the estimate is ``delta . mean_k grad`` over midpoints ``alpha_k`` (the
     straight-line integrated gradient of that joint path, read per head). ``ig`` with
     one step at alpha = 0 would be ``atp``.
+
+    ``shard=(rank, world)`` runs only that rank's contiguous block of the batches (the
+    estimates are sums over batches, normalised by the tokens of all of them); atp2's
+    sampled tokens then come from a generator seeded ``seed + rank``.
     """
     n_seq = tokens.shape[0]
     n_tok = int(valid.sum())
@@ -53,10 +58,11 @@ def attribute(model, target: Target, tokens, valid, ablations, layers, heads, es
     paths = [None] if first_order else list(range(len(groups)))
     alphas = [0.0] if first_order else [(k + 0.5) / ig_steps for k in range(ig_steps)]
     batches = chunks(n_seq, batch_size, tokens.device)
+    batches = [batches[i] for i in shard_range(len(batches), *shard)]
     bar = progress_bar(len(batches) * len(paths) * len(alphas), progress, f"band_sweep ({estimator})")
     est: dict[Ablation, float] = {a: 0.0 for a in ablations}
     head_idx = torch.tensor(heads)
-    gen = torch.Generator(device=tokens.device).manual_seed(int(seed))
+    gen = torch.Generator(device=tokens.device).manual_seed(int(seed) + shard[0])
     clean_sum = 0.0
     try:
         for rows in batches:

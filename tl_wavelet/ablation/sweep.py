@@ -13,7 +13,7 @@ sums over tokens in float64), averaged over all real tokens; with an
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,8 +21,10 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from .. import distributed as D
 from ..adapter import (LayerRunner, as_tokens, hook_name, is_text, model_shape, require_causal, require_hooks,
                        resolve_heads, resolve_layers)
+from ..state import check_fingerprint, digest, model_fingerprint, tensor_digest
 from ..validate import check_bool, check_int, check_optional_int, check_right_padding, warn_small_sample
 from .attribution import ESTIMATORS, FISHER_SEQUENCE_SAMPLES, attribute
 from .exact import run_exact
@@ -93,6 +95,8 @@ def band_sweep(
     fisher_samples: int | None = None,
     seed: int = 0,
     seq_len: int | None = None,
+    on_checkpoint: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
 ) -> pd.DataFrame:
     """Loss change when one band of one head is removed, for every (layer, head, band).
 
@@ -145,6 +149,13 @@ def band_sweep(
     seed : resample permutation, and the sampled next tokens of ``atp2``
     seq_len : text: window length (default 256); token ids: keep the first ``seq_len``
         positions
+    on_checkpoint : called with the sweep's state (plain containers, ``torch.save``-able)
+        after the attribution pass and after every group of 8 exact cells per rank
+        (each group repeats the clean pass: about 1/8 more forwards); save it to resume
+    resume : a state passed to ``on_checkpoint`` by an interrupted call with the same
+        model, tokens and options: its attribution estimates and finished cells are kept,
+        and only the rest runs. A state from other arguments is refused (ValueError naming
+        what differs).
 
     Returns
     -------
@@ -153,6 +164,18 @@ def band_sweep(
     error over sequences), ``n_tokens``, ``delta_loss_pos_{lo}_{hi}`` (the mean change
     over predicting positions lo..hi, dyadic buckets), and with attribution ``estimate``
     and ``verified``. ``df.attrs`` holds the clean loss and the settings.
+
+    Notes
+    -----
+    Under ``torch.distributed`` (e.g. ``torchrun``) every rank passes the same arguments
+    (checked by one ``all_gather`` of digests) and gets the same DataFrame: exact cells are
+    dealt out round-robin (rank ``r`` runs cells ``r, r + world, ...`` on all sequences,
+    so costly early-layer cells spread evenly) and their rows gathered; attribution passes
+    split the batches of sequences and their sums are added in rank order; verified cells
+    are dealt out like exact ones. Exact and ``atp`` / ``ig`` results equal a single
+    process's up to float rounding; ``atp2`` draws its sampled tokens on rank ``r`` from
+    ``seed + r``, so it is the same estimator with other random draws. More ranks than
+    exact cells (or than sequences, for attribution) is a ValueError.
 
     Examples
     --------
@@ -181,12 +204,36 @@ def band_sweep(
     ablations = cells.ablations(layers, heads, bands, n)
     require_hooks(model, [hook_name(cells.act, L) for L in layers] + [f"blocks.{L}.hook_resid_pre" for L in layers],
                   why=f"band_sweep target={target!r}")
+    world, rank = D.world_size(), D.rank()
+    if world > 1:
+        _check_distributed(model, tokens, mask, reference, ablations, estimator, world, dict(
+            target=target, method=method, causal=causal, batch_size=batch_size, attribution=estimator,
+            verify_top_k=verify_top_k, level=level, wavelet=wavelet, mode=mode, n_rope_bands=n_rope_bands,
+            ig_steps=ig_steps, fisher_samples=fisher_samples, seed=seed))
+        progress = progress and rank == 0
     # attribution's gradient pass records hook_z of the swept sequences anyway: when they are
-    # the reference and fit in one batch, it serves as the reference (no separate clean pass)
+    # the reference and fit in one batch, it serves as the reference (no separate clean pass;
+    # with several ranks, every rank needs the reference, so each collects it)
     reference_from_grad_pass = (cells.needs_reference and reference is None and estimator in ("atp", "atp2")
-                                and tokens.shape[0] <= batch_size)
+                                and tokens.shape[0] <= batch_size and world == 1)
     if cells.needs_reference and not reference_from_grad_pass:
         _collect_reference(model, cells, tokens, reference, layers, batch_size, seed)
+
+    fingerprint = {
+        "model": model_fingerprint(model)["weights"], "tokens": tensor_digest(tokens),
+        "attention_mask": None if mask is None else tensor_digest(mask),
+        "reference": digest(reference),
+        "options": repr(dict(target=target, layers=layers, heads=heads, bands=bands, method=method, causal=causal,
+                             batch_size=batch_size, attribution=estimator, verify_top_k=verify_top_k, level=level,
+                             wavelet=wavelet, mode=mode, n_rope_bands=n_rope_bands, ig_steps=ig_steps,
+                             fisher_samples=fisher_samples, seed=seed)),
+    }
+    saved = _resume_state(resume, fingerprint)
+
+    def checkpoint() -> None:
+        if on_checkpoint is not None:
+            on_checkpoint({"kind": "tl_wavelet.band_sweep", "fingerprint": fingerprint, **saved,
+                           "rows": dict(saved["rows"])})  # a snapshot: later cells must not change it
 
     buckets = position_buckets(n)
     valid = torch.ones(tokens.shape[0], n - 1, dtype=torch.bool, device=tokens.device)
@@ -194,15 +241,47 @@ def band_sweep(
         valid = mask[:, 1:] & mask[:, :-1]
     runner = LayerRunner(model, shape)
 
-    def exact(cells_to_run):
-        return run_exact(model, runner, cells, tokens, valid, cells_to_run, buckets, batch_size, progress)
+    def exact_group(todo) -> float:
+        """Run cells ``todo`` (with several ranks, every world-th cell each, on all sequences),
+        gather their rows into ``saved``; returns the clean loss sum."""
+        mine = D.split_evenly(todo, rank, world)
+
+        def local():
+            if not mine:  # fewer cells to verify than ranks: this rank idles
+                return {}, None
+            acc, clean = run_exact(model, runner, cells, tokens, valid, mine, buckets, batch_size, progress)
+            return {_key(a): acc.row(a) for a in mine}, clean
+
+        parts = D.run_collectively(local, "band_sweep (exact)")
+        saved["rows"].update({k: row for part, _ in parts for k, row in part.items()})
+        saved["clean_sum"] = next(c for _, c in parts if c is not None)
+        checkpoint()
+        return saved["clean_sum"]
+
+    def exact(cells_to_run) -> tuple[dict, float]:
+        """``({cell: result row}, clean loss sum)``, skipping cells a resumed state holds."""
+        todo = [a for a in cells_to_run if _key(a) not in saved["rows"]]
+        size = len(todo) if on_checkpoint is None else _CELLS_PER_CHECKPOINT * world
+        for i in range(0, len(todo), max(size, 1)):
+            exact_group(todo[i:i + size])
+        return {a: saved["rows"][_key(a)] for a in cells_to_run}, saved["clean_sum"]
 
     if estimator is None:
-        acc, clean_sum = exact(ablations)
-        df = pd.DataFrame([{"layer": a.layer, "head": a.head, "band": a.band, **acc.row(a)} for a in ablations])
+        rows, clean_sum = exact(ablations)
+        df = pd.DataFrame([{"layer": a.layer, "head": a.head, "band": a.band, **rows[a]} for a in ablations])
     else:
-        est, clean_sum = attribute(model, cells, tokens, valid, ablations, layers, heads, estimator, ig_steps,
-                                   fisher_samples if estimator == "atp2" else 0, seed, batch_size, progress)
+        if saved["estimates"] is None:
+            parts = D.run_collectively(
+                lambda: attribute(model, cells, tokens, valid, ablations, layers, heads, estimator, ig_steps,
+                                  fisher_samples if estimator == "atp2" else 0, seed, batch_size, progress,
+                                  shard=(rank, world)),
+                "band_sweep (attribution)")
+            # sums over each rank's batches, added in rank order: the same on every rank
+            saved["estimates"] = {_key(a): sum(part[0][a] for part in parts) for a in ablations}
+            saved["attribution_clean_sum"] = sum(part[1] for part in parts)
+            checkpoint()
+        est = {a: saved["estimates"][_key(a)] for a in ablations}
+        clean_sum = saved["attribution_clean_sum"]
         df = _verified_frame(ablations, est, buckets, verify_top_k, exact)
     df = _small_sample_nans(df, tokens.shape[0], method, reference, estimator, fisher_samples)
     if target == "rope":
@@ -284,6 +363,49 @@ def _check_options(target, method, attribution, batch_size, verify_top_k, ig_ste
     return estimator
 
 
+#: exact cells per rank between two checkpoints (each group repeats the clean pass once)
+_CELLS_PER_CHECKPOINT = 8
+
+
+def _key(a) -> tuple:
+    """A cell's identity in a saved state: (layer, head, band, index)."""
+    return (int(a.layer), int(a.head), str(a.band), tuple(int(i) for i in a.index))
+
+
+def _resume_state(resume, fingerprint) -> dict:
+    """The mutable sweep state: empty, or a resumed one checked against this call."""
+    fresh = {"estimates": None, "attribution_clean_sum": None, "rows": {}, "clean_sum": None}
+    if resume is None:
+        return fresh
+    if not isinstance(resume, dict) or resume.get("kind") != "tl_wavelet.band_sweep":
+        raise ValueError(f"resume must be a state passed to on_checkpoint by band_sweep, got {type(resume).__name__}.")
+    check_fingerprint(fingerprint, resume.get("fingerprint"), "The band_sweep state to resume")
+    for k in fresh:
+        fresh[k] = resume.get(k, fresh[k])
+    fresh["rows"] = dict(fresh["rows"])
+    return fresh
+
+
+def _check_distributed(model, tokens, mask, reference, ablations, estimator, world, options) -> None:
+    """Every rank was called alike, and there is work for every rank."""
+    D.check_same_arguments("band_sweep", {
+        "model": model_fingerprint(model)["weights"], "tokens": tensor_digest(tokens),
+        "attention_mask": None if mask is None else tensor_digest(mask),
+        "reference": digest(reference),
+        "cells": len(ablations), **options,
+    })
+    if estimator is None and world > len(ablations):
+        raise ValueError(
+            f"{world} ranks but only {len(ablations)} (layer, head, band) cells to run exactly: launch at most "
+            f"{len(ablations)} ranks, or sweep more layers/heads/bands."
+        )
+    if estimator is not None and world > tokens.shape[0]:
+        raise ValueError(
+            f"{world} ranks but only {tokens.shape[0]} sequences for attribution: launch at most "
+            f"{tokens.shape[0]} ranks, or pass more sequences."
+        )
+
+
 def _verified_frame(ablations, est, buckets, verify_top_k, exact) -> pd.DataFrame:
     """Estimates of every cell, with exact columns for the ``verify_top_k`` largest."""
     df = pd.DataFrame([{"layer": a.layer, "head": a.head, "band": a.band, "estimate": est[a]} for a in ablations])
@@ -293,10 +415,10 @@ def _verified_frame(ablations, est, buckets, verify_top_k, exact) -> pd.DataFram
         df[c] = np.nan
     df["verified"] = False
     if top:
-        acc, _ = exact(top)
+        rows, _ = exact(top)
         pos = {a: i for i, a in enumerate(ablations)}
         for a in top:
-            for k, v in acc.row(a).items():
+            for k, v in rows[a].items():
                 df.loc[pos[a], k] = v
             df.loc[pos[a], "verified"] = True
     return df[["layer", "head", "band", *exact_cols, "estimate", "verified"]]

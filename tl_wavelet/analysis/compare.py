@@ -17,15 +17,13 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-import torch
-from einops import reduce
-from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import metrics as M
 from ..paper import paper_numbers
 from ..adapter import as_tokens, hook_name, model_shape, require_hooks, resolve_layers, run_until
+from ..signals import received_attention
 from ..stats import RunningMoments
 from ..transforms import dwt_max_level, min_length
 from ..validate import check_bool, check_int
@@ -46,24 +44,6 @@ def paper_table4() -> pd.DataFrame:
         alpha = r["metric"].removeprefix("scale_sensitivity_")
         row[f"S_{alpha}"] = f"{r['low']:g}-{r['high']:g}" if pd.isna(r["value"]) else float(r["value"])
     return pd.DataFrame(list(rows.values()))
-
-
-def received_attention(pattern: Float[Tensor, "batch head q k"]) -> Float[Tensor, "batch head k"]:
-    """Mean attention each key receives from the queries that can attend to it.
-
-    Causality is read off the pattern itself (nothing above the diagonal = causal).
-
-    >>> p = torch.tril(torch.ones(3, 3)); p = p / p.sum(-1, keepdim=True)
-    >>> received_attention(p[None, None])[0, 0].tolist()   # key 0 seen by 3 queries, key 2 by 1
-    [0.6111111044883728, 0.4166666567325195, 0.3333333432674408]
-    """
-    n = pattern.shape[-1]
-    causal = bool((pattern.triu(1) == 0).all())
-    total = reduce(pattern, "b h q k -> b h k", "sum")
-    if not causal:
-        return total / n
-    seen_by = torch.arange(n, 0, -1, device=pattern.device, dtype=pattern.dtype)  # n - k
-    return total / seen_by
 
 
 def scale_sensitivity_rerun(

@@ -7,9 +7,14 @@ from dataclasses import dataclass
 from ..transforms import band_labels, dwt_max_level, min_length
 from ..validate import check_bool, check_choice, check_int
 
-__all__ = ["MetricConfig", "SIGNALS"]
+__all__ = ["MetricConfig", "SIGNALS", "KEY_ORDER_SIGNALS", "WINDOWS", "PADDINGS"]
 
-SIGNALS = ("offset_profile", "pattern_rows", "z")
+SIGNALS = ("offset_profile", "pattern_rows", "z", "last_row", "received")
+# signals in key (position) order rather than offset order: their band energies are the
+# paper's DWT of the signal, since the query-anchored decomposition needs offsets
+KEY_ORDER_SIGNALS = ("last_row", "received")
+WINDOWS = ("hann", "none")
+PADDINGS = ("2n", "pow2", "none")
 
 
 def _min_length_for(wavelet: str, level: int, alphas) -> int:
@@ -28,7 +33,8 @@ def _min_length_for(wavelet: str, level: int, alphas) -> int:
 class MetricConfig:
     """Choices that define the metrics; stored in every report so numbers stay interpretable.
 
-    signal : "offset_profile" (default), "pattern_rows" or "z" (see docs/metrics.md).
+    signal : "offset_profile" (default), "pattern_rows", "z", "last_row" (the last query's
+        row in key order) or "received" (attention each key receives; see docs/metrics.md).
     wavelet, level, mode : the DWT (PyWavelets names) of the paper's wavelet metrics, and of
         the band shares when ``paper=True``.
     band_wavelet : the causal a-trous decomposition behind the default band shares
@@ -39,6 +45,9 @@ class MetricConfig:
     max_rows : ``pattern_rows`` uses at most this many query rows per sequence (evenly
         spaced, always including the last), since rows of one sequence are highly redundant.
     drop_first_key : remove attention to key 0 (the BOS "sink") before measuring.
+    remove_dc : drop the mean (DC) from the power spectrum; None: ``not paper``.
+    window : taper before the DFT, "hann" (the paper's) or "none".
+    padding : DFT length, "2n" (next power of two >= 2n, default), "pow2" (>= n) or "none" (n).
     """
 
     signal: str = "offset_profile"
@@ -50,6 +59,9 @@ class MetricConfig:
     alphas: tuple[float, ...] = (0.5, 0.25)
     max_rows: int = 32
     drop_first_key: bool = False
+    remove_dc: bool | None = None
+    window: str = "hann"
+    padding: str = "2n"
 
     def __post_init__(self):
         check_choice(self.signal, "signal", SIGNALS)
@@ -78,9 +90,25 @@ class MetricConfig:
             # the z signal is the head output over positions, not attention over keys:
             # there is no first key to drop, and ignoring the option would be a silent no-op
             raise ValueError(
-                "drop_first_key applies to attention signals (signal='offset_profile' or 'pattern_rows'); "
+                "drop_first_key applies to attention signals (signal='offset_profile', 'pattern_rows', "
+                "'last_row' or 'received'); "
                 "signal='z' has no keys to drop. Pass drop_first_key=False with signal='z'."
             )
+        if self.remove_dc is not None:
+            object.__setattr__(self, "remove_dc", check_bool(self.remove_dc, "remove_dc"))
+        check_choice(self.window, "window", WINDOWS)
+        check_choice(self.padding, "padding", PADDINGS)
+
+    @property
+    def dc_removed(self) -> bool:
+        """Whether the power spectrum drops its DC term (``remove_dc``, else ``not paper``)."""
+        return (not self.paper) if self.remove_dc is None else self.remove_dc
+
+    def nfft(self, n: int) -> int:
+        """DFT length for signals of ``n`` positions under ``padding``."""
+        if self.padding == "none":
+            return n
+        return 1 << ((2 * n if self.padding == "2n" else n) - 1).bit_length()
 
     def min_length(self) -> int:
         """Shortest sequence every metric accepts with this wavelet, level and alphas.

@@ -15,7 +15,7 @@ The hooks are ordinary TransformerLens ``(name, fn)`` pairs that compose with
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 import torch
@@ -26,14 +26,15 @@ from torch import Tensor
 from .. import metrics as M
 from ..adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
 from ..rope import describe_positions, rope_frequencies, rotary_hooks
-from ..signals import offset_aligned_rows
+from ..signals import offset_aligned_rows, received_attention, without_first_key
+from ..state import check_fingerprint, model_fingerprint
 from ..stats import MIN_CORRELATION_N, RunningCorrelation, RunningMoments
 from ..transforms import causal_bands
 from ..validate import check_bool, warn_small_sample
-from .config import MetricConfig
+from .config import KEY_ORDER_SIGNALS, MetricConfig
 from .result import HeadReport
 
-__all__ = ["layer_metrics", "rope_pair_energy", "HeadAccumulator", "metric_hooks"]
+__all__ = ["layer_metrics", "spectral_metrics", "rope_pair_energy", "HeadAccumulator", "metric_hooks"]
 
 def _row_subset(lengths: Tensor, min_len: int, max_rows: int) -> Tensor:
     """Indices of evenly spaced query rows long enough for the wavelet, last row included."""
@@ -43,14 +44,20 @@ def _row_subset(lengths: Tensor, min_len: int, max_rows: int) -> Tensor:
     return torch.linspace(first, n - 1, count).round().long().unique()
 
 
-def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig):
-    """(rows, lengths, full, short) for an attention pattern [b, h, q, k]."""
+def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None):
+    """(rows, lengths, full, short) for an attention pattern [b, h, q, k].
+
+    ``aligned``: ``offset_aligned_rows(pattern, cfg.drop_first_key)`` when the caller already
+    has it (several signals from one gather).
+    """
     n = pattern.shape[-1]
     shorts = {}
+    if aligned is None and cfg.signal in ("offset_profile", "pattern_rows"):
+        aligned = offset_aligned_rows(pattern, cfg.drop_first_key)
     if cfg.signal == "offset_profile":
         # The cut sequence's profile (a causal prefix) needs only a partial sum over the
         # same offset-aligned rows: one gather serves the full and every cut profile.
-        aligned, row_len = offset_aligned_rows(pattern, cfg.drop_first_key)
+        aligned, row_len = aligned
         def profile(m: int) -> Tensor:
             count = (row_len[:m, None] > torch.arange(m, device=pattern.device)).sum(0)
             # gathered in the pattern's dtype (an exact copy), summed in float64
@@ -61,8 +68,27 @@ def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig):
         full = rows
         for a in cfg.alphas:
             shorts[a] = profile(math.floor(a * n))[..., None, :]
+    elif cfg.signal == "last_row":
+        # the last query, the only one that sees the whole sequence, in key order; the cut
+        # sequence's last query is row m - 1 of the causal prefix
+        def last(p: Tensor) -> Tensor:
+            return without_first_key(p) if cfg.drop_first_key else p
+
+        full = last(pattern[..., -1:, :])
+        rows, lengths = full, None
+        for a in cfg.alphas:
+            m = math.floor(a * n)
+            shorts[a] = last(pattern[..., m - 1 : m, :m])
+    elif cfg.signal == "received":
+        p = without_first_key(pattern) if cfg.drop_first_key else pattern
+        causal = bool((pattern.triu(1) == 0).all())  # checked once: the prefixes inherit it
+        full = received_attention(p, dtype=torch.float64, causal=causal)[..., None, :]
+        rows, lengths = full, None
+        for a in cfg.alphas:
+            m = math.floor(a * n)
+            shorts[a] = received_attention(p[..., :m, :m], dtype=torch.float64, causal=causal)[..., None, :]
     else:  # pattern_rows
-        all_rows, all_lengths = offset_aligned_rows(pattern, cfg.drop_first_key)
+        all_rows, all_lengths = aligned
         if cfg.paper:
             idx = torch.tensor([n - 1])
         else:
@@ -121,7 +147,7 @@ def layer_metrics(
     # Band energies: which dyadic scale the head works at. "band_energy_deep" runs to the
     # depth that reaches every offset, so the characteristic scale sees attention far back;
     # "band_energy" folds the levels beyond cfg.level into A_J for the reported shares.
-    if cfg.paper:
+    if cfg.paper or cfg.signal in KEY_ORDER_SIGNALS:
         energy = M.dwt_band_energy(full, cfg.wavelet, cfg.level, cfg.mode)
     elif kind == "pattern":
         # Seen from the query: attention at distance d in the dyadic band holding d.
@@ -133,12 +159,7 @@ def layer_metrics(
     out["band_energy_deep"] = reduce(energy, "b h r j -> b h j", "sum")
     out["band_energy"] = M.fold_bands(out["band_energy_deep"], cfg.level)
 
-    # Fourier view (the paper's spectral metrics), energies summed over rows.
-    power, freqs = M.power_spectrum(rows, lengths, remove_dc=not cfg.paper)
-    power = reduce(power, "b h r f -> b h f", "sum")
-    out["spectral_shares"] = M.spectral_band_shares(power, freqs)
-    out["spectral_entropy"] = M.spectral_entropy(power)
-    out["selectivity"] = M.frequency_selectivity(power)
+    out.update(spectral_metrics(rows, lengths, cfg))
 
     if kind == "pattern":
         h_pos = M.positional_entropy(rows, lengths, weights="mass")
@@ -166,6 +187,29 @@ def layer_metrics(
         out[f"scale_sensitivity_{a:g}"] = M.scale_sensitivity(
             full, short, cfg.wavelet, cfg.level, paper=cfg.paper
         ).mean(-1)
+    return out
+
+
+def spectral_metrics(
+    rows: Float[Tensor, "batch head r n"], lengths: Tensor | None, cfg: MetricConfig, per_row: bool = False
+) -> dict[str, Tensor]:
+    """The paper's Fourier metrics of one head's signals, powers summed over its rows.
+
+    Returns ``spectral_shares`` [batch, head, 3] (low / mid / high), ``spectral_entropy``
+    and ``selectivity`` [batch, head] under ``cfg``'s DC, window and padding choices; with
+    ``per_row`` also ``spectral_entropy_rows`` [batch, head, r] (one value per row).
+    """
+    power, freqs = M.power_spectrum(
+        rows, lengths, remove_dc=cfg.dc_removed, window=cfg.window, nfft=cfg.nfft(rows.shape[-1])
+    )
+    total = reduce(power, "b h r f -> b h f", "sum")
+    out = {
+        "spectral_shares": M.spectral_band_shares(total, freqs),
+        "spectral_entropy": M.spectral_entropy(total),
+        "selectivity": M.frequency_selectivity(total),
+    }
+    if per_row:
+        out["spectral_entropy_rows"] = M.spectral_entropy(power)
     return out
 
 
@@ -242,6 +286,37 @@ class HeadAccumulator:
         self._state = {L: _LayerState() for L in self.layers}
         self._rope_q = {L: RunningMoments() for L in self.layers}
         self._rope_k = {L: RunningMoments() for L in self.layers}
+        self.seq_len: int | None = None
+        self.fingerprint = {
+            "model": model_fingerprint(model),
+            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()},
+            "layers": list(self.layers),
+            "rope": self.rope,
+        }
+
+    @classmethod
+    def from_shape(cls, shape: ModelShape, layers: int | Iterable[int] | None = None, **config) -> "HeadAccumulator":
+        """An accumulator fed by hand through :meth:`add`, for models without TransformerLens hooks.
+
+        E.g. the attention patterns a Hugging Face model returns with
+        ``output_attentions=True`` (what :mod:`tl_wavelet.track` does). No RoPE usage:
+        that needs the rotated queries, which only the ``hook_rot_q`` hooks see.
+        """
+        self = cls.__new__(cls)
+        self.shape = shape
+        self.config = MetricConfig(**config)
+        self.layers = resolve_layers(shape, layers)
+        self.rope, self.rope_meta, self._rope_kinds = False, None, ("rot_q", "rot_k")
+        self.seq_len = None
+        self._state = {L: _LayerState() for L in self.layers}
+        self._rope_q, self._rope_k = {}, {}
+        return self
+
+    def add(self, layer: int, activation: Tensor, kind: str = "pattern") -> None:
+        """Fold one layer's ``hook_pattern``-shaped [batch, head, q, k] (or ``hook_z``) activation in."""
+        if layer not in self._state:
+            raise ValueError(f"layer {layer} is not measured by this accumulator (layers={self.layers}).")
+        self._metric_hook(layer, kind)(activation, None)
 
     def _kinds(self) -> list[str]:
         main = "z" if self.config.signal == "z" else "pattern"
@@ -299,6 +374,82 @@ class HeadAccumulator:
     @property
     def n_sequences(self) -> int:
         return min(s.n_seen for s in self._state.values())
+
+    # ------------------------------------------------------------- saved / merged state
+    def state_dict(self) -> dict:
+        """The running sums and what they were measured on (``fingerprint``).
+
+        Plain tensors and containers: ``torch.save`` it, reload it with
+        ``torch.load(path, weights_only=True)``, and :meth:`load_state_dict` or
+        :meth:`merge` it into an accumulator built with the same model and options.
+        """
+        return {
+            "version": 1,
+            "fingerprint": self.fingerprint,
+            "seq_len": self.seq_len,
+            "layers": {
+                L: {"n_seen": st.n_seen, "moments": {k: m.state_dict() for k, m in st.moments.items()},
+                    "rho": st.rho.state_dict()}
+                for L, st in self._state.items()
+            },
+            "rope_q": {L: m.state_dict() for L, m in self._rope_q.items()},
+            "rope_k": {L: m.state_dict() for L, m in self._rope_k.items()},
+        }
+
+    def _checked(self, sd, what: str) -> dict:
+        if isinstance(sd, HeadAccumulator):
+            sd = sd.state_dict()
+        if not isinstance(sd, dict) or sd.get("version") != 1:
+            raise ValueError(f"{what} is not a HeadAccumulator state (version 1); got {type(sd).__name__}.")
+        check_fingerprint(self.fingerprint, sd.get("fingerprint"), what)
+        if set(sd["layers"]) != set(self.layers):  # implied by the fingerprint; a hand-edited state
+            raise ValueError(f"{what} holds layers {sorted(sd['layers'])}, this accumulator {self.layers}.")
+        return sd
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Replace the running sums with a saved state (see :meth:`state_dict`).
+
+        Raises ValueError naming what differs when the state comes from another model,
+        metric configuration, layer set or RoPE setting.
+        """
+        sd = self._checked(sd, "The state to load")
+        self.reset()
+        self.merge(sd)
+
+    def reset(self) -> None:
+        """Forget every sequence seen so far (the hooks stay valid)."""
+        self._state, self.seq_len = {L: _LayerState() for L in self.layers}, None
+        for L in self.layers:
+            self._rope_q[L], self._rope_k[L] = RunningMoments(), RunningMoments()
+
+    def merge(self, other: "HeadAccumulator | dict") -> "HeadAccumulator":
+        """Add another accumulator's sums (or a saved state) to these, in place; returns self.
+
+        Merging accumulators that saw disjoint sequences gives the report of one pass over
+        all of them (float64 sums: equal up to rounding, about 1e-15 relative).
+
+        >>> a = HeadAccumulator(model, level=3)                       # doctest: +SKIP
+        >>> b = HeadAccumulator(model, level=3)                       # doctest: +SKIP
+        >>> stream(model, tokens[:8], [a]); stream(model, tokens[8:], [b])  # doctest: +SKIP
+        >>> a.merge(b).report()       # == one pass over tokens      # doctest: +SKIP
+        """
+        sd = self._checked(other, "The state to merge")
+        if sd["seq_len"] is not None:
+            if self.seq_len is not None and sd["seq_len"] != self.seq_len:
+                raise ValueError(
+                    f"Cannot merge states measured on sequences of {sd['seq_len']} and {self.seq_len} tokens: "
+                    "the metrics depend on the length."
+                )
+            self.seq_len = sd["seq_len"]
+        for L in self.layers:
+            theirs, mine = sd["layers"][L], self._state[L]
+            mine.n_seen += int(theirs["n_seen"])
+            for key, m in theirs["moments"].items():
+                mine.moments.setdefault(key, RunningMoments()).merge(m)
+            mine.rho.merge(theirs["rho"])
+            self._rope_q[L].merge(sd["rope_q"][L])
+            self._rope_k[L].merge(sd["rope_k"][L])
+        return self
 
     def report(self):
         """Freeze the running sums into a :class:`tl_wavelet.HeadReport`."""

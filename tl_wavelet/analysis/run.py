@@ -6,7 +6,9 @@ import warnings
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .. import distributed as D
 from ..adapter import as_tokens, is_text, last_fired, run_until
+from ..state import tensor_digest
 from ..validate import check_bool, check_int, check_right_padding
 from .hooks import HeadAccumulator
 from .result import HeadReport
@@ -58,7 +60,10 @@ def analyze_heads(
 
     Returns
     -------
-    HeadReport ; ``.to_dataframe()`` has one row per (layer, head).
+    HeadReport ; ``.to_dataframe()`` has one row per (layer, head). Under
+    ``torch.distributed`` (e.g. ``torchrun``) every rank passes the same arguments, runs its
+    share of the batches, and returns the same report as a single-process run (see
+    :func:`stream`).
 
     Example
     -------
@@ -88,6 +93,11 @@ def analyze_heads(
         mask = check_right_padding(attention_mask, full)
         tokens = as_tokens(model, full, seq_len=seq_len, n_sequences=n_sequences, name="tokens_or_texts")
         tokens = _cut_to_real_length(tokens, mask[: tokens.shape[0], : tokens.shape[1]])
+    if D.world_size() > tokens.shape[0]:
+        raise ValueError(
+            f"{D.world_size()} ranks but only {tokens.shape[0]} sequences: every rank needs at least one. "
+            "Pass more sequences or launch fewer ranks (torchrun --nproc_per_node)."
+        )
     stream(model, tokens, [acc], batch_size=batch_size, progress=progress)
     return acc.report()
 
@@ -113,6 +123,16 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
     One forward pass feeds several accumulators (e.g. default and ``paper=True`` metrics,
     or several signals), and each pass ends after the last hook any of them needs.
     ``tokens`` takes the forms of :func:`tl_wavelet.adapter.as_tokens` (token ids).
+
+    Distributed: when ``torch.distributed`` is initialised with several ranks, every rank
+    must pass the same ``tokens`` and accumulators (checked by one ``all_gather`` of
+    digests). The batches of a single-process run (``0:b, b:2b, ...``) are dealt out in
+    contiguous blocks, each rank runs its own, and the accumulators' float64 sums are
+    gathered and merged in rank order, so afterwards every rank's accumulators hold the
+    sums of the whole ``tokens`` (equal to one process up to float64 rounding). More ranks
+    than batches leaves ranks idle (with a warning that suggests a smaller ``batch_size``;
+    :func:`analyze_heads` refuses more ranks than sequences). A rank that raises makes every rank raise with its
+    error (:func:`tl_wavelet.distributed.run_collectively`).
     """
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     progress = check_bool(progress, "progress")
@@ -124,6 +144,42 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
     hooks = [h for acc in accumulators for h in acc.hooks()]
     stop = last_fired(acc.stop_hook for acc in accumulators)
     device = next(model.parameters()).device
-    batches = range(0, tokens.shape[0], batch_size)
-    for start in tqdm(batches, desc="analyze_heads", unit="batch", disable=not progress):
-        run_until(model, tokens[start : start + batch_size].to(device), hooks, stop_at=stop)
+    world, rank = D.world_size(), D.rank()
+    n = tokens.shape[0]
+
+    def run(ranges) -> None:
+        for start, stop_ in tqdm(ranges, desc="analyze_heads", unit="batch", disable=not progress or rank != 0):
+            run_until(model, tokens[start:stop_].to(device), hooks, stop_at=stop)
+
+    if world == 1:
+        run(D.batch_ranges(n, batch_size))
+        return
+    if rank == 0 and world > -(-n // batch_size):
+        warnings.warn(
+            f"{n} sequences make {-(-n // batch_size)} batches of {batch_size} for {world} ranks: some ranks "
+            f"idle. batch_size={-(-n // world)} would use every rank.",
+            stacklevel=2,
+        )
+    for acc in accumulators:
+        if not all(hasattr(acc, m) for m in ("state_dict", "load_state_dict", "merge", "reset")):
+            raise TypeError(f"Distributed streaming needs mergeable accumulators; {type(acc).__name__} has no state_dict/merge/reset.")
+    D.check_same_arguments("analysis.stream", {
+        "tokens": tensor_digest(tokens), "batch_size": batch_size,
+        **{f"accumulator {i}": acc.fingerprint for i, acc in enumerate(accumulators)},
+    })
+    before = [acc.state_dict() for acc in accumulators]
+    for acc in accumulators:
+        acc.reset()  # gather only this call's sums, not what every rank already holds
+
+    def local():
+        run(D.batch_ranges(n, batch_size, rank, world))
+        return [acc.state_dict() for acc in accumulators]
+
+    try:
+        parts = D.run_collectively(local, "analysis.stream")
+    finally:
+        for acc, sd in zip(accumulators, before, strict=True):
+            acc.load_state_dict(sd)
+    for part in parts:  # rank order on every rank: the same sums everywhere
+        for acc, sd in zip(accumulators, part, strict=True):
+            acc.merge(sd)

@@ -1,0 +1,132 @@
+"""torch.distributed: ``torchrun --nproc_per_node 2`` (gloo, CPU) gives the single-process results.
+
+Each launch is a real ``torchrun`` of two processes on a tiny model saved to a folder;
+subprocess timeouts make a hang fail the test instead of CI.
+"""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from models_for_tests import tiny_llama_hf, word_tokenizer
+from tl_wavelet import models
+from tl_wavelet.analysis import HeadAccumulator, analyze_heads, stream
+from tl_wavelet.cli import main
+
+pytestmark = pytest.mark.distributed
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny-model")
+    tiny_llama_hf(planted=True).save_pretrained(d)
+    word_tokenizer(97).save_pretrained(d)
+    r = random.Random(1)
+    (d / "words.txt").write_text(" ".join(f"w{r.randrange(4, 97)}" for _ in range(5 * 64)), encoding="utf-8")
+    return d
+
+
+def torchrun(*args, timeout=300):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), OMP_NUM_THREADS="1",
+               HF_HUB_OFFLINE="1", TL_WAVELET_DIST_TIMEOUT="120")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_same_table(a: pd.DataFrame, b: pd.DataFrame):
+    """Means to 1e-9; standard errors to about sqrt(float64 eps) x |mean|.
+
+    The sums agree to 1e-10 relative; an SE is sqrt(s2 - s1^2/n) / sqrt(n), and for a
+    metric with (nearly) no spread over sequences the subtraction turns the sums' float64
+    rounding into an SE of ~1e-8 where one process gets 0.
+    """
+    se = [c for c in a.columns if c.endswith("_se")]
+    pd.testing.assert_frame_equal(a.drop(columns=se), b.drop(columns=se), check_exact=False, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_frame_equal(a[se], b[se], check_exact=False, rtol=1e-6, atol=1e-6)
+
+
+def _sums(sd, prefix=""):
+    out = {}
+    for k, v in sd.items():
+        if isinstance(v, dict):
+            out.update(_sums(v, f"{prefix}{k}/"))
+        elif isinstance(v, torch.Tensor):
+            out[prefix + str(k)] = v
+    return out
+
+
+@pytest.fixture(scope="module")
+def launch(model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ranks")
+    proc = torchrun(REPO / "tests" / "dist_worker.py", model_dir, out)
+    return proc, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def test_two_ranks_equal_one_process(model_dir, launch):
+    from dist_worker import BATCH, corpus
+
+    _, ranks = launch
+    model = models.load(str(model_dir), device="cpu")
+    tokens = corpus()
+    accs = [HeadAccumulator(model, level=3), HeadAccumulator(model, level=3, paper=True, signal="pattern_rows")]
+    stream(model, tokens, accs, batch_size=BATCH, progress=False)
+    # uneven shards: 7 sequences in batches of 2 -> rank 0 runs 4 rows, rank 1 runs 3
+    assert [res["rows"] for res in ranks] == [4, 3]
+    for res in ranks:  # every rank holds the whole corpus's sums
+        for acc, got in zip(accs, res["states"]):
+            want, have = _sums(acc.state_dict()), _sums(got)
+            assert want.keys() == have.keys()
+            for k in want:
+                torch.testing.assert_close(have[k], want[k], rtol=1e-10, atol=1e-300, equal_nan=True, msg=k)
+    single = analyze_heads(model, tokens, level=3, batch_size=BATCH, progress=False).to_dataframe()
+    for res in ranks:
+        assert_same_table(res["report"], single)
+
+
+def test_sweep_two_ranks_equal_one_process(model_dir, launch):
+    from dist_worker import corpus, sweeps
+
+    _, ranks = launch
+    single = sweeps(models.load(str(model_dir), device="cpu"), corpus())
+    for kind, want in single.items():
+        assert kind == "exact" or int(want["verified"].sum()) == 3
+        for res in ranks:
+            got = res["sweeps"][kind]
+            pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9, atol=1e-12)
+            assert got.attrs["clean_loss"] == pytest.approx(want.attrs["clean_loss"], rel=1e-12)
+
+
+def test_mismatch_and_failing_rank_fail_every_rank(launch):
+    proc, ranks = launch
+    for res in ranks:
+        assert "different arguments on different ranks" in res["mismatch"] and "tokens: rank 0" in res["mismatch"]
+    assert ranks[1]["raised"] == "ValueError: boom on rank 1"
+    assert ranks[0]["raised"].startswith("RankError: analysis.stream failed on rank 1 of 2: ValueError: boom on rank 1")
+    # the uncaught failure ends the launch (no hang) with rank 1's error on both ranks
+    assert proc.returncode != 0
+    assert proc.stderr.count("boom on rank 1") >= 2, proc.stderr[-3000:]
+
+
+def test_cli_under_torchrun_writes_the_single_process_report(model_dir, tmp_path):
+    common = ["--model", model_dir, "--text", model_dir / "words.txt", "--seq-len", 64, "--level", 3,
+              "--batch-size", 1, "--no-sweep", "--offline", "--quiet"]
+    proc = torchrun("-m", "tl_wavelet.cli", "analyze", "--out", tmp_path / "dist", *common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("Report:") == 1  # rank 0 alone writes
+    assert main(["analyze", "--out", str(tmp_path / "one"), *map(str, common)]) == 0
+    for name in ("heads.csv", "heads_paper.csv", "layers.csv", "rope_usage.csv"):
+        assert_same_table(pd.read_csv(tmp_path / "dist" / name), pd.read_csv(tmp_path / "one" / name))
+    # more ranks than sequences: a clear error on every rank, nothing written
+    proc = torchrun("-m", "tl_wavelet.cli", "analyze", "--out", tmp_path / "few", *common, "--n-sequences", 1)
+    assert proc.returncode != 0
+    assert "2 ranks but only 1 sequences" in proc.stderr
+    assert not (tmp_path / "few").exists() or not any((tmp_path / "few").iterdir())

@@ -1,0 +1,199 @@
+"""``tl-wavelet analyze --resume``: a real subprocess interrupted (SIGINT, then SIGKILL) and
+resumed writes the report an uninterrupted run writes; foreign or corrupt checkpoints are
+refused with nothing in --out changed."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from models_for_tests import tiny_llama_hf, word_tokenizer
+from tl_wavelet.cli import CHECKPOINT, main
+
+REPO = Path(__file__).resolve().parents[1]
+N_SEQ, SEQ_LEN = 12, 64
+TABLES = ("heads.csv", "heads_paper.csv", "layers.csv", "layers_paper.csv", "rope_usage.csv", "paper_comparison.csv")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny-model")
+    tiny_llama_hf(planted=True).save_pretrained(d)
+    word_tokenizer(97).save_pretrained(d)
+    r = random.Random(0)
+    (d / "words.txt").write_text(" ".join(f"w{r.randrange(4, 97)}" for _ in range(N_SEQ * SEQ_LEN)), encoding="utf-8")
+    return d
+
+
+def _args(model_dir, out, *extra):
+    return ["analyze", "--model", str(model_dir), "--out", str(out), "--text", str(model_dir / "words.txt"),
+            "--seq-len", str(SEQ_LEN), "--level", "3", "--batch-size", "2", "--checkpoint-every", "1",
+            "--no-sweep", "--offline", "--quiet", *extra]
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    assert main(_args(model_dir, out)) == 0
+    assert not (out / CHECKPOINT).exists()  # a finished run leaves nothing to resume
+    return out
+
+
+def _spawn(args):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    return subprocess.Popen([sys.executable, "-m", "tl_wavelet.cli", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _done(out) -> int:
+    return int(torch.load(out / CHECKPOINT, weights_only=True)["analysis_done"])
+
+
+def _interrupt_after_progress(proc, out, sig, beyond: int, timeout=240) -> int:
+    """Send ``sig`` once the checkpoint records more than ``beyond`` sequences; returns that count."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if (out / CHECKPOINT).exists():
+            try:
+                done = _done(out)
+            except Exception:  # os.replace is atomic, but be safe against a reader race
+                done = -1
+            if done > beyond:
+                proc.send_signal(sig)
+                return done
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail("the run made no progress")
+
+
+def _same_tables(a: Path, b: Path):
+    for name in TABLES:
+        x, y = pd.read_csv(a / name), pd.read_csv(b / name)
+        pd.testing.assert_frame_equal(x, y, check_exact=False, rtol=1e-9, atol=1e-12)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(model_dir, reference, tmp_path):
+    out = tmp_path / "run"
+    # 1) Ctrl-C mid-way: exit 130, a checkpoint, and the hint to resume
+    proc = _spawn(_args(model_dir, out))
+    first = _interrupt_after_progress(proc, out, signal.SIGINT, beyond=0)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    at_int = _done(out)
+    assert first <= at_int < N_SEQ
+    # 2) resumed, then killed outright (no handler runs): the last checkpoint survives intact
+    proc = _spawn(_args(model_dir, out, "--resume"))
+    _interrupt_after_progress(proc, out, signal.SIGKILL, beyond=at_int)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    at_kill = _done(out)
+    assert at_int < at_kill < N_SEQ, "the kill must land mid-way for this test to mean anything"
+    # 3) resumed to the end: the same tables as one uninterrupted run
+    proc = _spawn(_args(model_dir, out, "--resume"))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert not (out / CHECKPOINT).exists()
+    assert not [p.name for p in out.iterdir() if ".tmp-" in p.name]  # a killed save's leftover is swept
+    _same_tables(out, reference)
+
+
+def _snapshot(d: Path) -> dict:
+    return {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+
+
+def test_foreign_or_corrupt_checkpoint_refused_nothing_changed(model_dir, tmp_path, capsys, monkeypatch):
+    import tl_wavelet.state as st
+
+    full = tmp_path / "full"
+    assert main(_args(model_dir, full, "--n-sequences", "4")) == 0
+    # a checkpoint as an interrupted run leaves it: Ctrl-C right after the first save
+    real_save = st.save_state
+
+    def save_then_interrupt(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(st, "save_state", save_then_interrupt)
+    runs = tmp_path / "partial"
+    assert main(_args(model_dir, runs, "--n-sequences", "4")) == 130
+    monkeypatch.setattr(st, "save_state", real_save)
+    ck = st.load_state(runs / CHECKPOINT, "tl_wavelet.analyze")
+    assert ck["analysis_done"] == 2
+    before = _snapshot(runs)
+    capsys.readouterr()
+
+    # another option / another corpus: refused naming what differs, nothing touched
+    args = _args(model_dir, runs, "--n-sequences", "4", "--resume")
+    args[args.index("--level") + 1] = "2"
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "options.level: 2 now vs 3 in the checkpoint" in err and "Nothing in --out was changed" in err
+    assert main(_args(model_dir, runs, "--n-sequences", "6", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "corpus.digest" in err and "corpus.n_sequences: 6 now vs 4" in err
+    assert _snapshot(runs) == before
+
+    # truncated checkpoint: refused, nothing touched
+    data = (runs / CHECKPOINT).read_bytes()
+    (runs / CHECKPOINT).write_bytes(data[: len(data) // 3])
+    assert main(_args(model_dir, runs, "--n-sequences", "4", "--resume")) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+    assert (runs / CHECKPOINT).read_bytes() == data[: len(data) // 3]
+
+    # the intact checkpoint resumes to the uninterrupted run's tables
+    real_save(runs / CHECKPOINT, ck)
+    assert main(_args(model_dir, runs, "--n-sequences", "4", "--resume")) == 0
+    _same_tables(runs, full)
+
+    # --resume into a non-empty folder without a checkpoint: refused
+    assert main(_args(model_dir, full, "--resume")) == 2
+    assert "holds no checkpoint.pt" in capsys.readouterr().err
+
+
+def test_sweep_resume_keeps_finished_cells(model_dir, tmp_path, capsys, monkeypatch):
+    import tl_wavelet.state as st
+
+    def args(out, *extra):
+        a = _args(model_dir, out, "--n-sequences", "4", "--sweep-sequences", "3", "--top-k", "10", *extra)
+        a.remove("--no-sweep")
+        return a
+
+    assert main(args(tmp_path / "whole")) == 0
+    real_save = st.save_state
+    saves = []
+
+    def interrupt_in_sweep(path, state):  # Ctrl-C right after the first verified cells are saved
+        real_save(path, state)
+        saves.append(state)
+        if state.get("sweep") and state["sweep"]["rows"]:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(st, "save_state", interrupt_in_sweep)
+    out = tmp_path / "run"
+    assert main(args(out)) == 130
+    monkeypatch.setattr(st, "save_state", real_save)
+    kept = st.load_state(out / CHECKPOINT, "tl_wavelet.analyze")["sweep"]
+    assert len(kept["rows"]) == 8 and kept["estimates"] is not None  # 8 of the 10 verified cells
+    saves.clear()
+
+    def record(path, state):
+        real_save(path, state)
+        saves.append(state)
+
+    monkeypatch.setattr(st, "save_state", record)
+    assert main(args(out, "--resume")) == 0
+    # the resumed run went on from the 8 kept cells: no analysis slice, no attribution pass again
+    assert [len(s["sweep"]["rows"]) for s in saves] == [10]
+    _same_tables(out, tmp_path / "whole")
+    pd.testing.assert_frame_equal(pd.read_csv(out / "sweep.csv"), pd.read_csv(tmp_path / "whole" / "sweep.csv"),
+                                  check_exact=False, rtol=1e-9, atol=1e-12)

@@ -1,0 +1,20 @@
+"""Track wavelet structure while a model trains (:class:`Tracker`) or over saved checkpoints.
+
+- :class:`Tracker`: ``tracker.log(model, step)`` in a plain torch loop, on a TL 4
+  ``TransformerBridge``, a TL 3 ``HookedTransformer`` or a Hugging Face ``PreTrainedModel``
+- :class:`TrackerCallback`: the same inside ``transformers.Trainer``
+- :func:`track_checkpoints`: a series of saved checkpoints
+- :mod:`.plots`: metric vs step, scale heatmaps at chosen steps, phase-change markers
+"""
+from .tracker import Tracker, read_log, track_checkpoints
+
+__all__ = ["Tracker", "TrackerCallback", "track_checkpoints", "read_log"]
+
+
+def __getattr__(name):
+    # transformers' Trainer machinery loads only for users of the callback
+    if name == "TrackerCallback":
+        from .callback import TrackerCallback
+
+        return TrackerCallback
+    raise AttributeError(f"module 'tl_wavelet.track' has no attribute {name!r}")
