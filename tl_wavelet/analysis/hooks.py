@@ -304,6 +304,7 @@ class HeadAccumulator:
         """
         self = cls.__new__(cls)
         self.shape = shape
+        self.model_name = None  # no TransformerLens model here
         self.config = MetricConfig(**config)
         self.layers = resolve_layers(shape, layers)
         self.rope, self.rope_meta, self._rope_kinds = False, None, ("rot_q", "rot_k")
