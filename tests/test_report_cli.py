@@ -267,6 +267,11 @@ def test_cli_sweep_step(model_dir, text_file, tmp_path):
     sweep = pd.read_csv(out / "sweep.csv")
     assert {"layer", "head", "band"} <= set(sweep.columns) and set(sweep["layer"]) == {0}
     assert (out / "sweep.png").is_file()
+    # the drill-down: the verified heads on two passages, CircuitsVis inlined once
+    page = (out / "report.html").read_text(encoding="utf-8")
+    top = sweep.dropna(subset=["delta_loss"]).sort_values("delta_loss", key=abs, ascending=False).iloc[0]
+    assert 'id="drilldown"' in page and page.count('<script type="module">') == 1
+    assert f"L{int(top['layer'])}H{int(top['head'])}" in page and "Passage 2" in page
 
 
 def test_cli_unknown_model_exits_2_listing_known_names(tmp_path, capsys, monkeypatch):

@@ -38,7 +38,8 @@ _MOVED = {
     "plots": "tl_wavelet.report.plots",
 }
 # Heavy modules (matplotlib, pandas-heavy) load on first attribute access, not at import.
-_LAZY = {"report", "ablation", "track", "emergence", "cli", "metrics", "signals", "paper", "stats", "adapter", "transforms"}
+_LAZY = {"report", "ablation", "track", "emergence", "cli", "metrics", "signals", "paper", "stats", "adapter", "transforms",
+         "view", "figures", "display"}
 
 
 class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--sweep-layers", nargs="+", type=int, metavar="L", help="layers to sweep (default: all)")
     a.add_argument("--sweep-sequences", type=int, default=8,
                    help="sequences used by the sweep (the first N; default 8) since it needs gradients")
+    a.add_argument("--drilldown-heads", type=int, default=3, metavar="K",
+                   help="drill into the K heads with the largest verified sweep effects on 2 passages (default 3; 0: none)")
     a.add_argument("--device", default="cpu", help="torch device (default cpu)")
     a.add_argument("--offline", action="store_true",
                    help="never contact the HuggingFace hub (fail fast on names that are not local)")
@@ -194,7 +196,7 @@ def _validate(args):
 
     for name, val, lo in (("--seq-len", args.seq_len, 2), ("--batch-size", args.batch_size, 1),
                           ("--level", args.level, 1), ("--top-k", args.top_k, 0),
-                          ("--sweep-sequences", args.sweep_sequences, 1),
+                          ("--sweep-sequences", args.sweep_sequences, 1), ("--drilldown-heads", args.drilldown_heads, 0),
                           ("--checkpoint-every", args.checkpoint_every, 1)):
         if val < lo:
             raise UserError(f"{name} must be at least {lo}, got {val}.")
@@ -322,6 +324,28 @@ def _run_sweep(args, model, tokens, resume=None, on_checkpoint=None) -> tuple[ob
         "by exact ablation."
     )
     return df, status
+
+
+# passages of the drill-down: short enough to read token by token in the report
+_DRILL_PASSAGES, _DRILL_TOKENS = 2, 96
+
+
+def _drilldown(args, model, tokens, sweep):
+    """``(title, HeadViews)`` per passage for the heads with the largest exact effects, or None."""
+    if sweep is None or not args.drilldown_heads or "delta_loss" not in sweep or not sweep["delta_loss"].notna().any():
+        return None
+    from .view import HeadViews, compare_heads, top_heads
+
+    top = top_heads(sweep, args.drilldown_heads)
+    _log(args, f"Drill-down: {', '.join(f'L{L}H{h} {b}' for L, h, b in top)} on {_DRILL_PASSAGES} passages ...")
+    out = []
+    n = min(_DRILL_TOKENS, tokens.shape[1])
+    for i in range(min(_DRILL_PASSAGES, tokens.shape[0])):
+        # each head is ablated in its own largest band (compare_heads ablates the bands given for every head)
+        views = [compare_heads(model, tokens[i, :n], [(L, h)], bands=[b], ablate=True, level=args.level)[0]
+                 for L, h, b in top]
+        out.append((f"Passage {i + 1} (sequence {i}, first {n} tokens)", HeadViews(views)))
+    return out
 
 
 def _read_checkpoint(args, out: Path):
@@ -535,7 +559,8 @@ def _analyze_run(args) -> int:  # noqa: C901 (the CLI pipeline, step by step; to
         all_gather_objects(None)  # every rank done before rank 0 writes and removes the checkpoint
         if not is_main:
             return 0
-        html_path = write_report(out, model_name=args.model, reports=reports, sweep=sweep, meta=meta)
+        drill = _drilldown(args, model, tokens, sweep)
+        html_path = write_report(out, model_name=args.model, reports=reports, sweep=sweep, meta=meta, drilldown=drill)
         (staging / CHECKPOINT).unlink(missing_ok=True)  # the run is complete: nothing to resume
         _swap_in(final, staging)
         (final / CHECKPOINT).unlink(missing_ok=True)  # nor an earlier run's, replaced by --force

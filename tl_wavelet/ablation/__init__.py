@@ -9,10 +9,12 @@
   :class:`~.rope.RopePairs` target)
 - :mod:`.sweep`: :func:`band_sweep`, every (layer, head, band) cell, run by
   :mod:`.exact` or estimated by :mod:`.attribution`
+- :mod:`.result`: the ``df.sweep`` accessor on its table (``.plot()``, ``.top()``)
 
 Hooks compose with ``model.hooks(...)`` / ``run_with_hooks``.
 """
 from .positional import band_ablation_hook, band_components, patch_bands, resolve_bands
+from .result import SweepAccessor
 from .rope import RopeBand, resolve_rope_bands, rope_ablation_hook, rope_bands, rope_keep_mask, rope_pair_dims
 from .spec import METHODS, BandSpec, derangement
 from .sweep import ESTIMATORS, band_sweep, position_buckets
@@ -34,4 +36,5 @@ __all__ = [
     "band_sweep",
     "position_buckets",
     "ESTIMATORS",
+    "SweepAccessor",
 ]

@@ -33,13 +33,14 @@ from ..adapter import (
     resolve_heads,
     resolve_layers,
 )
+from ..rope import rope_frequencies
 from ..state import check_fingerprint, digest, model_fingerprint, tensor_digest
 from ..validate import check_bool, check_int, check_optional_int, check_right_padding, warn_small_sample
 from .attribution import ESTIMATORS, FISHER_SEQUENCE_SAMPLES, attribute
 from .exact import run_exact
 from .passes import chunks, clean_pass
 from .positional import ZBands
-from .rope import RopePairs
+from .rope import RopePairs, _default_n_bands, rope_bands
 from .spec import BandSpec, Target, check_method
 
 __all__ = ["band_sweep", "position_buckets", "ESTIMATORS"]
@@ -315,6 +316,8 @@ def band_sweep(
         clean_sum = saved["attribution_clean_sum"]
         df = _verified_frame(ablations, est, buckets, verify_top_k, exact)
     df = _small_sample_nans(df, tokens.shape[0], method, reference, estimator, fisher_samples)
+    if target == "rope":
+        df = _with_wavelengths(model, df, n_rope_bands)
     n_tok = int(valid.sum())
     df.attrs.update(
         clean_loss=clean_sum / n_tok, n_tokens=n_tok, n_sequences=int(tokens.shape[0]), seq_len=n,
@@ -328,6 +331,29 @@ def band_sweep(
 #: atp2's curvature term is left out (NaN) below this many samples x sequences: its relative
 #: noise sqrt(2 / (samples x sequences)) is then above 70%
 MIN_FISHER_DRAWS = 4
+
+
+def _with_wavelengths(model, df: pd.DataFrame, n_rope_bands: int | None) -> pd.DataFrame:
+    """Add ``wavelength_min``/``wavelength_max`` (tokens) after ``band``: what ``R0..`` mean per layer."""
+    layers = [int(L) for L in df["layer"].unique()]
+    waves = rope_frequencies(model, layers=layers)
+    tables = {L: {b.name: b for b in rope_bands(model, L, _default_n_bands(waves[L]) if n_rope_bands is None else n_rope_bands)}
+              for L in layers}
+    lo, hi = [], []
+    for L, band in zip(df["layer"], df["band"]):
+        b = tables[int(L)].get(band)
+        if b is not None:
+            lo.append(b.wavelength_min)
+            hi.append(b.wavelength_max)
+        else:  # an explicit group "pairs 3,5": its own wavelengths
+            pairs = [int(p) for p in str(band).removeprefix("pairs ").split(",")]
+            w = waves[int(L)]["wavelength"][pairs].double()
+            lo.append(float(w.min()))
+            hi.append(float(w.max()))
+    at = list(df.columns).index("band") + 1
+    df.insert(at, "wavelength_max", hi)
+    df.insert(at, "wavelength_min", lo)
+    return df
 
 
 def _small_sample_nans(df, n_seq, method, reference, estimator, fisher_samples) -> pd.DataFrame:

@@ -263,6 +263,7 @@ class HeadAccumulator:
 
     def __init__(self, model, layers: int | Iterable[int] | None = None, rope: bool | None = None, **config):
         self.shape: ModelShape = model_shape(model)
+        self.model_name = getattr(getattr(model, "cfg", None), "model_name", None)
         self.config = MetricConfig(**config)
         self.layers = resolve_layers(self.shape, layers)
         self.rope = self.shape.rotary if rope is None else check_bool(rope, "rope")
@@ -303,6 +304,7 @@ class HeadAccumulator:
         """
         self = cls.__new__(cls)
         self.shape = shape
+        self.model_name = None  # no TransformerLens model here
         self.config = MetricConfig(**config)
         self.layers = resolve_layers(shape, layers)
         self.rope, self.rope_meta, self._rope_kinds = False, None, ("rot_q", "rot_k")
@@ -489,6 +491,7 @@ class HeadAccumulator:
             seq_len=self.seq_len,
             stats=stats,
             rope=rope,
+            model_name=self.model_name,
         )
 
 

@@ -33,7 +33,9 @@ class HeadReport:
 
     ``stats[(layer, metric)] = (mean, se)`` with tensors of shape [n_heads, ...];
     ``rope[layer]`` holds per-pair q/k energies with the pairs' frequencies.
-    Use :meth:`to_dataframe` for one tidy row per (layer, head).
+    Use :meth:`to_dataframe` for one tidy row per (layer, head). In a notebook the report
+    shows itself (summary, characteristic-scale heatmap, per-layer table); the ``plot_*``
+    methods return matplotlib figures.
     """
 
     config: MetricConfig
@@ -43,6 +45,45 @@ class HeadReport:
     seq_len: int
     stats: dict = field(repr=False)
     rope: dict | None = field(default=None, repr=False)
+    model_name: str | None = None
+
+    # ------------------------------------------------------------ display
+    def _repr_html_(self) -> str:
+        # tl_wavelet.display sits below analysis; imported here so that matplotlib loads on
+        # the first display, not with ``import tl_wavelet``
+        from .. import display
+
+        return display.head_report_html(self)
+
+    def plot_scales(self, **kwargs):
+        """Layer x head heatmap of characteristic scales (:func:`tl_wavelet.figures.plot_scale_heatmap`)."""
+        from .. import figures
+
+        return figures.plot_scale_heatmap(self, **kwargs)
+
+    def plot_bands(self):
+        """Band energy shares per layer (:func:`tl_wavelet.figures.plot_band_energy`)."""
+        from .. import figures
+
+        return figures.plot_band_energy(self)
+
+    def plot_rho(self, **kwargs):
+        """rho per layer beside the paper's range (:func:`tl_wavelet.figures.plot_rho`)."""
+        from .. import figures
+
+        return figures.plot_rho(self, **kwargs)
+
+    def plot_uncertainty(self):
+        """sigma_t against delta_w per head (:func:`tl_wavelet.figures.plot_uncertainty`)."""
+        from .. import figures
+
+        return figures.plot_uncertainty(self)
+
+    def plot_rope_usage(self):
+        """qk-weight share per RoPE pair wavelength (:func:`tl_wavelet.figures.plot_rope_usage`)."""
+        from .. import figures
+
+        return figures.plot_rope_usage(self)
 
     @property
     def labels(self) -> list[str]:

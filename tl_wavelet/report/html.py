@@ -7,10 +7,8 @@ and Windows), so an interrupted run leaves complete files only, never a half-wri
 """
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
-import io
 import json
 import math
 import os
@@ -18,12 +16,17 @@ import platform
 import re
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..paper import SOURCE, comparison_table, definitions_text
+from ..display import fmt as _fmt
+from ..display import img_tag as _img
+from ..display import png_bytes as _png
+from ..display import table_html as _table_html
+from ..paper import SOURCE, comparison_table, definitions_text, paper_numbers
+from ..view import circuitsvis_parts, circuitsvis_script
 from . import plots
 
 __all__ = ["write_report", "atomic_write", "versions", "markdown_table", "summary_markdown", "OUTPUT_FILES"]
@@ -107,34 +110,6 @@ def _slug(key: str) -> str:
     return s or "report"
 
 
-def _fmt(x) -> str:
-    """Compact number formatting for HTML tables; strings pass through."""
-    if x is None:
-        return "–"
-    if isinstance(x, (bool, np.bool_)):
-        return str(bool(x))
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        if math.isnan(x):
-            return "–"
-        if math.isinf(x):
-            return "∞" if x > 0 else "−∞"
-        if x == 0:
-            return "0"
-        if abs(x) >= 1e4 or abs(x) < 1e-3:
-            return f"{x:.2e}"
-        return f"{x:.4g}"
-    return str(x)
-
-
-def _table_html(df: pd.DataFrame, max_rows: int | None = None, classes: str = "tbl") -> str:
-    shown = df if max_rows is None else df.head(max_rows)
-    shown = shown.map(_fmt) if hasattr(shown, "map") else shown.applymap(_fmt)
-    return shown.to_html(index=False, border=0, classes=classes, escape=True)
-
-
 _COMP_NAMES = {
     "band_low_pct": "low %", "band_mid_pct": "mid %", "band_high_pct": "high %",
     "scale_sensitivity_0.5": "S(0.5)", "scale_sensitivity_0.25": "S(0.25)",
@@ -156,10 +131,15 @@ def _comparison_display(comp: pd.DataFrame) -> pd.DataFrame:
     return d.rename(columns=ren)
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
+def _comparison_tables(d: pd.DataFrame) -> str:
+    """The main numbers with their notes readable at once; the per-scale wavelet entropies apart."""
+    hw = [c for c in d.columns if c.startswith("H_w ")]
+    main = d.drop(columns=hw)
+    out = _table_html(main, classes="tbl wrap-last comp")
+    if hw:
+        out += ("<details><summary>Wavelet entropy per scale (H_w s0 … s5)</summary>"
+                + _table_html(d[["model", "defs", *hw]], classes="tbl") + "</details>")
+    return out
 
 
 def _check_reports(reports) -> None:
@@ -215,6 +195,14 @@ _HOW = {
         "move the attention score. Pairs left of the dashed line (the analysed context) turn inside the "
         "context and can carry position; pairs right of it barely turn and mostly carry content."
     ),
+    "drilldown": (
+        "The heads whose band removal changed the loss most (exact re-runs), on a few passages of the corpus. "
+        "Per token: how the head's attention splits over the causal bands of the ablation (the part of its "
+        "reading that stays the same over about 2<sup>J</sup> queries, A<i>J</i>, down to the part that changes "
+        "from one token to the next, D1), and the change of the next-token loss when the band is removed. "
+        "An aggregate effect carried by a few tokens reads differently from one spread evenly. The views are "
+        "interactive (CircuitsVis, bundled: they need no network)."
+    ),
     "sweep": (
         "Causal test: remove one band ({coarse} … D1) of one head's output (hook_z, split causally over "
         "positions) and measure the change in next-token loss (nats; red = the loss rises, the band "
@@ -222,6 +210,32 @@ _HOW = {
         "largest ones; the table lists the largest effects."
     ),
 }
+
+def _drilldown_html(drilldown) -> str:
+    """Per passage: each head's tokens most hurt by removing its band (a table), then the CircuitsVis views."""
+    body, calls = [], []
+    for title, views in drilldown:
+        body.append(f"<h3>{html.escape(str(title))}</h3>")
+        rows = []
+        for v in views:
+            for c in [c for c in v.table.columns if c.startswith("delta_loss_")]:
+                t = v.table.dropna(subset=[c]).sort_values(c, ascending=False).head(5)
+                toks = ", ".join(
+                    f"<code>{html.escape(repr(tok))}</code>→<code>{html.escape(repr(v.tokens[p + 1]))}</code> {d:+.2f}"
+                    for tok, p, d in zip(t["token"], t["position"], t[c])
+                )
+                rows.append(f"<tr><td>{v.name}</td><td>{c[11:]}</td><td>{float(v.table[c].mean()):+.4f}</td>"
+                            f'<td style="text-align:left;white-space:normal">{toks}</td></tr>')
+        if rows:
+            body.append('<table class="tbl"><tr><th>head</th><th>band removed</th><th>mean Δloss</th>'
+                        "<th>tokens whose next-token loss rises most (token→next, nats)</th></tr>" + "".join(rows) + "</table>")
+        divs, cs = circuitsvis_parts(*views._elements())
+        body.append(divs)
+        calls += cs
+    if calls:
+        body.append(circuitsvis_script(calls))
+    return "".join(body)
+
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
@@ -233,7 +247,8 @@ table.tbl{border-collapse:collapse;font-size:.8em;margin:.5em 0}
 table.tbl th,table.tbl td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
 table.tbl th{background:#f0f0f0;position:sticky;top:0}
 table.tbl td:first-child,table.tbl th:first-child{text-align:left}
-table.wrap-last td:last-child{white-space:normal;min-width:16em;text-align:left}
+table.wrap-last td:last-child{white-space:normal;min-width:14em;max-width:30em;text-align:left}
+table.comp{font-size:.85em} ul.findings li{margin:.35em 0}
 .scroll{overflow-x:auto;max-height:36em;overflow-y:auto}
 table.meta td{padding:1px 10px 1px 0;vertical-align:top;font-size:.9em} code{font-size:.9em}
 nav a{margin-right:1em;font-size:.9em}
@@ -243,10 +258,6 @@ nav a{margin-right:1em;font-size:.9em}
 def _section(anchor: str, title: str, how: str | None, body: str) -> str:
     h = f'<div class="how"><b>How to read this.</b> {how}</div>' if how else ""
     return f'<h2 id="{anchor}">{html.escape(title)}</h2>\n{h}\n{body}\n'
-
-
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 def _meta_rows(d: Mapping) -> str:
@@ -262,13 +273,110 @@ def _sweep_value_cols(sweep: pd.DataFrame) -> list[str]:
     return [c for c in sweep.columns if c not in ("layer", "head", "band") and not str(c).startswith("delta_loss_pos_")]
 
 
-def write_report(
+# the seven models the paper headlines (not its Pythia size sweep): the range our rho is read against
+_PAPER_MODELS = ["Qwen2.5-0.5B", "Llama-3.2-1B", "Gemma-2-2B", "Pythia-2.8B", "Mistral-7B", "Llama-3.1-8B", "Pythia-12B"]
+
+
+def _signed(x: float) -> str:
+    return "–" if not math.isfinite(x) else f"{x:+.2f}"
+
+
+def _versus(x: float, lo: float, hi: float) -> str:
+    """Where ``x`` sits against a (negative) paper range ``lo..hi``."""
+    if not math.isfinite(x):
+        return "undefined"
+    if lo <= x <= hi:
+        return "inside the paper's range"
+    if x > 0 >= hi:
+        return "the opposite sign of the paper's"
+    return "weaker than the paper's" if x > hi else "stronger than the paper's"
+
+
+def findings(model_name: str, comp: pd.DataFrame, reports: Mapping[str, object], sweep: pd.DataFrame | None) -> list[str]:
+    """The report's findings in words (HTML sentences), each computed from the numbers shown below it.
+
+    Compares rho's sign and size with the paper's range, the low-band share with the paper's
+    60–80%, where the heads' RoPE weight sits against the context length, and names the
+    largest band-ablation effects (verified by exact re-runs where the sweep has them).
+    """
+    out = []
+    pn = paper_numbers()
+    prho = pn[(pn.metric == "rho") & pn.model.isin(_PAPER_MODELS)]["value"]
+    lo, hi = float(prho.min()), float(prho.max())
+    ours = comp[comp["source"] != "paper"].reset_index(drop=True)
+    keys = list(reports)
+    parts = []
+    for k, (_, row) in zip(keys, ours.iterrows()):
+        r = float(row["rho"])
+        parts.append(f"<b>{_signed(r)}</b> with the {html.escape(k)} definitions ({_versus(r, lo, hi)} {lo:.2f} … {hi:.2f})")
+    if parts:
+        out.append(
+            "<b>Uncertainty trade-off (rho).</b> The mean over layers of the per-layer mean of Pearson(H_pos, H_spec) is "
+            + "; ".join(parts) + ". "
+            + ("A negative rho is the paper's trade-off (heads spread in position are concentrated in frequency); "
+               "a positive one means heads that spread over more positions also spread over more frequencies.")
+        )
+    low = pn[(pn.metric == "band_low_pct")]
+    if len(low) and "band_low_pct" in ours:
+        plo, phi = float(low["low"].iloc[0]), float(low["high"].iloc[0])
+        parts = []
+        for k, (_, row) in zip(keys, ours.iterrows()):
+            v = float(row["band_low_pct"])
+            where = "inside" if plo <= v <= phi else ("above" if v > phi else "below")
+            parts.append(f"<b>{v:.0f}%</b> ({html.escape(k)}; {where} the paper's {plo:.0f}–{phi:.0f}%)")
+        out.append(
+            "<b>Low-frequency dominance.</b> Share of the attention signal's Fourier power in the lowest quarter of "
+            "frequencies: " + "; ".join(parts) + "."
+        )
+    main = reports[keys[0]]
+    df = main.to_dataframe()
+    counts = df["dominant_band"].value_counts().reindex(main.labels, fill_value=0)
+    top2 = counts.sort_values(ascending=False).head(2)
+    out.append(
+        f"<b>Scales.</b> {len(df)} heads: the most common dominant bands are "
+        + " and ".join(f"{b} ({int(n)} heads)" for b, n in top2.items())
+        + f"; median characteristic scale {float(np.median(df['scale_tokens'])):.1f} tokens back "
+        f"(range {float(df['scale_tokens'].min()):.1f}–{float(df['scale_tokens'].max()):.0f})."
+    )
+    if getattr(main, "rope", None) is not None:
+        rs = plots.rope_weight_summary(main)
+        if math.isfinite(rs["beyond_context"]):
+            out.append(
+                f"<b>RoPE usage.</b> {100 * rs['beyond_context']:.0f}% of the heads' q·k weight sits in rotary pairs whose "
+                f"wavelength exceeds the {rs['seq_len']}-token context; {100 * rs['decade_share']:.0f}% is in pairs of "
+                f"wavelength {plots._tokens_str(rs['decade'][0])}–{plots._tokens_str(rs['decade'][1])} tokens (median "
+                f"{plots._tokens_str(rs['median'])}). Such pairs turn by less than a full period within the context: the "
+                "heads' scores lean on them for content, and on the few fast pairs for position."
+            )
+    if sweep is not None and len(sweep) and "delta_loss" in sweep:
+        exact = sweep[sweep["delta_loss"].notna()]
+        if len(exact):
+            top = exact.reindex(exact["delta_loss"].abs().sort_values(ascending=False).index).head(3)
+            verified = "verified" in sweep and not bool(sweep["verified"].all())
+            items = []
+            for _, r in top.iterrows():
+                pm = f" ± {r['se']:.3f}" if "se" in r and math.isfinite(float(r["se"])) else ""
+                items.append(f"{r['band']} of L{int(r['layer'])}H{int(r['head'])}: <b>{r['delta_loss']:+.3f}</b>{pm} nats")
+            se = exact["se"].fillna(0.0) if "se" in exact else 0.0
+            n_up = int(((exact["delta_loss"] - 2 * se) > 0).sum())
+            clean = sweep.attrs.get("clean_loss")
+            rel = f" (clean loss {clean:.2f} nats)" if isinstance(clean, float) else ""
+            out.append(
+                "<b>Causal effects.</b> Largest " + ("verified " if verified else "") + "band-ablation effects: "
+                + "; ".join(items) + f"{rel}. {n_up} of the {len(exact)} exactly measured cells raise the loss by more "
+                "than 2 standard errors."
+            )
+    return out
+
+
+def write_report(  # noqa: C901  (one section per block; split when it grows)
     out_dir: str | os.PathLike,
     *,
     model_name: str,
     reports: Mapping[str, object],
     sweep: pd.DataFrame | None = None,
     meta: Mapping | None = None,
+    drilldown: Sequence[tuple[str, object]] | None = None,
 ) -> Path:
     """Write tables (CSV), figures (PNG) and a self-contained ``report.html`` into ``out_dir``.
 
@@ -285,6 +393,9 @@ def write_report(
         put the reason in ``meta["sweep_status"]``)
     meta : run metadata shown at the top and saved as ``meta.json`` (e.g. ``command``,
         ``tokens``, ``timings``); package versions are added.
+    drilldown : ``(title, views)`` pairs, ``views`` from :func:`tl_wavelet.view.compare_heads`
+        (e.g. the heads of :func:`tl_wavelet.view.top_heads` on a few passages): a section
+        with their per-token tables and CircuitsVis views (offline, one inlined bundle).
 
     Returns
     -------
@@ -362,7 +473,7 @@ def write_report(
     )
     nav = [("run", "Run"), ("summary", "Summary"), ("comparison", "Paper comparison"), ("scale", "Scales"),
            ("band", "Bands"), ("rho", "rho"), ("uncertainty", "Uncertainty"), ("rope", "RoPE"),
-           ("sweep", "Band ablation"), ("tables", "Tables"), ("definitions", "Definitions"), ("files", "Files")]
+           ("sweep", "Band ablation"), *([("drilldown", "Drill-down")] if drilldown else []), ("tables", "Tables"), ("definitions", "Definitions"), ("files", "Files")]
     parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
     parts.append(_section("run", "Run", None, _meta_rows(meta)))
 
@@ -376,11 +487,13 @@ def write_report(
         + f". Bands covered per layer (median): {int(np.median(lsum['scale_coverage']))} of {len(main.labels)}. "
         f"Mean rho ({html.escape(main_key)} definitions): {_fmt(rho_mean)}.</p>"
     )
-    parts.append(_section("summary", "Summary", None, summary))
+    found = "".join(f"<li>{f}</li>" for f in findings(model_name, comp, reports, sweep))
+    summary = f'<ul class="findings">{found}</ul>' + summary
+    parts.append(_section("summary", "Summary: what the numbers say", None, summary))
     parts.append(
         _section(
             "comparison", "Comparison with the paper", how["comparison"],
-            f'<div class="scroll">{_table_html(_comparison_display(comp), classes="tbl wrap-last")}</div>'
+            _comparison_tables(_comparison_display(comp)) +
             "<p><small>low/mid/high %: Fourier power in 0–¼, ¼–¾, ¾–1 of Nyquist; S(α): scale sensitivity; "
             "H_spec: spectral entropy (nats); H_w s0..s5: wavelet entropy per scale, s0 = A5 … s5 = D1 "
             "(the paper's scale order is assumed to be PyWavelets'). Full definitions: see "
@@ -413,6 +526,10 @@ def write_report(
     else:
         why = status or "No band sweep was run."
         parts.append(_section("sweep", "Band ablation (causal)", None, f'<p class="note">{html.escape(str(why))}</p>'))
+
+    if drilldown:
+        parts.append(_section("drilldown", "Drill-down: the heads with the largest verified effects", how["drilldown"],
+                              _drilldown_html(drilldown)))
 
     tables = f"<h3>Per layer ({html.escape(main_key)} definitions)</h3>" + _table_html(lsum)
     hd = heads[main_key]
