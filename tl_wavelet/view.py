@@ -28,8 +28,11 @@ warning (``truncate=False`` refuses them instead).
 Examples
 --------
 >>> v = tlw.view.head(model, "The cat sat on the mat.", layer=3, head=5, ablate=True)  # doctest: +SKIP
->>> v                     # in a notebook: tokens coloured per band, band attention patterns
->>> v.to_dataframe()      # one row per token
+>>> v  # doctest: +SKIP
+>>> v.to_dataframe()  # doctest: +SKIP
+
+In a notebook ``v`` shows the tokens coloured per band and the band attention patterns;
+``v.to_dataframe()`` has one row per token.
 """
 from __future__ import annotations
 

@@ -43,8 +43,8 @@ class SweepAccessor:
         --------
         >>> df = pd.DataFrame({"layer": [0, 0, 1], "head": [0, 1, 0], "band": ["A5", "D1", "A5"],
         ...                    "delta_loss": [0.01, -0.2, 0.05]})
-        >>> df.sweep.top(2)[["head", "delta_loss"]].values.tolist()
-        [[1, -0.2], [0, 0.05]]
+        >>> df.sweep.top(2)[["head", "delta_loss"]].to_dict("list")
+        {'head': [1, 0], 'delta_loss': [-0.2, 0.05]}
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}.")
