@@ -403,17 +403,20 @@ def _from_rows(r: Tensor, batch: tuple[int, ...], dim: int) -> Tensor:
 
 # ------------------------------------------------------------------ small signals
 #: Signals of at most SMALL_N positions, in calls of at most SMALL_MACS multiply-adds,
-#: run as one product with the transform's cached matrix instead of one torch op per
-#: filter tap and level: for a short signal, op dispatch (microseconds each) and not
-#: arithmetic is the cost. Every mode is linear, so the matrix is exact; it is built once,
-#: in float64, by the row code itself applied to the identity. Larger calls keep the
-#: tap-by-tap path, whose work grows with F rather than with n.
+#: run as one gather-multiply-sum over the nonzeros of the transform's cached matrix instead
+#: of one torch op per filter tap and level: for a short signal, op dispatch (microseconds
+#: each) and not arithmetic is the cost. Every mode is linear, so the matrix is exact; it is
+#: built once, in float64, by the row code itself applied to the identity. Larger calls keep
+#: the tap-by-tap path, whose work grows with F rather than with n.
+#: (Measured at 256 samples, db4, one signal: the dense broadcast product in pieces took
+#: 49 us, one dense matmul 11 us (median; it may wake a second BLAS thread, milliseconds on an
+#: oversubscribed machine), the banded gather ~8 us.)
 SMALL_N = 256
 SMALL_MACS = 2**17
-#: The product is a broadcast multiply and sum in pieces of fewer than 2**15 elements: torch
-#: runs smaller elementwise ops on the calling thread, while a BLAS call (or a larger op)
-#: may wake a second thread, which on a busy machine costs milliseconds (measured on 2
-#: shared cores: 0.1 s for a 3 x 40 matmul with 2 threads, 2 us with 1).
+#: Gather plans up to this many elements (K nonzeros x outputs); a denser matrix is applied
+#: as a broadcast product up to GRAIN elements (torch keeps those on the calling thread),
+#: else as one matmul.
+GATHER_ELEMENTS = 4096
 GRAIN = 2**15 - 1
 
 
@@ -421,30 +424,51 @@ def _small(n_rows: int, n_in: int, n_out: int) -> bool:
     return max(n_in, n_out) <= 2 * SMALL_N and n_rows * n_in * n_out <= SMALL_MACS
 
 
-def _product(x: Float[Tensor, "rows k"], m: Float[Tensor, "k j"]) -> Float[Tensor, "rows j"]:
+def _plan(m: Float[Tensor, "k j"]) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+    """``m`` and, when its columns have few nonzeros, ``(idx, w)`` with
+    ``x @ m == (x[:, idx] * w).sum(-1)``.
+
+    A single-level DWT matrix is banded (an output reads about F inputs), so gathering the
+    nonzeros is three small ops over ~F n elements. Deep levels fill the matrix (a coarse
+    coefficient reads ~F 2^J inputs): there one dense product wins.
+    """
+    nz = m != 0
+    k = max(int(nz.sum(0).max()), 1)
+    if k * m.shape[1] > GATHER_ELEMENTS:
+        return m, None
+    # a stable sort puts each column's nonzero rows first, in row order
+    idx = torch.sort((~nz).to(torch.int8), dim=0, stable=True).indices[:k].T.contiguous()
+    return m, (idx, m.gather(0, idx.T).T.contiguous())
+
+
+def _product(x: Float[Tensor, "rows k"], plan: tuple[Tensor, tuple[Tensor, Tensor] | None]) -> Float[Tensor, "rows j"]:
     # in float64, rounded once: a matrix entry can be a large sum with cancellation (smooth
     # extension of a 2-sample signal by a 64-tap filter), which float32 entries would not hold
+    m, gather = plan
     x64 = x if x.dtype == torch.float64 else x.to(torch.float64)
-    cols = max(1, GRAIN // max(x.shape[0] * m.shape[0], 1))
-    if m.shape[1] <= cols:
-        out = (x64[:, :, None] * m).sum(1)
+    if x.shape[0] * m.shape[0] * m.shape[1] <= GRAIN:
+        out = (x64[:, :, None] * m).sum(1)  # tiny: one broadcast op beats an index plan
+    elif gather is not None:
+        idx, w = gather
+        out = (x64[:, idx] * w).sum(-1)
     else:
-        out = torch.cat([(x64[:, :, None] * part).sum(1) for part in m.split(cols, dim=1)], dim=1)
+        out = x64 @ m
     return out if x.dtype == torch.float64 else out.to(x.dtype)
 
 
 @functools.lru_cache(maxsize=64)
-def _analysis_matrix(bank: _Bank, mode: str, n: int, level: int, device: torch.device) -> tuple[Tensor, tuple[int, ...]]:
-    """``M`` with ``wavedec(x) == split(x @ M)`` for length-``n`` rows, and the split sizes."""
+def _analysis_matrix(bank: _Bank, mode: str, n: int, level: int, device: torch.device) -> tuple[tuple[Tensor, tuple[Tensor, Tensor] | None], tuple[int, ...]]:
+    """Plan (:func:`_plan`) of ``M`` with ``wavedec(x) == split(x @ M)`` for length-``n`` rows, and the split sizes."""
     parts = _wavedec_rows(torch.eye(n, dtype=torch.float64), bank, level, mode)
-    return torch.cat(parts, dim=-1).to(device=device), tuple(p.shape[-1] for p in parts)
+    m = torch.cat(parts, dim=-1).to(device=device)
+    return _plan(m), tuple(p.shape[-1] for p in parts)
 
 
 @functools.lru_cache(maxsize=64)
-def _synthesis_matrix(bank: _Bank, mode: str, lengths: tuple[int, ...], device: torch.device) -> Tensor:
-    """``M`` with ``waverec(coeffs) == cat(coeffs) @ M`` for coefficient lengths ``lengths``."""
+def _synthesis_matrix(bank: _Bank, mode: str, lengths: tuple[int, ...], device: torch.device) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+    """Plan (:func:`_plan`) of ``M`` with ``waverec(coeffs) == cat(coeffs) @ M`` for coefficient lengths ``lengths``."""
     basis = list(torch.eye(sum(lengths), dtype=torch.float64).split(lengths, dim=-1))
-    return _waverec_rows(basis, bank, mode).to(device=device)
+    return _plan(_waverec_rows(basis, bank, mode).to(device=device))
 
 
 def _analyse(rows: Float[Tensor, "rows n"], bank: _Bank, level: int, mode: str) -> list[Tensor]:
