@@ -88,3 +88,26 @@ def boot_bridge(hf, tokenizer, label="tiny-llama"):
     from transformer_lens.model_bridge import TransformerBridge
 
     return TransformerBridge.boot_transformers(label, hf_model=hf, tokenizer=tokenizer, device="cpu")
+
+
+def saved_tiny_model(d, *, n_words: int, seed: int):
+    """A planted tiny Llama and its word tokenizer saved to ``d`` as a local HF checkpoint,
+    with ``words.txt``: ``n_words`` random words for the CLI's ``--text``."""
+    import random
+
+    tiny_llama_hf(planted=True).save_pretrained(d)
+    word_tokenizer(97).save_pretrained(d)
+    r = random.Random(seed)
+    (d / "words.txt").write_text(" ".join(f"w{r.randrange(4, 97)}" for _ in range(n_words)), encoding="utf-8")
+    return d
+
+
+def state_sums(sd, prefix=""):
+    """Every tensor of a (nested) state dict, by path: the running sums merges must preserve."""
+    out = {}
+    for k, v in sd.items():
+        if isinstance(v, dict):
+            out.update(state_sums(v, f"{prefix}{k}/"))
+        elif isinstance(v, torch.Tensor):
+            out[prefix + str(k)] = v
+    return out

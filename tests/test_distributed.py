@@ -6,7 +6,6 @@ subprocess timeouts make a hang fail the test instead of CI.
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from models_for_tests import tiny_llama_hf, word_tokenizer
+from models_for_tests import saved_tiny_model, state_sums
 
 from tl_wavelet import models
 from tl_wavelet.analysis import HeadAccumulator, analyze_heads, stream
@@ -27,12 +26,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny-model")
-    tiny_llama_hf(planted=True).save_pretrained(d)
-    word_tokenizer(97).save_pretrained(d)
-    r = random.Random(1)
-    (d / "words.txt").write_text(" ".join(f"w{r.randrange(4, 97)}" for _ in range(5 * 64)), encoding="utf-8")
-    return d
+    return saved_tiny_model(tmp_path_factory.mktemp("tiny-model"), n_words=5 * 64, seed=1)
 
 
 def torchrun(*args, timeout=300):
@@ -54,14 +48,6 @@ def assert_same_table(a: pd.DataFrame, b: pd.DataFrame):
     pd.testing.assert_frame_equal(a[se], b[se], check_exact=False, rtol=1e-6, atol=1e-6)
 
 
-def _sums(sd, prefix=""):
-    out = {}
-    for k, v in sd.items():
-        if isinstance(v, dict):
-            out.update(_sums(v, f"{prefix}{k}/"))
-        elif isinstance(v, torch.Tensor):
-            out[prefix + str(k)] = v
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +69,7 @@ def test_two_ranks_equal_one_process(model_dir, launch):
     assert [res["rows"] for res in ranks] == [4, 3]
     for res in ranks:  # every rank holds the whole corpus's sums
         for acc, got in zip(accs, res["states"]):
-            want, have = _sums(acc.state_dict()), _sums(got)
+            want, have = state_sums(acc.state_dict()), state_sums(got)
             assert want.keys() == have.keys()
             for k in want:
                 torch.testing.assert_close(have[k], want[k], rtol=1e-10, atol=1e-300, equal_nan=True, msg=k)

@@ -4,7 +4,6 @@ refused with nothing in --out changed."""
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from models_for_tests import tiny_llama_hf, word_tokenizer
+from models_for_tests import saved_tiny_model
 
 from tl_wavelet.cli import CHECKPOINT, main
 
@@ -25,12 +24,7 @@ TABLES = ("heads.csv", "heads_paper.csv", "layers.csv", "layers_paper.csv", "rop
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny-model")
-    tiny_llama_hf(planted=True).save_pretrained(d)
-    word_tokenizer(97).save_pretrained(d)
-    r = random.Random(0)
-    (d / "words.txt").write_text(" ".join(f"w{r.randrange(4, 97)}" for _ in range(N_SEQ * SEQ_LEN)), encoding="utf-8")
-    return d
+    return saved_tiny_model(tmp_path_factory.mktemp("tiny-model"), n_words=N_SEQ * SEQ_LEN, seed=0)
 
 
 def _args(model_dir, out, *extra):

@@ -3,25 +3,15 @@ import io
 
 import pytest
 import torch
+from models_for_tests import state_sums
 
 from tl_wavelet.analysis import HeadAccumulator, stream
 from tl_wavelet.state import load_state, save_state
 from tl_wavelet.stats import RunningCorrelation, RunningMoments
 
 
-def _sums(sd, prefix=""):
-    """Every float64 running sum of a state dict, by path."""
-    out = {}
-    for k, v in sd.items():
-        if isinstance(v, dict):
-            out.update(_sums(v, f"{prefix}{k}/"))
-        elif isinstance(v, torch.Tensor):
-            out[prefix + str(k)] = v
-    return out
-
-
 def _assert_same_sums(a, b, rtol=1e-10):
-    sa, sb = _sums(a), _sums(b)
+    sa, sb = state_sums(a), state_sums(b)
     assert sa.keys() == sb.keys() and len(sa) > 50
     for k in sa:
         x, y = sa[k], sb[k]

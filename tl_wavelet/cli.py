@@ -51,6 +51,18 @@ class UserError(Exception):
     """An error the user can fix; printed without a traceback."""
 
 
+def _model_corpus_args(p: argparse.ArgumentParser, *, force_help: str) -> None:
+    """The model, output folder and corpus options that `analyze` and `multiverse` share."""
+    p.add_argument("--model", required=True,
+                   help="'smollm2-135m', 'gemma3-270m' (offline GGUF models), or a local HuggingFace model folder")
+    p.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
+    p.add_argument("--force", action="store_true", help=force_help)
+    p.add_argument("--text", nargs="+", metavar="FILE", help="UTF-8 text files to analyse (default: the packaged corpus)")
+    p.add_argument("--seq-len", type=int, default=256, help="tokens per sequence, BOS included (default 256)")
+    p.add_argument("--n-sequences", type=int, default=None, help="use only the first N sequences (default: all)")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tl-wavelet",
@@ -63,14 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure every attention head (default and paper definitions), run the band-ablation "
         "sweep, and write tables, figures and report.html into --out.",
     )
-    a.add_argument("--model", required=True,
-                   help="'smollm2-135m', 'gemma3-270m' (offline GGUF models), or a local HuggingFace model folder")
-    a.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
-    a.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing earlier report files")
-    a.add_argument("--text", nargs="+", metavar="FILE", help="UTF-8 text files to analyse (default: the packaged corpus)")
-    a.add_argument("--seq-len", type=int, default=256, help="tokens per sequence, BOS included (default 256)")
-    a.add_argument("--n-sequences", type=int, default=None, help="use only the first N sequences (default: all)")
-    a.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
+    _model_corpus_args(a, force_help="write into a non-empty --out, replacing earlier report files")
     a.add_argument("--level", type=int, default=5, help="wavelet decomposition level (default 5: bands A5, D5..D1)")
     a.add_argument("--wavelet", default="db2", help="PyWavelets wavelet for the paper's DWT metrics (default db2)")
     a.add_argument("--signal", default="offset_profile", choices=["offset_profile", "pattern_rows", "z"],
@@ -135,14 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         "padding, attention sink, correlation axis, wavelet, level, ...) in one pass; write multiverse.csv, "
         "one specification-curve figure per metric (spec_<metric>.png) and summary.md into --out.",
     )
-    m.add_argument("--model", required=True,
-                   help="'smollm2-135m', 'gemma3-270m' (offline GGUF models), or a local HuggingFace model folder")
-    m.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
-    m.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing earlier files")
-    m.add_argument("--text", nargs="+", metavar="FILE", help="UTF-8 text files to analyse (default: the packaged corpus)")
-    m.add_argument("--seq-len", type=int, default=256, help="tokens per sequence, BOS included (default 256)")
-    m.add_argument("--n-sequences", type=int, default=None, help="use only the first N sequences (default: all)")
-    m.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
+    _model_corpus_args(m, force_help="write into a non-empty --out, replacing earlier files")
     m.add_argument("--axis", action="append", default=[], metavar="NAME=V1,V2",
                    help="restrict or extend one axis, e.g. --axis signal=offset_profile,last_row --axis level=4,5 "
                    "(repeatable; default: every axis at its default values)")
