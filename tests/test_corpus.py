@@ -184,7 +184,7 @@ def test_token_stream_separators(tiny_tok):
 def test_chunk_tokens_shape_bos_and_roundtrip(tiny_tok, seq_len):
     texts = [_text(40), _text(23, offset=5), _text(31, offset=2)]
     stream = token_stream(tiny_tok, texts)
-    out = chunk_tokens(tiny_tok, texts, seq_len)
+    out = chunk_tokens(tiny_tok, texts, seq_len, per_document=False)
     body = seq_len - 1
     assert out.dtype == torch.long
     assert out.shape == (len(stream) // body, seq_len)
@@ -196,9 +196,23 @@ def test_chunk_tokens_shape_bos_and_roundtrip(tiny_tok, seq_len):
 def test_chunk_tokens_no_bos(tiny_tok):
     texts = [_text(40), _text(23, offset=5)]
     stream = token_stream(tiny_tok, texts)
-    out = chunk_tokens(tiny_tok, texts, 8, prepend_bos=False)
+    out = chunk_tokens(tiny_tok, texts, 8, prepend_bos=False, per_document=False)
     assert out.shape == (len(stream) // 8, 8)
     assert out.reshape(-1).tolist() == stream[: out.numel()]
+
+
+@pytest.mark.parametrize("seq_len", [2, 7, 16])
+def test_chunk_tokens_default_cuts_each_text_on_its_own(tiny_tok, seq_len):
+    texts = [_text(40), _text(23, offset=5), _text(31, offset=2)]
+    out = chunk_tokens(tiny_tok, texts, seq_len)
+    body = seq_len - 1
+    # truth: each text's own stream cut into windows, ragged tails dropped, in order
+    expect = []
+    for t in texts:
+        s = token_stream(tiny_tok, [t])
+        expect += [s[i * body:(i + 1) * body] for i in range(len(s) // body)]
+    assert out[:, 1:].tolist() == expect
+    assert (out[:, 0] == tiny_tok.bos_token_id).all()
 
 
 def test_chunk_tokens_n_sequences(tiny_tok):

@@ -377,18 +377,19 @@ def chunk_tokens(
     *,
     n_sequences: int | None = None,
     prepend_bos: bool = True,
-    per_document: bool = False,
+    per_document: bool = True,
 ) -> torch.Tensor:
-    """Tokenize texts and cut the joined stream into fixed-length windows.
+    """Tokenize texts and cut each into fixed-length windows.
 
-    The texts are tokenized and concatenated with EOS separators (see
-    :func:`token_stream`), then cut into consecutive, non-overlapping windows.
+    Every text is tokenized and cut on its own into consecutive, non-overlapping
+    windows, so no window crosses two texts (each text's ragged tail is dropped;
+    a text shorter than one window gives none): attention in a window then never
+    spans an unrelated document, which would blur the scales being measured.
     With ``prepend_bos=True`` each window is the BOS token followed by
     ``seq_len - 1`` text tokens; otherwise each window holds ``seq_len`` text
-    tokens.  The ragged tail that does not fill a window is dropped.
-    With ``per_document=True`` every text is cut on its own, so no window crosses
-    two texts (each text's ragged tail is dropped; texts shorter than one window
-    give none).
+    tokens.  ``per_document=False`` instead joins the texts with EOS separators
+    (see :func:`token_stream`) and cuts the joined stream (tl_wavelet 0.1's
+    behaviour: slightly more windows, some spanning two texts).
 
     Parameters
     ----------
@@ -405,8 +406,8 @@ def chunk_tokens(
     prepend_bos : bool, default True
         Start each window with the BOS token (the EOS token for tokenizers
         that have no BOS).
-    per_document : bool, default False
-        Cut each text into its own windows instead of the joined stream.
+    per_document : bool, default True
+        Cut each text into its own windows; ``False`` cuts the joined stream.
 
     Returns
     -------
