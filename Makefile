@@ -68,8 +68,8 @@ results: $(VENV)/.installed
 	$(VENV)/bin/tl-wavelet analyze --model smollm2-135m --out reports/smollm2 --force
 	$(VENV)/bin/tl-wavelet analyze --model gemma3-270m --out reports/gemma3 --force
 	$(VENV)/bin/tl-wavelet compare --out reports/compare --force
-	$(VENV)/bin/tl-wavelet multiverse --model smollm2-135m --out reports/mv-smollm2 --n-sequences 16 --force --offline
-	$(VENV)/bin/tl-wavelet multiverse --model gemma3-270m --out reports/mv-gemma3 --n-sequences 16 --force --offline
+	$(VENV)/bin/tl-wavelet multiverse --model smollm2-135m --out reports/mv-smollm2 --force --offline
+	$(VENV)/bin/tl-wavelet multiverse --model gemma3-270m --out reports/mv-gemma3 --force --offline
 	$(VENV)/bin/python docs/build_results.py reports/smollm2 reports/gemma3 reports/compare reports/mv-smollm2 reports/mv-gemma3
 
 ## make emergence: train RoPE / NoPE / absolute decoders on planted distances (3 seeds) -> reports/emergence
