@@ -273,7 +273,12 @@ def band_ablation_hook(
         The model the hook is for: ``layer`` and ``heads`` are then checked against it
         when the hook is made (negative indices count from the end). Without it a
         negative ``layer`` is refused (the layer count is unknown) and heads are checked
-        when the hook runs.
+        when the hook runs. A ``layer`` past the model's last one cannot be caught
+        without ``model=``: TransformerLens refuses the hook name before the hook runs
+        (``KeyError: Hook name 'blocks.99.attn.hook_z' does not exist``), so pass
+        ``model=`` for a ``ValueError`` naming ``layer`` and the valid range.
+        tl_wavelet's own callers (:func:`band_sweep`, :mod:`tl_wavelet.view`) check
+        layers against the model before adding any hook.
 
     Returns
     -------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 from ..ablation import band_sweep
 from ..adapter import hook_name, require_hooks, resolve_layers
 from ..analysis import HeadAccumulator, MetricConfig
+from ..stats import MIN_CORRELATION_N
 from .probe import backend_of, context_length, induction_loss, preserved_state, probe_model, shape_of, vocab_size
 
 __all__ = ["Tracker", "track_checkpoints", "read_log"]
@@ -123,6 +125,7 @@ class Tracker:
                 f"{type(probe_tokens).__name__}{'' if not isinstance(probe_tokens, Tensor) else ' ' + str(tuple(probe_tokens.shape)) + ' ' + str(probe_tokens.dtype)}."
             )
         self.probe_tokens = probe_tokens.long().cpu()
+        self._warn_small_probe(self.probe_tokens.shape[0])
         self.every = _check_positive_int("every", every)
         self.batch_size = _check_positive_int("batch_size", batch_size)
         self.layers = layers
@@ -153,6 +156,23 @@ class Tracker:
         self._induction_tokens: Tensor | None = None
         self.out = None if out is None else self._open_out(Path(out))
         self._columns: dict[str, list[str]] = {}
+
+    # ------------------------------------------------------------------ small probes
+    @staticmethod
+    def _warn_small_probe(n: int) -> None:
+        """Warn once, here, about statistics every log will leave NaN (not at each log)."""
+        undefined = []
+        if n < 2:
+            undefined.append("the standard errors (columns *_se) need at least 2")
+        if n < MIN_CORRELATION_N:
+            undefined.append(f"rho and rho_se (a correlation over sequences) need at least {MIN_CORRELATION_N}")
+        if undefined:
+            warnings.warn(
+                f"probe_tokens holds {n} sequence(s): {'; '.join(undefined)} probe sequences, so every log "
+                f"reports them as NaN. Pass at least {MIN_CORRELATION_N} probe sequences.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     # ------------------------------------------------------------------ output files
     @staticmethod
@@ -246,7 +266,10 @@ class Tracker:
                 acc = HeadAccumulator.from_shape(shape, self.layers, **cfg)
             else:
                 acc = HeadAccumulator(model, layers=self.layers, **cfg)
-            report, probe_loss = probe_model(model, backend, self.probe_tokens, acc, self.batch_size)
+            with warnings.catch_warnings():
+                # small-probe NaNs were announced once, when the tracker was made
+                warnings.filterwarnings("ignore", message=r".* is undefined with \d+ sample", category=RuntimeWarning)
+                report, probe_loss = probe_model(model, backend, self.probe_tokens, acc, self.batch_size)
             ind = math.nan
             if self.induction is not None:
                 ind = induction_loss(model, backend, self._make_induction(vocab_size(model, backend)))
