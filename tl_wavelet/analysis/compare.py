@@ -131,6 +131,13 @@ def position_encoding_table(results: dict[str, tuple[str, pd.DataFrame]]) -> pd.
 
     ``results`` maps a model name to ``(position_encoding, per_head_dataframe)``.
     """
+    if not isinstance(results, dict):
+        raise TypeError(f"results must be a dict model -> (position_encoding, DataFrame), got {type(results).__name__}.")
+    for name, value in results.items():
+        if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], pd.DataFrame)):
+            raise TypeError(
+                f"results[{name!r}] must be (position_encoding, scale_sensitivity_rerun DataFrame), got {value!r:.80}."
+            )
     rows = []
     for name, (encoding, df) in results.items():
         row = {"model": name, "position_encoding": encoding}
