@@ -292,9 +292,10 @@ def band_ablation_hook(
         when the hook is made (negative indices count from the end). Without it a
         negative ``layer`` is refused (the layer count is unknown) and heads are checked
         when the hook runs. A ``layer`` past the model's last one cannot be caught
-        without ``model=``: TransformerLens refuses the hook name before the hook runs
-        (``KeyError: Hook name 'blocks.99.attn.hook_z' does not exist``), so pass
-        ``model=`` for a ``ValueError`` naming ``layer`` and the valid range.
+        without ``model=``, since the hook never runs: TransformerLens 4 refuses the hook
+        name (``KeyError: Hook name 'blocks.99.attn.hook_z' does not exist``) and TL 3.9's
+        TransformerBridge silently skips it; pass ``model=`` for a ``ValueError`` naming
+        ``layer`` and the valid range.
         tl_wavelet's own callers (:func:`band_sweep`, :mod:`tl_wavelet.view`) check
         layers against the model before adding any hook.
 
