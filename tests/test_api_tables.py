@@ -282,6 +282,28 @@ TABLES: dict[Any, Table] = {
                                        [("_", None, OK)]),
     HeadReport.plot_rope_usage: Table(lambda c, **k: _closed_fig(_report(c).plot_rope_usage()), lambda c: {},
                                       [("_no_rope", None, Raises(ValueError, "rope"))]),
+    HeadAccumulator.add: Table(
+        lambda c, **k: _acc(c, rope=False).add(**k),
+        lambda c: dict(layer=0, activation=torch.softmax(_x(1, 4, N, N), -1).tril().float()),
+        [("layer", 1, Raises(ValueError, "layer 1")), ("layer", np.int64(0), OK), ("layer", "0", Raises(ValueError, "layer")),
+         ("activation", torch.full((1, 4, N, N), math.nan), Raises(ValueError, "NaN")),
+         ("activation", _x(4, N, N), ValueError), ("activation", "p", TypeError),
+         ("activation", torch.softmax(_x(1, 4, 4, 4), -1).tril(), Raises(ValueError, "at least 24 positions")),
+         ("kind", "nosuch", ValueError)]),
+    HeadAccumulator.hooks: Table(lambda c, **k: _acc(c).hooks(), lambda c: {}, [("_", None, OK)], model=True),
+    HeadAccumulator.state_dict: Table(lambda c, **k: _acc(c).state_dict(), lambda c: {}, [("_empty", None, OK)]),
+    HeadAccumulator.load_state_dict: Table(
+        lambda c, **k: _acc(c, rope=False).load_state_dict(**k), lambda c: dict(sd=_acc(c, rope=False).state_dict()),
+        [("sd", "state", TypeError), ("sd", {}, ValueError),
+         ("sd", Lazy(lambda c: HeadAccumulator(c["model"], level=LEVEL, layers=[1], rope=False).state_dict(),
+                     "another layer's state"), ValueError)]),
+    HeadAccumulator.reset: Table(lambda c, **k: _acc(c).reset(), lambda c: {}, [("_", None, OK)]),
+    HeadAccumulator.merge: Table(
+        lambda c, **k: _acc(c, rope=False).merge(**k), lambda c: dict(other=_acc(c, rope=False)),
+        [("other", "acc", TypeError), ("other", None, TypeError),
+         ("other", Lazy(lambda c: HeadAccumulator(c["model"], level=2, layers=[0], rope=False), "level 2"), ValueError)]),
+    HeadAccumulator.report: Table(lambda c, **k: _acc(c).report(), lambda c: {},
+                                  [("_nothing_measured", None, Raises(RuntimeError, "run the model with these hooks"))]),
     stream: Table(
         lambda c, **k: stream(c["model"], **k),
         lambda c: dict(tokens=c["toks"][:2], accumulators=[_acc(c, rope=False)], progress=False),
@@ -543,7 +565,7 @@ def test_table(ctx, case):
 
 WALKED = ["tl_wavelet", "tl_wavelet.corpus", "tl_wavelet.models", "tl_wavelet.analysis", "tl_wavelet.analysis.compare",
           "tl_wavelet.ablation", "tl_wavelet.track"]
-METHODS_OF = [HeadReport, T.Tracker, A.SweepAccessor]  # result classes whose methods people call
+METHODS_OF = [HeadReport, HeadAccumulator, T.Tracker, A.SweepAccessor]  # classes whose methods people call
 
 
 def _public_callables():

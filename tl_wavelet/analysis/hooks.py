@@ -326,6 +326,8 @@ class HeadAccumulator:
         """Fold one layer's ``hook_pattern``-shaped [batch, head, q, k] (or ``hook_z``) activation in."""
         if layer not in self._state:
             raise ValueError(f"layer {layer} is not measured by this accumulator (layers={self.layers}).")
+        check_choice(kind, "kind", ("pattern", "z"))
+        check_tensor(activation, "activation", ndim=4)
         self._metric_hook(layer, kind)(activation, None)
 
     def _kinds(self) -> list[str]:
@@ -407,9 +409,12 @@ class HeadAccumulator:
         }
 
     def _checked(self, sd, what: str) -> dict:
+        name = what.split()[0]
         if isinstance(sd, HeadAccumulator):
             sd = sd.state_dict()
-        if not isinstance(sd, dict) or sd.get("version") != 1:
+        if not isinstance(sd, dict):
+            raise TypeError(f"{name} must be a HeadAccumulator or its state_dict(), got {type(sd).__name__}.")
+        if sd.get("version") != 1:
             raise ValueError(f"{what} is not a HeadAccumulator state (version 1); got {type(sd).__name__}.")
         check_fingerprint(self.fingerprint, sd.get("fingerprint"), what)
         if set(sd["layers"]) != set(self.layers):  # implied by the fingerprint; a hand-edited state
@@ -422,7 +427,7 @@ class HeadAccumulator:
         Raises ValueError naming what differs when the state comes from another model,
         metric configuration, layer set or RoPE setting.
         """
-        sd = self._checked(sd, "The state to load")
+        sd = self._checked(sd, "sd (the state to load)")
         self.reset()
         self.merge(sd)
 
@@ -443,7 +448,7 @@ class HeadAccumulator:
         >>> stream(model, tokens[:8], [a]); stream(model, tokens[8:], [b])  # doctest: +SKIP
         >>> a.merge(b).report()       # == one pass over tokens      # doctest: +SKIP
         """
-        sd = self._checked(other, "The state to merge")
+        sd = self._checked(other, "other (the state to merge)")
         if sd["seq_len"] is not None:
             if self.seq_len is not None and sd["seq_len"] != self.seq_len:
                 raise ValueError(
