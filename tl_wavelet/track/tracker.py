@@ -130,9 +130,11 @@ class Tracker:
         self.every = _check_positive_int("every", every)
         self.batch_size = _check_positive_int("batch_size", batch_size)
         if layers is not None:  # types now; the range once the model is seen
-            [check_int(L, "layers") for L in as_list(layers, "layers")]
-            if not as_list(layers, "layers"):
+            items = as_list(layers, "layers")
+            if not items:
                 raise ValueError("layers is empty: pass None for every layer, or layer indices.")
+            for L in items:
+                check_int(L, "layers")
         self.layers = layers
         if metrics is None:
             metrics = MetricConfig()
