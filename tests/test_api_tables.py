@@ -524,11 +524,24 @@ TABLES: dict[Any, Table] = {
 CASES = [(obj, i) for obj, t in TABLES.items() for i in range(len(t.rows))]
 
 
+def _label(value) -> str:
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        arr = value.numpy() if isinstance(value, torch.Tensor) else value
+        nan = " nan" if arr.dtype.kind == "f" and bool(np.isnan(arr).any()) else ""
+        return f"{type(value).__name__}{list(value.shape)}{nan}"
+    if isinstance(value, (Same, Raises)):
+        return f"{type(value).__name__}({_label(getattr(value, 'canonical', getattr(value, 'exc', None)))})"
+    if isinstance(value, type):
+        return value.__name__
+    if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+        return f"{type(value).__name__}[{', '.join(_label(v) for v in value)}]"
+    return f"{value!r:.30}"
+
+
 def _case_id(case):
     obj, i = case
     name, value, expected = TABLES[obj].rows[i]
-    exp = expected.__name__ if isinstance(expected, type) else repr(expected)
-    return f"{obj.__qualname__}-{name}={value!r:.30}-{exp:.30}"
+    return f"{obj.__qualname__}-{name}={_label(value)}-{_label(expected)}"
 
 
 # ------------------------------------------------------------------ fixtures

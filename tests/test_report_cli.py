@@ -298,6 +298,7 @@ def test_cli_unknown_model_exits_2_listing_known_names(tmp_path, capsys, monkeyp
         (["--text", "/nonexistent/file.txt"], "not found"),
         (["--sweep-layers", "7"], "--sweep-layers: layer 7 is out of range; there are 2 (0..1, or -2..-1 from the end)"),
         (["--sweep-layers", "-3"], "--sweep-layers: layer -3 is out of range"),
+        (["--sweep-layers", "0", "--no-sweep"], "--sweep-layers chooses the layers of the sweep, which --no-sweep skips"),
     ],
 )
 def test_cli_bad_options_fail_fast_without_traceback(model_dir, tmp_path, capsys, extra, message):

@@ -200,6 +200,8 @@ def _validate(args):
             raise UserError(f"{name} must be at least {lo}, got {val}.")
     if args.n_sequences is not None and args.n_sequences < 1:
         raise UserError(f"--n-sequences must be at least 1, got {args.n_sequences}.")
+    if args.sweep_layers and args.no_sweep:  # refused, not silently ignored
+        raise UserError("--sweep-layers chooses the layers of the sweep, which --no-sweep skips: drop one of them.")
     try:
         cfg = MetricConfig(signal=args.signal, wavelet=args.wavelet, level=args.level)
         cfg.check_length(args.seq_len)
