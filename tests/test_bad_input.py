@@ -342,7 +342,8 @@ def test_issue14_point13_windows_never_cross_two_texts(random_model):
     body = t[:, 1:]
     assert all(len(set(row.tolist())) == 1 for row in body)  # each window holds one document's words
     assert [int(r[0]) for r in body].count(5) == 40 // 15 and [int(r[0]) for r in body].count(7) == 70 // 15
-    joined = chunk_tokens(random_model, docs, 16)  # chunk_tokens itself keeps the joined stream
+    assert torch.equal(chunk_tokens(random_model, docs, 16), t)  # chunk_tokens cuts per document by default
+    joined = chunk_tokens(random_model, docs, 16, per_document=False)  # the old joined stream, on request
     assert any(len(set(row.tolist())) > 1 for row in joined[:, 1:])
     report = _analyze(random_model, docs, seq_len=N, layers=[0])
     assert report.n_sequences == 40 // (N - 1) + 25 // (N - 1) + 70 // (N - 1)
@@ -609,3 +610,74 @@ def test_a_bert_made_causal_is_not_refused(tokenizer):
                                     intermediate_size=64, max_position_embeddings=64, is_decoder=True,
                                     attn_implementation="eager")).eval()
     assert is_causal(boot_bridge(hf, tokenizer, "tiny-causal-bert"))
+
+
+# ------------------------------------------------------------------ session 2: the remaining entry points
+def test_scale_sensitivity_rerun_takes_text_like_every_entry_point(random_model, toks):
+    """Text, ids, seq_len and n_sequences mean what they mean in analyze_heads (as_tokens)."""
+    from tl_wavelet.analysis.compare import scale_sensitivity_rerun
+
+    kw = dict(alphas=(0.5,), level=LEVEL, layers=[1], progress=False)
+    docs = [" ".join(f"w{5 + (i * 7 + d) % 90}" for i in range(70)) for d in range(2)]
+    via_text = scale_sensitivity_rerun(random_model, docs, seq_len=N, n_sequences=3, **kw)
+    ids = chunk_tokens(random_model, docs, N, n_sequences=3)
+    pd_testing = pytest.importorskip("pandas").testing
+    pd_testing.assert_frame_equal(via_text, scale_sensitivity_rerun(random_model, ids, **kw))
+    # ids: seq_len keeps a prefix, n_sequences the first rows
+    pd_testing.assert_frame_equal(scale_sensitivity_rerun(random_model, toks.numpy(), seq_len=24, n_sequences=2, **kw),
+                                  scale_sensitivity_rerun(random_model, toks[:2, :24], **kw))
+    with pytest.raises(ValueError, match="is text: pass seq_len"):
+        scale_sensitivity_rerun(random_model, docs, **kw)
+    with pytest.raises(ValueError, match="n_sequences=9 but tokens holds 6"):
+        scale_sensitivity_rerun(random_model, toks, n_sequences=9, **kw)
+    assert _hook_counts(random_model) == 0
+
+
+def test_tracker_warns_once_about_a_small_probe_not_at_every_log(random_model, toks):
+    from tl_wavelet.track import Tracker
+
+    with pytest.warns(RuntimeWarning, match="rho and rho_se .* need at least 4 probe sequences") as rec:
+        tracker = Tracker(toks[:3], every=1, metrics=dict(level=LEVEL), induction=None)
+    assert len([w for w in rec if issubclass(w.category, RuntimeWarning)]) == 1
+    with warnings.catch_warnings(record=True) as logs:
+        warnings.simplefilter("always")
+        for step in range(3):
+            tracker.log(random_model, step)
+    assert [str(w.message) for w in logs if issubclass(w.category, RuntimeWarning)] == []
+    layers = tracker.layer_dataframe()
+    assert len(layers) == 3 * 2 and layers["rho"].isna().all()  # undefined at 3 sequences: NaN, not +-1
+    assert tracker.to_dataframe()["spectral_entropy_se"].notna().all()  # SEs are defined at 3
+    with pytest.warns(RuntimeWarning, match=r"standard errors \(columns \*_se\) need at least 2"):
+        Tracker(toks[:1], metrics=dict(level=LEVEL))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        enough = Tracker(toks[:4], every=1, metrics=dict(level=LEVEL), induction=None)
+        enough.log(random_model, 0)
+    assert enough.layer_dataframe()["rho"].notna().all()
+    assert _hook_counts(random_model) == 0
+
+
+def test_issue14_point11_layer_past_the_end_without_model(random_model, toks, clean_loss):
+    """Without model= the layer count is unknown and our hook never runs: TransformerLens 4 refuses
+    the hook name (KeyError), TL 3.9's bridge silently skips it (documented: pass model=); with
+    model= (and in tl_wavelet's own callers) it is our ValueError."""
+    from tl_wavelet.models import tl_major_version
+
+    hook = tlw.band_ablation_hook(99, 0, ["A3"], level=LEVEL)
+    if tl_major_version() >= 4:
+        with pytest.raises(KeyError, match="blocks.99.attn.hook_z"):
+            with random_model.hooks(fwd_hooks=[hook]):
+                random_model(toks[:2], return_type="loss")
+    else:  # the silent no-op docs/inputs.md warns about: the clean loss, nothing patched
+        with torch.no_grad(), random_model.hooks(fwd_hooks=[hook]):
+            assert float(random_model(toks[:2], return_type="loss")) == pytest.approx(clean_loss, abs=1e-6)
+    _unchanged(random_model, toks, clean_loss)
+    with pytest.raises(ValueError, match=r"layer: layer 99 is out of range; there are 2 \(0..1"):
+        tlw.band_ablation_hook(99, 0, ["A3"], level=LEVEL, model=random_model)
+    with pytest.raises(ValueError, match="layers: layer 99 is out of range"):
+        _sweep(random_model, toks[:2], layers=[99])
+    from tl_wavelet.view import compare_heads
+
+    with pytest.raises(ValueError, match="layer: layer 99 is out of range"):
+        compare_heads(random_model, toks[0, :16], [(99, 0)])
+    _unchanged(random_model, toks, clean_loss)

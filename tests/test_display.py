@@ -109,7 +109,7 @@ def test_sweep_accessor_top_and_plot():
     assert isinstance(fig, Figure)
     with pytest.raises(AttributeError, match="layer, head, band"):
         pd.DataFrame({"x": [1]}).sweep.top()
-    with pytest.raises(ValueError, match="positive int"):
+    with pytest.raises(ValueError, match="n must be >= 1"):
         df.sweep.top(0)
 
 
@@ -135,7 +135,7 @@ def test_every_layer_has_a_tick_label(report):
     import dataclasses
 
     # 30 layers (relabelled copies of the two measured ones): no label may be hidden
-    many = dataclasses.replace(report, layers=list(range(30)),
+    many = dataclasses.replace(report, layers=list(range(30)), shape=dataclasses.replace(report.shape, n_layers=30),
                                stats={(L, k): report.stats[(L % 2, k)] for L in range(30) for (_, k) in
                                       [key for key in report.stats if key[0] == 0]})
     ax = many.plot_scales().axes[0]
@@ -152,7 +152,8 @@ def test_rho_line_does_not_cross_unmeasured_layers(report):
     n_h = report.shape.n_heads
     stats[(0, "rho")] = (torch.full((n_h,), -0.5), torch.full((n_h,), 0.05))
     stats[(3, "rho")] = (torch.full((n_h,), 0.4), torch.full((n_h,), 0.05))
-    gap = dataclasses.replace(report, layers=[0, 3], stats=stats, rope=None)
+    gap = dataclasses.replace(report, layers=[0, 3], stats=stats, rope=None,
+                              shape=dataclasses.replace(report.shape, n_layers=4))  # layers a report may hold
     ax = gap.plot_rho(reference=False).axes[0]
     pts = [ln for ln in ax.lines if ln.get_linestyle() != "None" and len(ln.get_xdata()) > 1]
     assert not any({0.0, 3.0} <= set(np.round(ln.get_xdata(), 6)) for ln in pts), "a line joins layer 0 to layer 3"

@@ -262,9 +262,10 @@ def test_cli_sweep_step(model_dir, text_file, tmp_path):
     pytest.importorskip("tl_wavelet.ablation")
     out = tmp_path / "sweep"
     rc = _cli("--model", model_dir, "--out", out, "--text", text_file, "--seq-len", SEQ_LEN, "--quiet",
-              "--sweep-layers", 0, "--top-k", 3, "--sweep-sequences", 2)
+              "--sweep-layers", -2, "--top-k", 3, "--sweep-sequences", 2)
     assert rc == 0
     sweep = pd.read_csv(out / "sweep.csv")
+    # -2 counts from the end, as layers=[-2] does in the library: layer 0 of this 2-layer model
     assert {"layer", "head", "band"} <= set(sweep.columns) and set(sweep["layer"]) == {0}
     assert (out / "sweep.png").is_file()
     # the drill-down: the verified heads on two passages, CircuitsVis inlined once
@@ -295,7 +296,9 @@ def test_cli_unknown_model_exits_2_listing_known_names(tmp_path, capsys, monkeyp
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--wavelet", "nosuchwavelet"], "nosuchwavelet"),
         (["--text", "/nonexistent/file.txt"], "not found"),
-        (["--sweep-layers", "7"], "layers 0..1"),
+        (["--sweep-layers", "7"], "--sweep-layers: layer 7 is out of range; there are 2 (0..1, or -2..-1 from the end)"),
+        (["--sweep-layers", "-3"], "--sweep-layers: layer -3 is out of range"),
+        (["--sweep-layers", "0", "--no-sweep"], "--sweep-layers chooses the layers of the sweep, which --no-sweep skips"),
     ],
 )
 def test_cli_bad_options_fail_fast_without_traceback(model_dir, tmp_path, capsys, extra, message):

@@ -180,9 +180,12 @@ def test_trainer_callback_logs_every_steps(tmp_path):
 
 
 # ------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("every", [0, -5, 1.5, True, "50"])
-def test_every_must_be_a_positive_int(every):
-    with pytest.raises(ValueError, match="every must be a positive int"):
+@pytest.mark.parametrize("every, exc, message", [(0, ValueError, "every must be >= 1"), (-5, ValueError, "every must be >= 1"),
+                                                 (1.5, TypeError, "every must be an int"),
+                                                 (True, TypeError, "every must be an int"),
+                                                 ("50", TypeError, "every must be an int")])
+def test_every_must_be_a_positive_int(every, exc, message):
+    with pytest.raises(exc, match=message):
         Tracker(_probe(), every=every)
 
 

@@ -67,7 +67,7 @@ def model_shape(model) -> ModelShape:
     cfg = getattr(model, "cfg", None)
     if cfg is None or not hasattr(model, "hooks"):
         raise TypeError(
-            f"tl_wavelet needs a TransformerLens model (TransformerBridge on TL 4.x or "
+            f"model must be a TransformerLens model (TransformerBridge on TL 4.x or "
             f"HookedTransformer on TL 3.x), got {type(model).__name__}. Load one with "
             f"tl_wavelet.models.load(...) or TransformerBridge.boot_transformers(...)."
         )

@@ -200,6 +200,8 @@ def _validate(args):
             raise UserError(f"{name} must be at least {lo}, got {val}.")
     if args.n_sequences is not None and args.n_sequences < 1:
         raise UserError(f"--n-sequences must be at least 1, got {args.n_sequences}.")
+    if args.sweep_layers and args.no_sweep:  # refused, not silently ignored
+        raise UserError("--sweep-layers chooses the layers of the sweep, which --no-sweep skips: drop one of them.")
     try:
         cfg = MetricConfig(signal=args.signal, wavelet=args.wavelet, level=args.level)
         cfg.check_length(args.seq_len)
@@ -361,6 +363,21 @@ def _read_checkpoint(args, out: Path):
         raise UserError(f"--resume: {e} Nothing in --out was changed.") from None
 
 
+def _resolve_layer_option(model, option: str, values: list[int]) -> list[int]:
+    """A layer option by the library's rule (validate.check_indices): negative counts from the end.
+
+    The resolved (non-negative) layers replace the option's value, so a resumed run with
+    ``-1`` and one with the last layer's index share a fingerprint.
+    """
+    from .adapter import model_shape
+    from .validate import check_indices
+
+    try:
+        return check_indices(values, option, model_shape(model).n_layers, what="layer")
+    except (TypeError, ValueError) as e:
+        raise UserError(str(e)) from None
+
+
 def _run_fingerprint(args, model, tokens) -> dict:
     """What a checkpoint must share with this run for --resume to continue it."""
     from .state import model_fingerprint, tensor_digest
@@ -469,10 +486,7 @@ def _analyze_run(args) -> int:  # noqa: C901 (the CLI pipeline, step by step; to
         timings["load_model_s"] = time.perf_counter() - t
 
         if args.sweep_layers and not args.no_sweep:
-            n_layers = int(model.cfg.n_layers)
-            bad = [L for L in args.sweep_layers if not 0 <= L < n_layers]
-            if bad:
-                raise UserError(f"--sweep-layers {bad} out of range: this model has layers 0..{n_layers - 1}.")
+            args.sweep_layers = _resolve_layer_option(model, "--sweep-layers", args.sweep_layers)
 
         t = time.perf_counter()
         tokens = _tokens(args, model)

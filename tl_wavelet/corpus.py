@@ -165,6 +165,12 @@ def load_texts(genres: str | Iterable[str] | None = None) -> dict[str, str]:
     else:
         if isinstance(genres, str):
             genres = [genres]
+        if not isinstance(genres, (list, tuple, set)):
+            raise TypeError(f"genres must be a genre name, a list of them, or None; got {type(genres).__name__}.")
+        if not genres:
+            raise ValueError(f"genres is empty: pass None for every document, or names from {valid}.")
+        if not all(isinstance(g, str) for g in genres):
+            raise TypeError(f"genres must hold genre names (strings) from {valid}, got {list(genres)!r}.")
         wanted = set(genres)
         unknown = sorted(g for g in wanted if g not in valid)
         if unknown:
@@ -231,6 +237,11 @@ def read_text_files(paths: PathLike | Iterable[PathLike]) -> list[str]:
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    if not isinstance(paths, Iterable) or isinstance(paths, bytes):
+        raise TypeError(f"paths must be a file path or a list of them (str or os.PathLike), got {paths!r}.")
+    paths = list(paths)
+    if not all(isinstance(p, (str, os.PathLike)) for p in paths):
+        raise TypeError(f"paths must be a file path or a list of them (str or os.PathLike), got {paths!r}.")
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("read_text_files got no paths; pass at least one file path.")
@@ -274,6 +285,11 @@ def _get_tokenizer(model_or_tokenizer: Any):
         from transformers import PreTrainedTokenizerBase
     except ImportError:  # pragma: no cover
         PreTrainedTokenizerBase = ()  # type: ignore[assignment]
+    if isinstance(model_or_tokenizer, (str, bytes)) or model_or_tokenizer is None:
+        raise TypeError(
+            "model_or_tokenizer must be a TransformerLens model (with .tokenizer) or a Hugging Face tokenizer, "
+            f"got {type(model_or_tokenizer).__name__}: load one first (e.g. tlw.models.load(...))."
+        )
     if PreTrainedTokenizerBase and isinstance(model_or_tokenizer, PreTrainedTokenizerBase):
         return model_or_tokenizer
     if hasattr(model_or_tokenizer, "tokenizer"):
@@ -288,7 +304,7 @@ def _get_tokenizer(model_or_tokenizer: Any):
     if callable(getattr(model_or_tokenizer, "encode", None)):
         return model_or_tokenizer
     raise TypeError(
-        f"Expected a TransformerLens model (with .tokenizer) or a Hugging Face "
+        f"model_or_tokenizer must be a TransformerLens model (with .tokenizer) or a Hugging Face "
         f"tokenizer, got {type(model_or_tokenizer).__name__}."
     )
 
@@ -540,9 +556,14 @@ def induction_tokens(
     n_sequences = check_int(n_sequences, "n_sequences", minimum=1)
     half_len = check_int(half_len, "half_len", minimum=1)
     vocab_size = check_int(vocab_size, "vocab_size", minimum=1)
-    excluded = set(int(t) for t in (exclude_token_ids or ()))
+    seed = check_int(seed, "seed")
+    if exclude_token_ids is not None and (isinstance(exclude_token_ids, (str, bytes))
+                                          or not isinstance(exclude_token_ids, Iterable)):
+        raise TypeError(f"exclude_token_ids must be an iterable of ids (or None), got {type(exclude_token_ids).__name__}.")
+    excluded = {check_int(t, "exclude_token_ids") for t in (exclude_token_ids or ())}
     if bos_token_id is not None:
-        excluded.add(int(bos_token_id))
+        bos_token_id = check_int(bos_token_id, "bos_token_id", minimum=0, maximum=vocab_size - 1)
+        excluded.add(bos_token_id)
     allowed = torch.ones(vocab_size, dtype=torch.bool)
     for t in excluded:
         if 0 <= t < vocab_size:
@@ -550,7 +571,7 @@ def induction_tokens(
     pool = torch.nonzero(allowed).flatten()
     if pool.numel() == 0:
         raise ValueError(
-            f"No token ids left to draw: vocab_size={vocab_size} and all of them are "
+            f"exclude_token_ids: No token ids left to draw: vocab_size={vocab_size} and all of them are "
             "excluded. Use a larger vocab_size or exclude fewer ids."
         )
     gen = torch.Generator().manual_seed(int(seed))

@@ -470,6 +470,19 @@ def _sweep_limit(values: np.ndarray) -> float:
     return float(min(a.max(), 4 * q90)) if q90 > 0 else float(a.max())
 
 
+def _sweep_bands(df: pd.DataFrame, bands) -> list[str]:
+    """The bands to draw: all (A first, then D coarse to fine), or the named ones, checked."""
+    if bands is None:
+        return sorted(df["band"].unique(), key=_band_key)
+    bands = [bands] if isinstance(bands, str) else bands
+    if not isinstance(bands, (list, tuple)) or not bands:
+        raise TypeError(f"bands must be a non-empty list of band names such as ['A5', 'D1'], got {bands!r}.")
+    unknown = [b for b in bands if b not in set(df["band"])]
+    if unknown:
+        raise ValueError(f"bands {unknown} are not in this sweep; it has {sorted(set(df['band']), key=_band_key)}.")
+    return list(bands)
+
+
 def plot_sweep(df: pd.DataFrame, *, value: str | None = None, bands: list[str] | None = None) -> Figure:
     """Loss change when one band of one head is removed: a layer x head heatmap per band.
 
@@ -497,8 +510,7 @@ def plot_sweep(df: pd.DataFrame, *, value: str | None = None, bands: list[str] |
         value = _default_sweep_value(df)
     if value not in df.columns:
         raise ValueError(f"plot_sweep: no column {value!r}; choose one of {list(df.columns)}.")
-    if bands is None:
-        bands = sorted(df["band"].unique(), key=_band_key)
+    bands = _sweep_bands(df, bands)
     layers = sorted(df["layer"].unique())
     heads = sorted(df["head"].unique())
     grids, checked = [], []

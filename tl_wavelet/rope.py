@@ -398,6 +398,7 @@ def rope_metadata(model) -> list[dict[str, Any]]:
     >>> [(m["layer"], m["rope_base"], m["sliding_window"]) for m in meta][4:6]  # doctest: +SKIP
     [(4, 10000.0, 512), (5, 1000000.0, None)]
     """
+    model_shape(model)  # a TransformerLens model, or a TypeError naming `model`
     cfg = model.cfg
     n_layers = cfg.n_layers
     hf_config = None

@@ -18,6 +18,8 @@ from einops import rearrange, reduce
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .validate import check_bool, check_tensor
+
 __all__ = ["offset_aligned_rows", "offset_profile", "received_attention", "without_first_key"]
 
 
@@ -154,7 +156,14 @@ def received_attention(
     >>> [round(v, 4) for v in received_attention(p).tolist()]   # key 0 seen by 3 queries, key 2 by 1
     [0.6111, 0.4167, 0.3333]
     """
-    if drop_first_key:
+    check_tensor(pattern, "pattern", min_ndim=2, shape="[*batch, q, k]")
+    if pattern.shape[-1] != pattern.shape[-2]:
+        raise ValueError(f"pattern must be square [..., n, n] (queries and keys over one sequence), got {tuple(pattern.shape)}.")
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype (e.g. torch.float64) or None, got {dtype!r}.")
+    if causal is not None:
+        causal = check_bool(causal, "causal")
+    if check_bool(drop_first_key, "drop_first_key"):
         pattern = without_first_key(pattern)
     n = pattern.shape[-1]
     if causal is None:

@@ -134,6 +134,8 @@ def _bank(wavelet) -> _Bank:
 
 
 def _check_mode(mode) -> str:
+    if not isinstance(mode, str):
+        raise TypeError(f"mode must be a string, one of {', '.join(MODES)}; got {type(mode).__name__}.")
     if mode not in MODES:
         raise ValueError(f"Unknown extension mode {mode!r}: choose one of {', '.join(MODES)}.")
     return mode
@@ -158,7 +160,7 @@ def dwt_max_level(n: int, wavelet="db2") -> int:
     n = check_int(n, "n", minimum=0)
     if isinstance(wavelet, (int, np.integer)) and not isinstance(wavelet, bool):
         if wavelet < 2:
-            raise ValueError(f"a filter length must be >= 2, got {wavelet}.")
+            raise ValueError(f"wavelet: a filter length must be >= 2, got {wavelet}.")
         return _max_level_for(int(n), int(wavelet))
     return _max_level(int(n), _bank(wavelet))
 
@@ -174,8 +176,9 @@ def _max_level(n: int, bank: _Bank) -> int:
     return _max_level_for(n, bank.flen)
 
 
-def _resolve_level(level, n: int, bank: _Bank) -> int:
-    return resolve_level(level, n, min_length=lambda L: _min_length(bank, L), wavelet=bank.name or "wavelet")
+def _resolve_level(level, n: int, bank: _Bank, signal: str = "data") -> int:
+    return resolve_level(level, n, min_length=lambda L: _min_length(bank, L), wavelet=bank.name or "wavelet",
+                         signal=signal)
 
 
 def _as_wavelet(bank: _Bank) -> pywt.Wavelet:
@@ -184,13 +187,14 @@ def _as_wavelet(bank: _Bank) -> pywt.Wavelet:
     return pywt.Wavelet(bank.name, filter_bank=[bank.dec_lo, bank.dec_hi, bank.rec_lo, bank.rec_hi])
 
 
-def _work_dtype(*tensors: Tensor) -> torch.dtype:
-    for t in tensors:
+def _work_dtype(*tensors: Tensor, names: tuple[str, ...] = ()) -> torch.dtype:
+    for i, t in enumerate(tensors):
+        name = names[i] if i < len(names) else (names[-1] if names else "the input")
         if not isinstance(t, Tensor):
-            raise TypeError(f"expected a torch.Tensor, got {type(t).__name__}: wrap it with torch.as_tensor(...).")
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}: wrap it with torch.as_tensor(...).")
         if not t.dtype.is_floating_point:
             raise TypeError(
-                f"expected a real floating tensor, got {t.dtype}: convert with x.double() or x.float() "
+                f"{name} must be a real floating tensor, got {t.dtype}: convert with x.double() or x.float() "
                 "(complex: transform x.real and x.imag separately)."
             )
     dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
@@ -198,10 +202,10 @@ def _work_dtype(*tensors: Tensor) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def _check_dim(x: Tensor, dim: int) -> int:
-    dim = check_int(dim, "axis")
+def _check_dim(x: Tensor, dim: int, name: str = "axis") -> int:
+    dim = check_int(dim, name)
     if not -x.ndim <= dim < x.ndim or x.ndim == 0:
-        raise ValueError(f"axis={dim} is out of range for a tensor of shape {tuple(x.shape)}.")
+        raise ValueError(f"{name}={dim} is out of range for a tensor of shape {tuple(x.shape)}.")
     return int(dim) % x.ndim
 
 
@@ -530,9 +534,9 @@ def dwt(
     ([2.1213, 4.9497], [-0.7071, -0.7071])
     """
     bank, mode = _bank(wavelet), _check_mode(mode)
-    dtype, dim = _work_dtype(data), _check_dim(data, _axis(axis, dim))
+    dtype, dim = _work_dtype(data, names=("data",)), _check_dim(data, _axis(axis, dim))
     if data.shape[dim] < 1:
-        raise ValueError("the transformed dim is empty: a DWT needs at least 1 position.")
+        raise ValueError("data: the transformed dim is empty: a DWT needs at least 1 position.")
     rows, batch = _to_rows(data, dim, dtype)
     if mode in ("reflect", "antireflect", "smooth") and rows.shape[-1] < 2 or rows.shape[0] == 0:
         parts = _dwt_rows(rows, bank, mode)  # the row code's errors and edge cases, uncached
@@ -579,7 +583,7 @@ def idwt(
     True
     """
     bank, mode = _bank(wavelet), _check_mode(mode)
-    dtype, dim = _work_dtype(cA, cD), _check_dim(cA, _axis(axis, dim))
+    dtype, dim = _work_dtype(cA, cD, names=("cA", "cD")), _check_dim(cA, _axis(axis, dim))
     if cA.shape != cD.shape:
         raise ValueError(f"cA and cD must have the same shape, got {tuple(cA.shape)} and {tuple(cD.shape)}.")
     a, batch = _to_rows(cA, dim, dtype)
@@ -635,7 +639,7 @@ def wavedec(
     True
     """
     bank, mode = _bank(wavelet), _check_mode(mode)
-    dtype, dim = _work_dtype(data), _check_dim(data, _axis(axis, dim))
+    dtype, dim = _work_dtype(data, names=("data",)), _check_dim(data, _axis(axis, dim))
     level = _resolve_level(level, data.shape[dim], bank)
     rows, batch = _to_rows(data, dim, dtype)
     if level == 0:  # pywt returns the data itself; a copy lets callers mutate it
@@ -692,12 +696,15 @@ def waverec(
     (34, True)
     """
     bank, mode = _bank(wavelet), _check_mode(mode)
-    if not isinstance(coeffs, (list, tuple)) or len(coeffs) < 1:
-        raise ValueError("coeffs must be a non-empty list [cA_J, cD_J, ..., cD_1] as returned by wavedec.")
-    dtype, dim = _work_dtype(*coeffs), _check_dim(coeffs[0], _axis(axis, dim))
+    if not isinstance(coeffs, (list, tuple)):
+        raise TypeError(f"coeffs must be a list [cA_J, cD_J, ..., cD_1] as returned by wavedec, got {type(coeffs).__name__}.")
+    if len(coeffs) < 1:
+        raise ValueError("coeffs is empty: pass the list [cA_J, cD_J, ..., cD_1] as returned by wavedec.")
+    names = tuple(f"coeffs[{i}]" for i in range(len(coeffs)))
+    dtype, dim = _work_dtype(*coeffs, names=names), _check_dim(coeffs[0], _axis(axis, dim))
     shapes = [tuple(c.movedim(dim, -1).shape[:-1]) for c in coeffs]
     if len(set(shapes)) != 1:
-        raise ValueError(f"all coefficient arrays need the same batch shape; got {[tuple(c.shape) for c in coeffs]}.")
+        raise ValueError(f"coeffs: all coefficient arrays need the same batch shape; got {[tuple(c.shape) for c in coeffs]}.")
     rows = [_to_rows(c, dim, dtype)[0] for c in coeffs]
     if len(rows) == 1:
         return _from_rows(rows[0].clone(), shapes[0], dim)
@@ -713,7 +720,7 @@ def _waverec_rows(rows: list[Float[Tensor, "rows _"]], bank: _Bank, mode: str) -
             a = a[:, :-1]
         elif a.shape[-1] != d.shape[-1]:
             raise ValueError(
-                f"coefficient length mismatch at entry {j + 1}: approximation has {a.shape[-1]}, detail has "
+                f"coeffs: coefficient length mismatch at entry {j + 1}: approximation has {a.shape[-1]}, detail has "
                 f"{d.shape[-1]}. Pass the list exactly as wavedec returned it (zero bands with torch.zeros_like)."
             )
         a = _idwt_rows(a, d, bank, mode)
@@ -822,7 +829,7 @@ def causal_bands(
     """
     bank = _bank(wavelet)
     level = check_int(level, "level", minimum=0)
-    dtype, dim = _work_dtype(x), _check_dim(x, dim)
+    dtype, dim = _work_dtype(x, names=("x",)), _check_dim(x, dim, "dim")
     rows, batch = _to_rows(x, dim, dtype)
     n, h = rows.shape[-1], _causal_filter(bank)
     s_prev, details = rows, []

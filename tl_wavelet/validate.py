@@ -56,6 +56,8 @@ __all__ = [
     "as_token_ids",
     "check_right_padding",
     "warn_small_sample",
+    "check_tensor",
+    "check_type",
 ]
 
 
@@ -341,6 +343,36 @@ def check_right_padding(mask: Any, tokens: Tensor, name: str = "attention_mask")
     if not mask[:, 0].all():
         raise ValueError(f"{name} has an empty sequence (a row of zeros); drop it.")
     return mask.to(tokens.device)
+
+
+def check_tensor(value: Any, name: str, *, ndim: int | None = None, min_ndim: int | None = None,
+                 floating: bool = False, shape: str = "") -> Tensor:
+    """``value`` if it is a tensor of the right rank (and floating, when asked), else a clear error.
+
+    >>> check_tensor(torch.zeros(2, 3), "x", ndim=2).shape
+    torch.Size([2, 3])
+    >>> check_tensor([1.0], "x")
+    Traceback (most recent call last):
+    ...
+    TypeError: x must be a torch.Tensor, got [1.0] (list): wrap it with torch.as_tensor(...).
+    """
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {_describe(value)}: wrap it with torch.as_tensor(...).")
+    want = f" {shape}" if shape else ""
+    if ndim is not None and value.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dims{want}, got shape {tuple(value.shape)}.")
+    if min_ndim is not None and value.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dims{want}, got shape {tuple(value.shape)}.")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got {value.dtype}: convert with .float() or .double().")
+    return value
+
+
+def check_type(value: Any, name: str, types: type | tuple[type, ...], what: str) -> Any:
+    """``value`` if it is an instance of ``types``, else a TypeError saying ``what`` is wanted."""
+    if not isinstance(value, types):
+        raise TypeError(f"{name} must be {what}, got {_describe(value)}.")
+    return value
 
 
 def warn_small_sample(what: str, n: int, need: int, stacklevel: int = 3) -> None:

@@ -357,7 +357,7 @@ def _views(model, text, heads, bands, level, wavelet, ablate, truncate) -> list[
             tab["loss"] = np.append(clean, np.nan)
             if ablate:
                 for b in chosen:
-                    hook = band_ablation_hook(L, h, [b], wavelet=wavelet, level=level)
+                    hook = band_ablation_hook(L, h, [b], wavelet=wavelet, level=level, model=model)
                     ablated = _token_loss(model.run_with_hooks(toks, fwd_hooks=[hook], return_type="logits"), toks)
                     tab[f"delta_loss_{b}"] = np.append(ablated - clean, np.nan)
             out.append(HeadView(L, h, labels, str_tokens, a.float(), band_a.float(), band_z.float(), pd.DataFrame(tab)))

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ..adapter import hook_name, model_shape, resolve_heads
 from ..transforms import causal_bands, wavedec, waverec
-from ..validate import as_list, check_index, check_int
+from ..validate import as_list, check_index, check_int, check_tensor
 from .spec import Ablation, BandSpec, Method, Target, check_method, derangement, replacement
 
 __all__ = ["resolve_bands", "band_components", "patch_bands", "band_ablation_hook", "ZBands"]
@@ -50,6 +50,7 @@ def resolve_bands(bands: str | int | Iterable[str | int] | None, level: int) -> 
 
 
 def _components(x: Float[Tensor, "batch pos *rest"], spec: BandSpec) -> Float[Tensor, "bands batch pos *rest"]:
+    check_tensor(x, "x")
     if x.ndim < 2:
         raise ValueError(f"expected [batch, pos, ...], got shape {tuple(x.shape)}.")
     n = x.shape[1]
@@ -196,10 +197,27 @@ def patch_bands(
     True
     """
     method = check_method(method)
-    remove = sorted(set(int(b) for b in remove))
-    if not remove:
-        return x
-    return _patch(x, remove, BandSpec(causal, wavelet, level, mode), method, reference, source_index, seed)
+    spec = BandSpec(causal, wavelet, level, mode)
+    seed = check_int(seed, "seed")
+    check_tensor(x, "x", min_ndim=2, shape="[batch, pos, ...]")
+    if isinstance(remove, (list, tuple)) and not remove:
+        return x  # removing no band is the identity
+    try:  # band indices (negative from the end) or names, by BandSpec's one rule
+        remove = spec.resolve(remove)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"remove: {e}") from None
+    _refuse_unused_source(method, reference, source_index)
+    if reference is not None:
+        check_tensor(reference, "reference", ndim=x.ndim)
+    return _patch(x, remove, spec, method, reference, source_index, seed)
+
+
+def _refuse_unused_source(method: str, reference, source_index) -> None:
+    """``zero`` replaces with 0: a reference or source rows would be silently ignored."""
+    for name, value in (("reference", reference), ("source_index", source_index)):
+        if method == "zero" and value is not None:
+            raise ValueError(f"{name} applies to method='mean' or 'resample'; method='zero' ignores it. "
+                             f"Pass method='mean'/'resample', or drop {name}.")
 
 
 def _z_hook_fn(
@@ -273,7 +291,13 @@ def band_ablation_hook(
         The model the hook is for: ``layer`` and ``heads`` are then checked against it
         when the hook is made (negative indices count from the end). Without it a
         negative ``layer`` is refused (the layer count is unknown) and heads are checked
-        when the hook runs.
+        when the hook runs. A ``layer`` past the model's last one cannot be caught
+        without ``model=``, since the hook never runs: TransformerLens 4 refuses the hook
+        name (``KeyError: Hook name 'blocks.99.attn.hook_z' does not exist``) and TL 3.9's
+        TransformerBridge silently skips it; pass ``model=`` for a ``ValueError`` naming
+        ``layer`` and the valid range.
+        tl_wavelet's own callers (:func:`band_sweep`, :mod:`tl_wavelet.view`) check
+        layers against the model before adding any hook.
 
     Returns
     -------
@@ -306,6 +330,7 @@ def band_ablation_hook(
         head_list = None if heads is None else [check_int(h, "heads") for h in as_list(heads, "heads")]
         if head_list is not None and not head_list:
             raise ValueError("heads is empty: pass None for every head, or a list of head indices.")
+    _refuse_unused_source(method, reference, source_index)
     if reference is not None and reference.ndim != 4:
         raise ValueError(f"reference must be hook_z activations [batch, pos, head, d_head], got shape {tuple(reference.shape)}.")
     return hook_name("z", layer), _z_hook_fn(layer, head_list, remove, spec, method, reference, source_index, seed)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..validate import check_int
+
 __all__ = ["SweepAccessor"]
 
 
@@ -22,6 +24,8 @@ class SweepAccessor:
     """Plot and rank a band-sweep table (columns ``layer, head, band`` and a value column)."""
 
     def __init__(self, df: pd.DataFrame):
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"df must be a pandas DataFrame from band_sweep, got {type(df).__name__}.")
         missing = {"layer", "head", "band"} - set(df.columns)
         if missing:
             raise AttributeError(
@@ -46,8 +50,7 @@ class SweepAccessor:
         >>> df.sweep.top(2)[["head", "delta_loss"]].to_dict("list")
         {'head': [1, 0], 'delta_loss': [-0.2, 0.05]}
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}.")
+        n = check_int(n, "n", minimum=1)
         by = by or self.value
         if by not in self._df.columns:
             raise ValueError(f"no column {by!r} in this sweep table; choose one of {list(self._df.columns)}.")

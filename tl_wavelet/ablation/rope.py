@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..adapter import ModelShape, hook_name, model_shape, resolve_heads
 from ..rope import describe_positions, rope_frequencies, rotary_hooks
-from ..validate import as_list, check_choice, check_index, check_int, is_int
+from ..validate import as_list, check_bool, check_choice, check_index, check_indices, check_int, is_int
 from .spec import Ablation, Target
 
 __all__ = [
@@ -46,6 +46,14 @@ class RopeBand:
     pairs: tuple[int, ...]
     wavelength_min: float
     wavelength_max: float
+
+    def __post_init__(self):
+        if not isinstance(self.pairs, tuple) or not self.pairs or not all(is_int(p) and p >= 0 for p in self.pairs):
+            raise ValueError(f"pairs must be a non-empty tuple of rotary pair indices >= 0, got {self.pairs!r}.")
+        if not self.wavelength_min <= self.wavelength_max:
+            raise ValueError(
+                f"wavelength_min ({self.wavelength_min}) must not exceed wavelength_max ({self.wavelength_max})."
+            )
 
     @property
     def label(self) -> str:
@@ -145,7 +153,12 @@ def rope_pair_dims(pairs: Sequence[int], rotary_dim: int, adjacent_pairs: bool =
     >>> rope_pair_dims([0, 3], rotary_dim=8)
     [0, 3, 4, 7]
     """
+    rotary_dim = check_int(rotary_dim, "rotary_dim", minimum=2)
+    if rotary_dim % 2:
+        raise ValueError(f"rotary_dim must be even (dims come in rotary pairs), got {rotary_dim}.")
+    adjacent_pairs = check_bool(adjacent_pairs, "adjacent_pairs")
     half = rotary_dim // 2
+    pairs = check_indices(pairs, "pairs", half, what="rotary pair", allow_none=False)
     dims = [d for p in pairs for d in ((2 * p, 2 * p + 1) if adjacent_pairs else (p, p + half))]
     return sorted(dims)
 
@@ -154,9 +167,14 @@ def rope_keep_mask(
     n_heads: int, d_head: int, heads: Sequence[int], dims: Sequence[int], dtype=torch.float32, device=None
 ) -> Float[Tensor, "head d_head"]:
     """1 everywhere except 0 at (head, dim) for the chosen heads and rotary dims."""
+    n_heads = check_int(n_heads, "n_heads", minimum=1)
+    d_head = check_int(d_head, "d_head", minimum=1)
+    heads, dims = as_list(heads, "heads"), as_list(dims, "dims")  # empty: nothing zeroed
+    heads = check_indices(heads, "heads", n_heads) if heads else []
+    dims = check_indices(dims, "dims", d_head, what="dim") if dims else []
     mask = torch.ones(n_heads, d_head, dtype=dtype, device=device)
     if heads and dims:
-        mask[torch.tensor(list(heads))[:, None], torch.tensor(list(dims))[None, :]] = 0
+        mask[torch.tensor(heads)[:, None], torch.tensor(dims)[None, :]] = 0
     return mask
 
 

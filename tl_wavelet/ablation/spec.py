@@ -162,9 +162,11 @@ def derangement(n: int, seed: int = 0) -> Int[Tensor, " n"]:
     >>> bool((p != torch.arange(5)).all()), sorted(p.tolist())
     (True, [0, 1, 2, 3, 4])
     """
+    n = check_int(n, "n")
+    seed = check_int(seed, "seed")
     if n < 2:
         raise ValueError(
-            "resample needs at least 2 sequences in the batch (each takes its band from another one), "
+            "n: resample needs at least 2 sequences in the batch (each takes its band from another one), "
             f"got {n}: pass more sequences or reference=... (activations of other sequences)."
         )
     g = torch.Generator().manual_seed(int(seed))

@@ -70,6 +70,7 @@ def position_buckets(n: int) -> list[tuple[int, int]]:
     >>> position_buckets(128)
     [(0, 15), (16, 63), (64, 255)]
     """
+    n = check_int(n, "n", minimum=2)  # positions: at least one next-token prediction
     edges, out, lo = [0, 16], [], 0
     while edges[-1] < n - 1:
         edges.append(edges[-1] * 4)
@@ -222,6 +223,7 @@ def band_sweep(
                                           (("batch_size", batch_size), ("verify_top_k", verify_top_k), ("ig_steps", ig_steps)))
     fisher_samples = check_optional_int(fisher_samples, "fisher_samples", minimum=1)
     progress = check_bool(progress, "progress")
+    _check_callback(on_checkpoint)
     n_rope_bands = None if n_rope_bands is None else check_int(n_rope_bands, "n_rope_bands", minimum=1)
     seed = check_int(seed, "seed")
     tokens, mask = _prepare(model, tokens, attention_mask, seq_len)
@@ -404,12 +406,19 @@ def _key(a) -> tuple:
     return (int(a.layer), int(a.head), str(a.band), tuple(int(i) for i in a.index))
 
 
+def _check_callback(on_checkpoint) -> None:
+    if on_checkpoint is not None and not callable(on_checkpoint):
+        raise TypeError(f"on_checkpoint must be a callable state -> None (or None), got {type(on_checkpoint).__name__}.")
+
+
 def _resume_state(resume, fingerprint) -> dict:
     """The mutable sweep state: empty, or a resumed one checked against this call."""
     fresh = {"estimates": None, "attribution_clean_sum": None, "rows": {}, "clean_sum": None}
     if resume is None:
         return fresh
-    if not isinstance(resume, dict) or resume.get("kind") != "tl_wavelet.band_sweep":
+    if not isinstance(resume, dict):
+        raise TypeError(f"resume must be a state (dict) passed to on_checkpoint by band_sweep, got {type(resume).__name__}.")
+    if resume.get("kind") != "tl_wavelet.band_sweep":
         raise ValueError(f"resume must be a state passed to on_checkpoint by band_sweep, got {type(resume).__name__}.")
     check_fingerprint(fingerprint, resume.get("fingerprint"), "The band_sweep state to resume")
     for k in fresh:

@@ -56,17 +56,29 @@ def scale_sensitivity_rerun(
     layers=None,
     batch_size: int = 8,
     progress: bool = True,
+    seq_len: int | None = None,
+    n_sequences: int | None = None,
 ) -> pd.DataFrame:
     """Per-head scale sensitivity S(alpha), running the model on the cut tokens.
+
+    ``tokens`` takes every form of :func:`tl_wavelet.adapter.as_tokens`: token ids
+    (``seq_len`` keeps a prefix, ``n_sequences`` the first sequences) or text (a string
+    or a list of documents, cut into ``seq_len``-token windows; ``seq_len`` is then
+    required).
 
     Returns one row per (layer, head) with ``S_<alpha>`` (paper: 1 - cos of the DWT
     coefficient vectors, each scale cut to the shorter length) and ``S_<alpha>_shares``
     (ours: 1 - cos of the band-energy share vectors), each with ``_se`` over sequences,
     and ``causal`` (whether the model's attention is causal).
+
+    Examples
+    --------
+    >>> df = scale_sensitivity_rerun(model, tlw.corpus.default_corpus(), seq_len=128,
+    ...                              n_sequences=8, progress=False)  # doctest: +SKIP
     """
     shape = model_shape(model)
     layers = resolve_layers(shape, layers)
-    tokens = as_tokens(model, tokens)
+    tokens = as_tokens(model, tokens, seq_len=seq_len, n_sequences=n_sequences)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     progress = check_bool(progress, "progress")
     level = check_int(level, "level", minimum=1)
@@ -119,6 +131,13 @@ def position_encoding_table(results: dict[str, tuple[str, pd.DataFrame]]) -> pd.
 
     ``results`` maps a model name to ``(position_encoding, per_head_dataframe)``.
     """
+    if not isinstance(results, dict):
+        raise TypeError(f"results must be a dict model -> (position_encoding, DataFrame), got {type(results).__name__}.")
+    for name, value in results.items():
+        if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], pd.DataFrame)):
+            raise TypeError(
+                f"results[{name!r}] must be (position_encoding, scale_sensitivity_rerun DataFrame), got {value!r:.80}."
+            )
     rows = []
     for name, (encoding, df) in results.items():
         row = {"model": name, "position_encoding": encoding}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..transforms import band_labels, dwt_max_level, min_length
+from ..transforms import MODES, band_labels, dwt_max_level, min_length
 from ..validate import check_bool, check_choice, check_int, check_ratios
 
 __all__ = ["MetricConfig", "SIGNALS", "KEY_ORDER_SIGNALS", "WINDOWS", "PADDINGS"]
@@ -77,6 +77,7 @@ class MetricConfig:
             object.__setattr__(self, name, check_bool(getattr(self, name), name))
         if not isinstance(self.mode, str):
             raise TypeError(f"mode must be a PyWavelets extension mode such as 'symmetric', got {self.mode!r}.")
+        check_choice(self.mode, "mode", MODES)
         object.__setattr__(self, "alphas", check_ratios(self.alphas, "alphas"))
         if self.drop_first_key and self.signal == "z":
             # the z signal is the head output over positions, not attention over keys:

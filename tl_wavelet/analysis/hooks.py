@@ -30,7 +30,7 @@ from ..signals import offset_aligned_rows, received_attention, without_first_key
 from ..state import check_fingerprint, model_fingerprint
 from ..stats import MIN_CORRELATION_N, RunningCorrelation, RunningMoments
 from ..transforms import causal_bands
-from ..validate import check_bool, warn_small_sample
+from ..validate import check_bool, check_choice, check_int, check_tensor, check_type, warn_small_sample
 from .config import KEY_ORDER_SIGNALS, MetricConfig
 from .result import HeadReport
 
@@ -133,6 +133,10 @@ def layer_metrics(
     # The pattern stays in its dtype (a float64 copy of [b, h, n, n] costs more than every
     # metric together); signals are reduced to [b, h, r, n] before the metrics, which run
     # in float64 internally.
+    check_choice(kind, "kind", ("pattern", "z"))
+    check_type(cfg, "cfg", MetricConfig, "a MetricConfig")
+    check_tensor(activation, "activation", ndim=4,
+                 shape="([batch, head, q, k] for kind='pattern', [batch, pos, head, d_head] for 'z')")
     act = activation.detach()
     if not act.is_floating_point() or act.dtype in (torch.float16, torch.bfloat16):
         act = act.float()
@@ -223,6 +227,11 @@ def rope_pair_energy(
     HF/TransformerLens Llama-style models pair dims (i, i + rotary_dim/2)
     ("rotate_half"); GPT-J style pairs adjacent dims (2i, 2i+1).
     """
+    check_tensor(x, "x", ndim=4, shape="[batch, pos, head, d_head]")
+    rotary_dim = check_int(rotary_dim, "rotary_dim", minimum=2, maximum=x.shape[-1])
+    if rotary_dim % 2:
+        raise ValueError(f"rotary_dim must be even (dims come in rotary pairs), got {rotary_dim}.")
+    adjacent_pairs = check_bool(adjacent_pairs, "adjacent_pairs")
     rot = x[..., :rotary_dim].double()
     if adjacent_pairs:
         pairs = rearrange(rot, "b p h (i two) -> b p h i two", two=2)
@@ -317,6 +326,8 @@ class HeadAccumulator:
         """Fold one layer's ``hook_pattern``-shaped [batch, head, q, k] (or ``hook_z``) activation in."""
         if layer not in self._state:
             raise ValueError(f"layer {layer} is not measured by this accumulator (layers={self.layers}).")
+        check_choice(kind, "kind", ("pattern", "z"))
+        check_tensor(activation, "activation", ndim=4)
         self._metric_hook(layer, kind)(activation, None)
 
     def _kinds(self) -> list[str]:
@@ -398,9 +409,12 @@ class HeadAccumulator:
         }
 
     def _checked(self, sd, what: str) -> dict:
+        name = what.split()[0]
         if isinstance(sd, HeadAccumulator):
             sd = sd.state_dict()
-        if not isinstance(sd, dict) or sd.get("version") != 1:
+        if not isinstance(sd, dict):
+            raise TypeError(f"{name} must be a HeadAccumulator or its state_dict(), got {type(sd).__name__}.")
+        if sd.get("version") != 1:
             raise ValueError(f"{what} is not a HeadAccumulator state (version 1); got {type(sd).__name__}.")
         check_fingerprint(self.fingerprint, sd.get("fingerprint"), what)
         if set(sd["layers"]) != set(self.layers):  # implied by the fingerprint; a hand-edited state
@@ -413,7 +427,7 @@ class HeadAccumulator:
         Raises ValueError naming what differs when the state comes from another model,
         metric configuration, layer set or RoPE setting.
         """
-        sd = self._checked(sd, "The state to load")
+        sd = self._checked(sd, "sd (the state to load)")
         self.reset()
         self.merge(sd)
 
@@ -434,7 +448,7 @@ class HeadAccumulator:
         >>> stream(model, tokens[:8], [a]); stream(model, tokens[8:], [b])  # doctest: +SKIP
         >>> a.merge(b).report()       # == one pass over tokens      # doctest: +SKIP
         """
-        sd = self._checked(other, "The state to merge")
+        sd = self._checked(other, "other (the state to merge)")
         if sd["seq_len"] is not None:
             if self.seq_len is not None and sd["seq_len"] != self.seq_len:
                 raise ValueError(
@@ -497,4 +511,5 @@ class HeadAccumulator:
 
 def metric_hooks(accumulator: HeadAccumulator) -> list[tuple[str, object]]:
     """The accumulator's hooks as ``(name, fn)`` pairs (same as ``accumulator.hooks()``)."""
+    check_type(accumulator, "accumulator", HeadAccumulator, "a HeadAccumulator")
     return accumulator.hooks()

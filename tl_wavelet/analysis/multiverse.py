@@ -54,6 +54,7 @@ from ..paper import paper_numbers
 from ..signals import offset_aligned_rows
 from ..stats import MIN_CORRELATION_N
 from ..transforms import dwt_max_level, min_length
+from ..validate import check_int
 from .config import MetricConfig
 from .hooks import _signals_from_pattern, spectral_metrics
 from .run import stream
@@ -256,9 +257,7 @@ class MultiverseAccumulator:
         n_groups: int = 20,
     ) -> None:
         self.axes = _check_axes(axes)
-        if not isinstance(n_groups, int) or n_groups < 2:
-            raise ValueError(f"n_groups must be an int >= 2 (groups for the jackknife SE), got {n_groups!r}.")
-        self.n_groups = n_groups
+        self.n_groups = check_int(n_groups, "n_groups", minimum=2)  # groups for the jackknife SE
         self.alphas = tuple(alphas)
         self.max_rows = max_rows
         # one validated MetricConfig per signal definition and per spectrum definition

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ..adapter import ModelShape
 from ..metrics import characteristic_scale
+from ..validate import check_bool, check_indices, check_int, check_type
 from .config import MetricConfig
 
 __all__ = ["HeadReport"]
@@ -48,6 +49,16 @@ class HeadReport:
     model_name: str | None = None
 
     # ------------------------------------------------------------ display
+    def __post_init__(self):
+        check_type(self.config, "config", MetricConfig, "a MetricConfig")
+        check_type(self.shape, "shape", ModelShape, "a ModelShape")
+        self.n_sequences = check_int(self.n_sequences, "n_sequences", minimum=1)
+        self.seq_len = check_int(self.seq_len, "seq_len", minimum=1)
+        self.layers = check_indices(self.layers, "layers", self.shape.n_layers, allow_none=False)
+        missing = [L for L in self.layers if (L, "rho") not in self.stats]
+        if missing:
+            raise ValueError(f"stats has no entries for layers {missing}: build a HeadReport with HeadAccumulator.report().")
+
     def _repr_html_(self) -> str:
         # tl_wavelet.display sits below analysis; imported here so that matplotlib loads on
         # the first display, not with ``import tl_wavelet``
@@ -91,6 +102,12 @@ class HeadReport:
 
     def tensor(self, metric: str, se: bool = False) -> Tensor:
         """Stack one metric over the measured layers: [n_layers_measured, n_heads, ...]."""
+        se = check_bool(se, "se")
+        known = sorted({k for (_, k) in self.stats})
+        if not isinstance(metric, str):
+            raise TypeError(f"metric must be a metric name (one of {known}), got {metric!r}.")
+        if metric not in known:
+            raise ValueError(f"metric {metric!r} is not in this report; choose one of {known}.")
         return torch.stack([self.stats[(L, metric)][int(se)] for L in self.layers])
 
     @property

@@ -117,6 +117,20 @@ def _cut_to_real_length(tokens: Tensor, mask: Tensor) -> Tensor:
     return tokens[:, :keep]
 
 
+def _check_accumulators(accumulators, n: int) -> None:
+    if not isinstance(accumulators, (list, tuple)):
+        raise TypeError(f"accumulators must be a list of HeadAccumulators, got {type(accumulators).__name__}.")
+    if not accumulators:
+        raise ValueError("accumulators is empty: pass at least one HeadAccumulator.")
+    for i, acc in enumerate(accumulators):
+        if not all(hasattr(acc, a) for a in ("hooks", "config", "stop_hook")):
+            raise TypeError(f"accumulators[{i}] must be a HeadAccumulator (or MultiverseAccumulator), got {type(acc).__name__}.")
+        try:
+            acc.config.check_length(n)
+        except ValueError as e:
+            raise ValueError(f"tokens: {e}") from None
+
+
 def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool = True) -> None:
     """Run ``tokens`` through ``model`` in batches with every accumulator's hooks at once.
 
@@ -137,10 +151,7 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     progress = check_bool(progress, "progress")
     tokens = as_tokens(model, tokens)
-    if not accumulators:
-        raise ValueError("accumulators is empty: pass at least one HeadAccumulator.")
-    for acc in accumulators:
-        acc.config.check_length(tokens.shape[1])
+    _check_accumulators(accumulators, tokens.shape[1])
     hooks = [h for acc in accumulators for h in acc.hooks()]
     stop = last_fired(acc.stop_hook for acc in accumulators)
     device = next(model.parameters()).device

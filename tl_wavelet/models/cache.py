@@ -51,6 +51,8 @@ def cache_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     canon = resolve_name(name)
     if canon is None:
         raise ValueError(f"{name!r} is not a known offline model. {_known_names_text()}")
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(f"cache_dir must be a directory path (str or os.PathLike) or None, got {type(cache_dir).__name__}.")
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
     return root / canon
 

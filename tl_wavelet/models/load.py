@@ -9,10 +9,22 @@ from pathlib import Path
 import torch
 
 from ..rope import _rope_parameters
+from ..validate import check_bool
 from .cache import _ensure_cache
 from .registry import ENCODERS, KNOWN_MODELS, _known_names_text, resolve_name, tl_major_version
 
 __all__ = ["load", "load_hf", "load_encoder"]
+
+
+def _check_load_args(name, cache_dir, refresh) -> None:
+    """What load/load_hf check before touching a file or the hub."""
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"name must be a model name or a directory path, got {type(name).__name__}")
+    if not os.fspath(name).strip():
+        raise ValueError("name is empty: pass a known model (e.g. 'smollm2-135m'), a local directory or a hub name.")
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(f"cache_dir must be a directory path (str or os.PathLike) or None, got {type(cache_dir).__name__}.")
+    check_bool(refresh, "refresh")
 
 
 def load_hf(
@@ -52,8 +64,9 @@ def load_hf(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if not isinstance(name, (str, os.PathLike)):
-        raise TypeError(f"name must be a model name or a directory path, got {type(name).__name__}")
+    _check_load_args(name, cache_dir, refresh)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
     name = os.fspath(name)
     canon = resolve_name(name) if not Path(name).expanduser().is_dir() else None
     if canon is not None:
@@ -393,6 +406,7 @@ def load(
     >>> logits.shape  # doctest: +SKIP
     torch.Size([1, 8, 49152])
     """
+    _check_load_args(name, cache_dir, refresh)
     major = tl_major_version()
     if backend is None:
         backend = "bridge" if major >= 4 else "hooked"
@@ -429,6 +443,8 @@ def load_encoder(name: str = "minilm-l6", *, device: str | torch.device = "cpu")
 
     >>> enc = load_encoder("minilm-l6")   # doctest: +SKIP
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be an encoder name (one of {', '.join(ENCODERS)}), got {type(name).__name__}.")
     if name not in ENCODERS:
         raise ValueError(f"Unknown encoder {name!r}; known: {', '.join(ENCODERS)}.")
     spec = ENCODERS[name]

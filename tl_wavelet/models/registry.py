@@ -83,6 +83,8 @@ def resolve_name(name: str) -> str | None:
     >>> resolve_name("gpt2") is None
     True
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a model name (str), got {type(name).__name__}.")
     key = name.strip().lower()
     if key in KNOWN_MODELS:
         return key

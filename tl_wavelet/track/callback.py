@@ -22,7 +22,7 @@ class TrackerCallback(TrainerCallback):
 
     def __init__(self, tracker: Tracker):
         if not isinstance(tracker, Tracker):
-            raise TypeError(f"TrackerCallback needs a tl_wavelet.track.Tracker, got {type(tracker).__name__}.")
+            raise TypeError(f"tracker must be a tl_wavelet.track.Tracker, got {type(tracker).__name__}.")
         self.tracker = tracker
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -30,6 +31,8 @@ from tqdm.auto import tqdm
 from ..ablation import band_sweep
 from ..adapter import hook_name, require_hooks, resolve_layers
 from ..analysis import HeadAccumulator, MetricConfig
+from ..stats import MIN_CORRELATION_N
+from ..validate import as_list, as_token_ids, check_bool, check_int
 from .probe import backend_of, context_length, induction_loss, preserved_state, probe_model, shape_of, vocab_size
 
 __all__ = ["Tracker", "track_checkpoints", "read_log"]
@@ -38,9 +41,7 @@ _FORMATS = (".csv", ".jsonl")
 
 
 def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return value
+    return check_int(value, name, minimum=1)
 
 
 def _log_paths(out: Path) -> dict[str, Path]:
@@ -61,6 +62,8 @@ def read_log(path: str | os.PathLike, table: str = "heads") -> pd.DataFrame:
     table : ``"heads"`` (== ``tracker.to_dataframe()``), ``"layers"``
         (== ``tracker.layer_dataframe()``) or ``"sweep"`` (== ``tracker.sweep_dataframe()``)
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be the tracker's out path (str or os.PathLike), got {type(path).__name__}.")
     paths = _log_paths(Path(path))
     if table not in paths:
         raise ValueError(f"table must be one of {', '.join(paths)}, got {table!r}.")
@@ -117,14 +120,21 @@ class Tracker:
         batch_size: int = 8,
         seed: int = 0,
     ):
-        if not isinstance(probe_tokens, Tensor) or probe_tokens.dtype.is_floating_point or probe_tokens.ndim != 2:
-            raise TypeError(
-                "probe_tokens must be an integer tensor [batch, pos] of token ids, got "
-                f"{type(probe_tokens).__name__}{'' if not isinstance(probe_tokens, Tensor) else ' ' + str(tuple(probe_tokens.shape)) + ' ' + str(probe_tokens.dtype)}."
-            )
-        self.probe_tokens = probe_tokens.long().cpu()
+        if isinstance(probe_tokens, str) or (isinstance(probe_tokens, list) and probe_tokens
+                                             and all(isinstance(t, str) for t in probe_tokens)):
+            raise TypeError("probe_tokens must be token ids (the tracker has no tokenizer): tokenise the text first, "
+                            "e.g. tlw.corpus.chunk_tokens(model, texts, seq_len).")
+        # ids in every form the library takes (tensor, numpy, lists); the vocabulary is checked per model
+        self.probe_tokens = as_token_ids(probe_tokens, "probe_tokens").cpu()
+        self._warn_small_probe(self.probe_tokens.shape[0])
         self.every = _check_positive_int("every", every)
         self.batch_size = _check_positive_int("batch_size", batch_size)
+        if layers is not None:  # types now; the range once the model is seen
+            items = as_list(layers, "layers")
+            if not items:
+                raise ValueError("layers is empty: pass None for every layer, or layer indices.")
+            for L in items:
+                check_int(L, "layers")
         self.layers = layers
         if metrics is None:
             metrics = MetricConfig()
@@ -140,12 +150,14 @@ class Tracker:
             raise TypeError(f"sweep must be None or a dict of band_sweep arguments, got {type(sweep).__name__}.")
         self.sweep = None if sweep is None else {"attribution": "atp", "progress": False, **sweep}
         if induction is not None:
+            if not isinstance(induction, (tuple, list)) or len(induction) != 2:
+                raise TypeError(f"induction must be None or (n_sequences, half_length), got {induction!r}.")
             n_ind, half = induction
             _check_positive_int("induction[0] (sequences)", n_ind)
             half = self.probe_tokens.shape[1] // 2 if half is None else _check_positive_int("induction[1] (half length)", half)
             induction = (n_ind, half)
         self.induction = induction
-        self.seed = seed
+        self.seed = check_int(seed, "seed")
         self._heads: list[pd.DataFrame] = []
         self._layers: list[pd.DataFrame] = []
         self._sweeps: list[pd.DataFrame] = []
@@ -153,6 +165,23 @@ class Tracker:
         self._induction_tokens: Tensor | None = None
         self.out = None if out is None else self._open_out(Path(out))
         self._columns: dict[str, list[str]] = {}
+
+    # ------------------------------------------------------------------ small probes
+    @staticmethod
+    def _warn_small_probe(n: int) -> None:
+        """Warn once, here, about statistics every log will leave NaN (not at each log)."""
+        undefined = []
+        if n < 2:
+            undefined.append("the standard errors (columns *_se) need at least 2")
+        if n < MIN_CORRELATION_N:
+            undefined.append(f"rho and rho_se (a correlation over sequences) need at least {MIN_CORRELATION_N}")
+        if undefined:
+            warnings.warn(
+                f"probe_tokens holds {n} sequence(s): {'; '.join(undefined)} probe sequences, so every log "
+                f"reports them as NaN. Pass at least {MIN_CORRELATION_N} probe sequences.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     # ------------------------------------------------------------------ output files
     @staticmethod
@@ -233,8 +262,8 @@ class Tracker:
     # ------------------------------------------------------------------ logging
     def log(self, model, step: int, *, force: bool = False) -> bool:
         """Probe ``model`` at ``step`` if ``step % every == 0`` (or ``force``); True when it logged."""
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"step must be a non-negative int, got {step!r}.")
+        step = check_int(step, "step", minimum=0)
+        force = check_bool(force, "force")
         if not force and step % self.every:
             return False
         backend = backend_of(model)
@@ -246,7 +275,10 @@ class Tracker:
                 acc = HeadAccumulator.from_shape(shape, self.layers, **cfg)
             else:
                 acc = HeadAccumulator(model, layers=self.layers, **cfg)
-            report, probe_loss = probe_model(model, backend, self.probe_tokens, acc, self.batch_size)
+            with warnings.catch_warnings():
+                # small-probe NaNs were announced once, when the tracker was made
+                warnings.filterwarnings("ignore", message=r".* is undefined with \d+ sample", category=RuntimeWarning)
+                report, probe_loss = probe_model(model, backend, self.probe_tokens, acc, self.batch_size)
             ind = math.nan
             if self.induction is not None:
                 ind = induction_loss(model, backend, self._make_induction(vocab_size(model, backend)))
@@ -328,11 +360,14 @@ def track_checkpoints(
     >>> tr = track_checkpoints(lambda s: load(f"runs/ckpt/{s}"), [0, 100, 200], probe)  # doctest: +SKIP
     >>> tr.layer_dataframe()[["step", "layer", "rho"]]                                   # doctest: +SKIP
     """
-    steps = list(steps)
-    if not steps:
-        raise ValueError("steps is empty: pass the checkpoint steps to load, e.g. [0, 100, 200].")
     if not callable(load_fn):
         raise TypeError(f"load_fn must be a callable step -> model, got {type(load_fn).__name__}.")
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
+        raise TypeError(f"steps must be an iterable of checkpoint steps, e.g. [0, 100, 200], got {steps!r}.")
+    steps = [check_int(s, "steps", minimum=0) for s in steps]  # numpy/torch ints too
+    if not steps:
+        raise ValueError("steps is empty: pass the checkpoint steps to load, e.g. [0, 100, 200].")
+    progress = check_bool(progress, "progress")
     tracker = Tracker(probe_tokens, **tracker_kwargs)
     for s in tqdm(steps, desc="track_checkpoints", unit="ckpt", disable=not progress):
         model = load_fn(s)
