@@ -97,8 +97,9 @@ def test_rows_equal_analyze_heads_on_a_copy_and_model_untouched(backend, tokeniz
         opt.zero_grad()
     df = tr.to_dataframe()
     assert sorted(df["step"].unique()) == [0, 2]
-    rope = None if backend != "hf" else False
-    ref = tlw.analyze_heads(snapshot, probe, level=4, batch_size=2, progress=False, rope=rope).to_dataframe()
+    # every backend measures RoPE usage (HF: from q_proj/k_proj, before the rotation)
+    ref = tlw.analyze_heads(snapshot, probe, level=4, batch_size=2, progress=False).to_dataframe()
+    assert {"rope_wavelength", "rope_positional_share"} <= set(df.columns)
     mine = df[df.step == 2].drop(columns=EXTRA).reset_index(drop=True)
     pd.testing.assert_frame_equal(mine, ref, check_exact=False, rtol=1e-5, atol=1e-7)
     # the probe loss is the copy's own loss on the probe
@@ -224,3 +225,43 @@ def test_unwritable_or_existing_out(tmp_path):
         Tracker(_probe(), metrics=dict(level=4), out=existing)
     with pytest.raises(ValueError, match=r"\.csv or \.jsonl"):
         Tracker(_probe(), metrics=dict(level=4), out=tmp_path / "log.parquet")
+
+
+def test_hf_rope_usage_equals_the_bridge_on_the_emergence_decoder(tokenizer):
+    """RoPE usage read from an HF model's q/k projections equals the bridge's hook_rot_q/hook_rot_k route."""
+    from tl_wavelet.emergence import DecoderConfig, build_decoder
+
+    hf = build_decoder("rope", DecoderConfig(n_layers=2, n_ctx=64, vocab=97), seed=1)
+    probe = _probe()
+    a = Tracker(probe, every=1, metrics=dict(level=4), rope=True)
+    a.log(hf, 0)
+    # (transformers installs its own output-capturing hooks on the first output_attentions call)
+    ours = [f for m in hf.modules() for f in m._forward_hooks.values() if f.__module__.startswith("tl_wavelet")]
+    assert not ours, "tl_wavelet hooks left on the model"
+    b = Tracker(probe, every=1, metrics=dict(level=4))
+    b.log(boot_bridge(hf, tokenizer, "rope-hf"), 0)
+    pd.testing.assert_frame_equal(a.to_dataframe(), b.to_dataframe(), check_exact=False, rtol=1e-4, atol=1e-6)
+    assert a.to_dataframe()["rope_positional_share"].notna().all()
+    # NoPE: no rotary frequencies, so no RoPE columns; rope=True says why
+    nope = build_decoder("nope", DecoderConfig(n_layers=1, n_ctx=64, vocab=97), seed=1)
+    t = Tracker(probe, every=1, metrics=dict(level=4))
+    t.log(nope, 0)
+    assert "rope_wavelength" not in t.to_dataframe().columns
+    with pytest.raises(ValueError, match="has no RoPE"):
+        Tracker(probe, every=1, metrics=dict(level=4), rope=True).log(nope, 0)
+
+
+def test_hf_rope_usage_refused_where_the_pairing_is_unknown():
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(0)
+    neox = GPTNeoXForCausalLM(GPTNeoXConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=1,
+                                             intermediate_size=128, vocab_size=97, max_position_embeddings=128,
+                                             attn_implementation="eager"))
+    probe = _probe()
+    with pytest.raises(ValueError, match="model_type 'gpt_neox'.*TransformerBridge.boot_transformers"):
+        Tracker(probe, every=1, metrics=dict(level=4), rope=True).log(neox, 0)
+    t = Tracker(probe, every=1, metrics=dict(level=4))
+    with pytest.warns(UserWarning, match="no RoPE-usage columns"):
+        t.log(neox, 0)
+    assert "rope_wavelength" not in t.to_dataframe().columns and len(t.to_dataframe()) == 4

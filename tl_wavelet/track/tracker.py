@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 from ..ablation import band_sweep
 from ..adapter import hook_name, require_hooks, resolve_layers
 from ..analysis import HeadAccumulator, MetricConfig
+from ..rope import hf_rope_modules
 from .probe import backend_of, context_length, induction_loss, preserved_state, probe_model, shape_of, vocab_size
 
 __all__ = ["Tracker", "track_checkpoints", "read_log"]
@@ -94,6 +96,10 @@ class Tracker:
         once; ``None`` turns it off. Default ``(8, pos // 2)``.
     batch_size : probe sequences per forward pass
     seed : seed of the induction probe's random tokens
+    rope : measure RoPE usage (``rope_*`` columns)? None: where the model is rotary (on a
+        plain HF model: where :func:`tl_wavelet.rope.hf_rope_modules` knows its q/k
+        pairing; elsewhere a warning and no RoPE columns); True: required (an error where
+        it cannot be measured); False: never
 
     Examples
     --------
@@ -116,6 +122,7 @@ class Tracker:
         induction: tuple[int, int] | None = (8, None),
         batch_size: int = 8,
         seed: int = 0,
+        rope: bool | None = None,
     ):
         if not isinstance(probe_tokens, Tensor) or probe_tokens.dtype.is_floating_point or probe_tokens.ndim != 2:
             raise TypeError(
@@ -146,6 +153,10 @@ class Tracker:
             induction = (n_ind, half)
         self.induction = induction
         self.seed = seed
+        if rope is not None and not isinstance(rope, bool):
+            raise TypeError(f"rope must be None, True or False, got {rope!r}.")
+        self.rope = rope
+        self._hf_rope: dict[int, tuple | None] = {}
         self._heads: list[pd.DataFrame] = []
         self._layers: list[pd.DataFrame] = []
         self._sweeps: list[pd.DataFrame] = []
@@ -220,6 +231,25 @@ class Tracker:
             require_hooks(model, names, "the tracker reads attention patterns")
         self._checked.add(id(model))
 
+    def _hf_rope_setup(self, model, shape):
+        """(meta, modules, scale) of :func:`hf_rope_modules` for an HF model, or None (no RoPE usage)."""
+        if id(model) in self._hf_rope:
+            return self._hf_rope[id(model)]
+        got = None
+        if self.rope is not False:
+            if not shape.rotary:
+                if self.rope:
+                    raise ValueError(f"rope=True, but this {type(model).__name__} has no RoPE (no rotary_emb frequencies).")
+            else:
+                try:
+                    got = hf_rope_modules(model, resolve_layers(shape, self.layers))
+                except ValueError as e:
+                    if self.rope:
+                        raise
+                    warnings.warn(f"{e} The tracker logs no RoPE-usage columns for it.", stacklevel=3)
+        self._hf_rope[id(model)] = got
+        return got
+
     def _make_induction(self, vocab: int) -> Tensor:
         if self._induction_tokens is None:
             n, half = self.induction
@@ -242,11 +272,14 @@ class Tracker:
         shape = shape_of(model, backend)
         cfg = asdict(self.metrics)
         with preserved_state(model):
+            hf_modules = None
             if backend == "hf":
-                acc = HeadAccumulator.from_shape(shape, self.layers, **cfg)
+                rope = self._hf_rope_setup(model, shape)
+                meta, hf_modules = (None, None) if rope is None else (rope[0], rope[1:])
+                acc = HeadAccumulator.from_shape(shape, self.layers, rope_meta=meta, **cfg)
             else:
-                acc = HeadAccumulator(model, layers=self.layers, **cfg)
-            report, probe_loss = probe_model(model, backend, self.probe_tokens, acc, self.batch_size)
+                acc = HeadAccumulator(model, layers=self.layers, rope=self.rope, **cfg)
+            report, probe_loss = probe_model(model, backend, self.probe_tokens, acc, self.batch_size, hf_modules)
             ind = math.nan
             if self.induction is not None:
                 ind = induction_loss(model, backend, self._make_induction(vocab_size(model, backend)))
