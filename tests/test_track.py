@@ -265,3 +265,31 @@ def test_hf_rope_usage_refused_where_the_pairing_is_unknown():
     with pytest.warns(UserWarning, match="no RoPE-usage columns"):
         t.log(neox, 0)
     assert "rope_wavelength" not in t.to_dataframe().columns and len(t.to_dataframe()) == 4
+
+
+def test_checkpoint_series_match_transformerlens():
+    """Pythia's published steps equal TransformerLens's own labels (TL 3 and TL 4 keep them in different modules)."""
+    from tl_wavelet.track import checkpoint_steps, pythia_steps, revision_name
+
+    labels, kind = checkpoint_steps("EleutherAI/pythia-70m")
+    assert kind == "step" and labels == pythia_steps()
+    assert checkpoint_steps("EleutherAI/pythia-70m-v0")[0] == pythia_steps(v0=True)
+    crfm, _ = checkpoint_steps("stanford-crfm/alias-gpt2-small-x21")
+    assert crfm[:3] == [0, 10, 20] and crfm[-1] == 400_000
+    assert revision_name("stanford-crfm/alias-gpt2-small-x21", 10) == "checkpoint-10"
+    with pytest.raises(ValueError, match="not checkpointed"):
+        checkpoint_steps("gpt2")
+
+
+def test_hub_revision_loader_fails_fast_offline(monkeypatch, tmp_path):
+    """No hub and no cached copy: a clear error naming model and revision (local_files_only: no retries)."""
+    from tl_wavelet.track import hub_revision_loader
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    load = hub_revision_loader("EleutherAI/pythia-14m")
+    with pytest.raises(OSError, match=r"'EleutherAI/pythia-14m' at revision 'step1000'.*HF_HUB_OFFLINE"):
+        load(1000)
+    with pytest.raises(TypeError, match="hub model name"):
+        hub_revision_loader(None)
