@@ -16,7 +16,7 @@ from ..report.html import atomic_write, markdown_table, versions
 from ..track.plots import plot_metric, plot_phase_changes, plot_scale_heatmaps
 from .experiment import EmergenceConfig, planted_band
 
-__all__ = ["write_emergence_report", "emergence_figures", "answers_markdown"]
+__all__ = ["write_emergence_report", "emergence_figures", "english_figures", "answers_markdown", "multiverse_table"]
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.5em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
@@ -149,6 +149,16 @@ def emergence_figures(heads: pd.DataFrame, layers: pd.DataFrame, cfg: EmergenceC
     return figs
 
 
+def multiverse_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The multiverse summary, one row per (data, metric, signal, dc), one column per position kind:
+    ``mean over readings [readings in the paper's range]``."""
+    s = summary.assign(cell=summary["mean over readings"] + " [" + summary["readings in paper range"] + "]")
+    keys = ["data", "metric", "signal", "dc", "paper range"]
+    wide = s.pivot_table(index=keys, columns="position", values="cell", aggfunc="first", sort=False)
+    cols = [p for p in summary["position"].unique() if p in wide.columns]
+    return wide[cols].reset_index().rename_axis(columns=None)
+
+
 def answers_markdown(result: Mapping[str, pd.DataFrame], cfg: EmergenceConfig, command: str = "") -> str:
     """The headline tables as markdown (what docs/emergence.md quotes)."""
     lines = ["## Emergence experiment", ""]
@@ -179,10 +189,10 @@ def answers_markdown(result: Mapping[str, pd.DataFrame], cfg: EmergenceConfig, c
             "### Definition multiverse of the final models", "",
             "Every reading of rho and of the low-band share (signal x attention sink x DC x window x padding "
             "[x correlation axis for rho]) on each run's final model, grouped by signal and DC; "
-            f"{cfg.multiverse_sequences} held-out probe sequences per run. 'mean over readings': mean ± sd over seeds; "
-            "'readings in paper range': readings inside the paper's published range, summed over seeds.",
+            f"{cfg.multiverse_sequences} held-out probe sequences per run. Cells: the mean over the group's readings "
+            "(mean ± sd over seeds) [readings inside the paper's published range / readings, summed over seeds].",
             "",
-            markdown_table(result["multiverse_summary"]),
+            markdown_table(multiverse_table(result["multiverse_summary"])),
             "",
         ]
     return "\n".join(lines) + "\n"
@@ -240,8 +250,10 @@ def write_emergence_report(out: str | os.PathLike, result: Mapping[str, pd.DataF
             "<h2>Definition multiverse of the final models</h2>",
             '<div class="how">Every reading of rho and of the low-band share (tl_wavelet.multiverse axes signal, '
             "first_key, dc, window, padding, and correlation for rho) on each run's final model, on held-out probe "
-            "sequences of its data set; grouped by signal and DC. Per-reading values: multiverse.csv.</div>",
-            _table(result["multiverse_summary"]),
+            "sequences of its data set; grouped by signal and DC. Cells: the mean over the group's readings (mean ± sd "
+            "over seeds) [readings inside the paper's range / readings, summed over seeds]. Per-reading values: "
+            "multiverse.csv; this table long-form: multiverse_summary.csv.</div>",
+            _table(multiverse_table(result["multiverse_summary"])),
         ]
     parts.append("<h2>Files</h2><p>heads.csv, layers.csv (every log of every run), specialisation.csv, timing.csv, "
                  "layer_trends.csv, answers.csv, english_answers.csv, english_trends.csv, english_scales.csv, "
