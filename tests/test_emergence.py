@@ -205,3 +205,20 @@ def test_english_bytes_are_held_out_text():
         EmergenceConfig(data=("german",))
     with pytest.raises(ValueError, match="workers must be a positive int"):
         EmergenceConfig(workers=0)
+
+
+def test_multiverse_pass_equals_tl_multiverse_on_the_bridge(tokenizer):
+    """The HF-pattern multiverse of a decoder equals tlw.multiverse run through TransformerBridge hooks."""
+    import pandas as pd
+    from models_for_tests import boot_bridge
+
+    import tl_wavelet as tlw
+    from tl_wavelet.emergence import MULTIVERSE_AXES, multiverse_pass
+
+    hf = build_decoder("rope", DecoderConfig(n_layers=1, n_ctx=64, vocab=97), seed=2).eval()
+    tokens = torch.randint(4, 97, (8, 64), generator=torch.Generator().manual_seed(0))
+    mine = multiverse_pass(hf, tokens, n_groups=4)
+    ref = tlw.multiverse(boot_bridge(hf, tokenizer, "mv-hf"), tokens, axes=dict(MULTIVERSE_AXES), n_groups=4,
+                         progress=False)
+    assert len(mine) == len(ref) > 50
+    pd.testing.assert_frame_equal(mine, ref, check_exact=False, rtol=1e-4, atol=1e-6)
