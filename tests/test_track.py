@@ -293,3 +293,28 @@ def test_hub_revision_loader_fails_fast_offline(monkeypatch, tmp_path):
         load(1000)
     with pytest.raises(TypeError, match="hub model name"):
         hub_revision_loader(None)
+
+
+@pytest.mark.parametrize("arch", ["Qwen3", "Olmo2"])
+def test_hf_rope_usage_after_qk_norms_equals_the_bridge(arch, tokenizer):
+    """Qwen3 (per-head q/k norm) and OLMo-2 (flat q/k norm): read after the norms, as the bridge's hook_rot_q sees them."""
+    import transformers
+
+    cfg_cls, model_cls = getattr(transformers, f"{arch}Config"), getattr(transformers, f"{arch}ForCausalLM")
+    torch.manual_seed(0)
+    hf = model_cls(cfg_cls(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
+                           attn_implementation="eager"))
+    with torch.no_grad():  # norms that are not the identity: reading before them would differ
+        for n, p in hf.named_parameters():
+            if "norm" in n:
+                p.uniform_(0.5, 1.5)
+    hf.config.architectures = [type(hf).__name__]
+    hf.eval()
+    probe = _probe()
+    a = Tracker(probe, every=1, metrics=dict(level=4), rope=True)
+    a.log(hf, 0)
+    b = Tracker(probe, every=1, metrics=dict(level=4))
+    b.log(boot_bridge(hf, tokenizer, f"{arch}-hf"), 0)
+    cols = ["rope_wavelength", "rope_positional_share"]
+    pd.testing.assert_frame_equal(a.to_dataframe()[cols], b.to_dataframe()[cols], check_exact=False, rtol=1e-4)
