@@ -318,3 +318,20 @@ def test_hf_rope_usage_after_qk_norms_equals_the_bridge(arch, tokenizer):
     b.log(boot_bridge(hf, tokenizer, f"{arch}-hf"), 0)
     cols = ["rope_wavelength", "rope_positional_share"]
     pd.testing.assert_frame_equal(a.to_dataframe()[cols], b.to_dataframe()[cols], check_exact=False, rtol=1e-4)
+
+
+def test_track_checkpoints_measures_rope_usage_of_every_hf_checkpoint():
+    """Each checkpoint is a new model: its rows (RoPE usage included) equal a fresh tracker's log of it."""
+    from tl_wavelet.emergence import DecoderConfig, build_decoder
+
+    dec = DecoderConfig(n_layers=1, n_ctx=64, vocab=97)
+    probe = _probe()
+    tr = track_checkpoints(lambda s: build_decoder("rope", dec, seed=s).eval(), [0, 1, 2], probe,
+                           metrics=dict(level=4), progress=False)
+    df = tr.to_dataframe()
+    for s in (0, 1, 2):
+        one = Tracker(probe, every=1, metrics=dict(level=4))
+        one.log(build_decoder("rope", dec, seed=s).eval(), s)
+        pd.testing.assert_frame_equal(df[df.step == s].reset_index(drop=True), one.to_dataframe(), check_exact=False,
+                                      rtol=1e-5)
+    assert df.groupby("step")["rope_wavelength"].mean().nunique() == 3  # three different models

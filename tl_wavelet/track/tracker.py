@@ -18,6 +18,7 @@ import json
 import math
 import os
 import warnings
+import weakref
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -156,7 +157,7 @@ class Tracker:
         if rope is not None and not isinstance(rope, bool):
             raise TypeError(f"rope must be None, True or False, got {rope!r}.")
         self.rope = rope
-        self._hf_rope: dict[int, tuple | None] = {}
+        self._hf_rope: dict[int, tuple] = {}
         self._heads: list[pd.DataFrame] = []
         self._layers: list[pd.DataFrame] = []
         self._sweeps: list[pd.DataFrame] = []
@@ -233,8 +234,11 @@ class Tracker:
 
     def _hf_rope_setup(self, model, shape):
         """(meta, modules, scale) of :func:`hf_rope_modules` for an HF model, or None (no RoPE usage)."""
-        if id(model) in self._hf_rope:
-            return self._hf_rope[id(model)]
+        cached = self._hf_rope.get(id(model))
+        # keyed by id with a weak reference: track_checkpoints frees each model, and a new
+        # one may reuse the id (its q/k modules are new objects)
+        if cached is not None and cached[0]() is model:
+            return cached[1]
         got = None
         if self.rope is not False:
             if not shape.rotary:
@@ -247,7 +251,7 @@ class Tracker:
                     if self.rope:
                         raise
                     warnings.warn(f"{e} The tracker logs no RoPE-usage columns for it.", stacklevel=3)
-        self._hf_rope[id(model)] = got
+        self._hf_rope[id(model)] = (weakref.ref(model), got)
         return got
 
     def _make_induction(self, vocab: int) -> Tensor:
