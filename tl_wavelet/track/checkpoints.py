@@ -55,7 +55,8 @@ def checkpoint_steps(name: str) -> tuple[list[int], str]:
     """``(labels, label_type)`` of a checkpointed model, from TransformerLens itself.
 
     ``label_type`` is ``"step"`` or ``"token"``. Pythia and stanford-crfm schedules are
-    known offline; TransformerLens's own repos (NeelNanda/...) need the hub.
+    known offline; TransformerLens's own repos (NeelNanda/...) need the hub. TransformerLens
+    3's ``from_pretrained(name, checkpoint_index=i)`` loads ``labels[i]``.
 
     >>> checkpoint_steps("EleutherAI/pythia-70m")[0][:4]   # doctest: +SKIP
     [0, 1, 2, 4]
