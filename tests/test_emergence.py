@@ -131,3 +131,94 @@ def test_planted_band():
     # attention offset d - 1; truth: the dyadic ranges D_j = [2^(j-1), 2^j), offset 0 in D1
     assert [planted_band(d, 5) for d in (1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 64)] == [
         "D1", "D1", "D2", "D2", "D3", "D3", "D4", "D4", "D5", "D5", "A5", "A5"]
+
+
+_TINY = EmergenceConfig(positions=("rope", "nope"), seeds=(0,), steps=20, every=10, probe_sequences=4, level=4,
+                        n_checkpoints=2, multiverse_sequences=8, distances=(1, 4, 16),
+                        decoder=DecoderConfig(n_layers=1, n_ctx=64))
+
+
+@pytest.mark.emergence
+def test_workers_give_the_sequential_results(tmp_path):
+    """Two worker processes produce exactly the rows of the sequential run (each run seeded on its own)."""
+    import dataclasses
+
+    import pandas as pd
+
+    from tl_wavelet.emergence import run_emergence
+
+    seq = run_emergence(tmp_path / "w1", dataclasses.replace(_TINY, workers=1), progress=False)
+    par = run_emergence(tmp_path / "w2", dataclasses.replace(_TINY, workers=2), progress=False)
+    for k in ("heads", "layers", "multiverse", "answers", "english_answers", "multiverse_summary"):
+        pd.testing.assert_frame_equal(seq[k], par[k], check_exact=True)
+    assert set(par["heads"]["data"]) == {"synthetic", "english"}
+    # per-run logs and checkpoints are written the same way from the workers
+    for name in ("rope_seed0", "english_nope_seed0"):
+        a, b = read_log(tmp_path / "w1" / "runs" / f"{name}.csv"), read_log(tmp_path / "w2" / "runs" / f"{name}.csv")
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+        assert (tmp_path / "w2" / "checkpoints" / name / "step20.pt").exists()
+    # an English checkpoint reloads (byte vocabulary) to the model the tracker saw
+    from tl_wavelet.track import track_checkpoints
+
+    probe = experiment_tokens(_TINY, _TINY.probe_sequences, seed=999_000, data="english", split="probe")
+    tr = track_checkpoints(lambda s: load_checkpoint(tmp_path / "w2", "nope", 0, s, data="english"), [20], probe,
+                           metrics=dict(level=4), induction=(4, 32), progress=False)
+    log = read_log(tmp_path / "w2" / "runs" / "english_nope_seed0.csv")
+    pd.testing.assert_frame_equal(tr.to_dataframe(), log[log.step == 20].reset_index(drop=True), check_exact=False, rtol=1e-5)
+
+
+@pytest.mark.emergence
+def test_a_failing_worker_run_is_named(tmp_path):
+    import dataclasses
+
+    from tl_wavelet.emergence import run_emergence
+
+    out = tmp_path / "em"
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "nope_seed0.csv").write_text("taken\n")  # the tracker refuses to append to it
+    cfg = dataclasses.replace(_TINY, data=("synthetic",), steps=2, every=1, multiverse_sequences=0, workers=2)
+    with pytest.raises(RuntimeError, match="emergence run nope_seed0 failed in a worker process: ValueError: .*already exists"):
+        run_emergence(out, cfg, progress=False)
+
+
+def test_english_bytes_are_held_out_text():
+    from tl_wavelet.corpus import default_corpus
+    from tl_wavelet.emergence import english_bytes
+
+    docs = [t.encode("utf-8") for t in default_corpus()]
+    train = english_bytes(16, 64, seed=0)
+    probe = english_bytes(16, 64, split="probe", seed=0)
+    assert train.shape == probe.shape == (16, 64) and int(train.max()) < 256
+    assert torch.equal(train, english_bytes(16, 64, seed=0))
+    # truth: each window is a substring of one document, from its first 90 % (train) or last 10 % (probe)
+    for windows, in_train in ((train, True), (probe, False)):
+        for w in windows:
+            b = bytes(w.tolist())
+            hits = [(d, d.find(b)) for d in docs if b in d]
+            assert hits, b
+            d, at = hits[0]
+            cut = int(len(d) * 0.9)
+            assert (at + 64 <= cut) if in_train else (at >= cut)
+    with pytest.raises(ValueError, match="split must be"):
+        english_bytes(2, 8, split="test")
+    with pytest.raises(ValueError, match="unknown data set 'german'"):
+        EmergenceConfig(data=("german",))
+    with pytest.raises(ValueError, match="workers must be a positive int"):
+        EmergenceConfig(workers=0)
+
+
+def test_multiverse_pass_equals_tl_multiverse_on_the_bridge(tokenizer):
+    """The HF-pattern multiverse of a decoder equals tlw.multiverse run through TransformerBridge hooks."""
+    import pandas as pd
+    from models_for_tests import boot_bridge
+
+    import tl_wavelet as tlw
+    from tl_wavelet.emergence import MULTIVERSE_AXES, multiverse_pass
+
+    hf = build_decoder("rope", DecoderConfig(n_layers=1, n_ctx=64, vocab=97), seed=2).eval()
+    tokens = torch.randint(4, 97, (8, 64), generator=torch.Generator().manual_seed(0))
+    mine = multiverse_pass(hf, tokens, n_groups=4)
+    ref = tlw.multiverse(boot_bridge(hf, tokenizer, "mv-hf"), tokens, axes=dict(MULTIVERSE_AXES), n_groups=4,
+                         progress=False)
+    assert len(mine) == len(ref) > 50
+    pd.testing.assert_frame_equal(mine, ref, check_exact=False, rtol=1e-4, atol=1e-6)

@@ -97,8 +97,9 @@ def test_rows_equal_analyze_heads_on_a_copy_and_model_untouched(backend, tokeniz
         opt.zero_grad()
     df = tr.to_dataframe()
     assert sorted(df["step"].unique()) == [0, 2]
-    rope = None if backend != "hf" else False
-    ref = tlw.analyze_heads(snapshot, probe, level=4, batch_size=2, progress=False, rope=rope).to_dataframe()
+    # every backend measures RoPE usage (HF: from q_proj/k_proj, before the rotation)
+    ref = tlw.analyze_heads(snapshot, probe, level=4, batch_size=2, progress=False).to_dataframe()
+    assert {"rope_wavelength", "rope_positional_share"} <= set(df.columns)
     mine = df[df.step == 2].drop(columns=EXTRA).reset_index(drop=True)
     pd.testing.assert_frame_equal(mine, ref, check_exact=False, rtol=1e-5, atol=1e-7)
     # the probe loss is the copy's own loss on the probe
@@ -227,3 +228,113 @@ def test_unwritable_or_existing_out(tmp_path):
         Tracker(_probe(), metrics=dict(level=4), out=existing)
     with pytest.raises(ValueError, match=r"\.csv or \.jsonl"):
         Tracker(_probe(), metrics=dict(level=4), out=tmp_path / "log.parquet")
+
+
+def test_hf_rope_usage_equals_the_bridge_on_the_emergence_decoder(tokenizer):
+    """RoPE usage read from an HF model's q/k projections equals the bridge's hook_rot_q/hook_rot_k route."""
+    from tl_wavelet.emergence import DecoderConfig, build_decoder
+
+    hf = build_decoder("rope", DecoderConfig(n_layers=2, n_ctx=64, vocab=97), seed=1)
+    probe = _probe()
+    a = Tracker(probe, every=1, metrics=dict(level=4), rope=True)
+    a.log(hf, 0)
+    # (transformers installs its own output-capturing hooks on the first output_attentions call)
+    ours = [f for m in hf.modules() for f in m._forward_hooks.values() if f.__module__.startswith("tl_wavelet")]
+    assert not ours, "tl_wavelet hooks left on the model"
+    b = Tracker(probe, every=1, metrics=dict(level=4))
+    b.log(boot_bridge(hf, tokenizer, "rope-hf"), 0)
+    pd.testing.assert_frame_equal(a.to_dataframe(), b.to_dataframe(), check_exact=False, rtol=1e-4, atol=1e-6)
+    assert a.to_dataframe()["rope_positional_share"].notna().all()
+    # NoPE: no rotary frequencies, so no RoPE columns; rope=True says why
+    nope = build_decoder("nope", DecoderConfig(n_layers=1, n_ctx=64, vocab=97), seed=1)
+    t = Tracker(probe, every=1, metrics=dict(level=4))
+    t.log(nope, 0)
+    assert "rope_wavelength" not in t.to_dataframe().columns
+    with pytest.raises(ValueError, match="has no RoPE"):
+        Tracker(probe, every=1, metrics=dict(level=4), rope=True).log(nope, 0)
+
+
+def test_hf_rope_usage_refused_where_the_pairing_is_unknown():
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(0)
+    neox = GPTNeoXForCausalLM(GPTNeoXConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=1,
+                                             intermediate_size=128, vocab_size=97, max_position_embeddings=128,
+                                             attn_implementation="eager"))
+    probe = _probe()
+    with pytest.raises(ValueError, match="model_type 'gpt_neox'.*TransformerBridge.boot_transformers"):
+        Tracker(probe, every=1, metrics=dict(level=4), rope=True).log(neox, 0)
+    t = Tracker(probe, every=1, metrics=dict(level=4))
+    with pytest.warns(UserWarning, match="no RoPE-usage columns"):
+        t.log(neox, 0)
+    assert "rope_wavelength" not in t.to_dataframe().columns and len(t.to_dataframe()) == 4
+
+
+def test_checkpoint_series_match_transformerlens():
+    """Pythia's published steps equal TransformerLens's own labels (TL 3 and TL 4 keep them in different modules)."""
+    from tl_wavelet.track import checkpoint_steps, pythia_steps, revision_name
+
+    labels, kind = checkpoint_steps("EleutherAI/pythia-70m")
+    assert kind == "step" and labels == pythia_steps()
+    assert checkpoint_steps("EleutherAI/pythia-70m-v0")[0] == pythia_steps(v0=True)
+    crfm, _ = checkpoint_steps("stanford-crfm/alias-gpt2-small-x21")
+    assert crfm[:3] == [0, 10, 20] and crfm[-1] == 400_000
+    assert revision_name("stanford-crfm/alias-gpt2-small-x21", 10) == "checkpoint-10"
+    with pytest.raises(ValueError, match="not checkpointed"):
+        checkpoint_steps("gpt2")
+
+
+def test_hub_revision_loader_fails_fast_offline(monkeypatch, tmp_path):
+    """No hub and no cached copy: a clear error naming model and revision (local_files_only: no retries)."""
+    from tl_wavelet.track import hub_revision_loader
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    load = hub_revision_loader("EleutherAI/pythia-14m")
+    with pytest.raises(OSError, match=r"'EleutherAI/pythia-14m' at revision 'step1000'.*HF_HUB_OFFLINE"):
+        load(1000)
+    with pytest.raises(TypeError, match="hub model name"):
+        hub_revision_loader(None)
+
+
+@pytest.mark.parametrize("arch", ["Qwen3", "Olmo2"])
+def test_hf_rope_usage_after_qk_norms_equals_the_bridge(arch, tokenizer):
+    """Qwen3 (per-head q/k norm) and OLMo-2 (flat q/k norm): read after the norms, as the bridge's hook_rot_q sees them."""
+    import transformers
+
+    cfg_cls, model_cls = getattr(transformers, f"{arch}Config"), getattr(transformers, f"{arch}ForCausalLM")
+    torch.manual_seed(0)
+    hf = model_cls(cfg_cls(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
+                           attn_implementation="eager"))
+    with torch.no_grad():  # norms that are not the identity: reading before them would differ
+        for n, p in hf.named_parameters():
+            if "norm" in n:
+                p.uniform_(0.5, 1.5)
+    hf.config.architectures = [type(hf).__name__]
+    hf.eval()
+    probe = _probe()
+    a = Tracker(probe, every=1, metrics=dict(level=4), rope=True)
+    a.log(hf, 0)
+    b = Tracker(probe, every=1, metrics=dict(level=4))
+    b.log(boot_bridge(hf, tokenizer, f"{arch}-hf"), 0)
+    cols = ["rope_wavelength", "rope_positional_share"]
+    pd.testing.assert_frame_equal(a.to_dataframe()[cols], b.to_dataframe()[cols], check_exact=False, rtol=1e-4)
+
+
+def test_track_checkpoints_measures_rope_usage_of_every_hf_checkpoint():
+    """Each checkpoint is a new model: its rows (RoPE usage included) equal a fresh tracker's log of it."""
+    from tl_wavelet.emergence import DecoderConfig, build_decoder
+
+    dec = DecoderConfig(n_layers=1, n_ctx=64, vocab=97)
+    probe = _probe()
+    tr = track_checkpoints(lambda s: build_decoder("rope", dec, seed=s).eval(), [0, 1, 2], probe,
+                           metrics=dict(level=4), progress=False)
+    df = tr.to_dataframe()
+    for s in (0, 1, 2):
+        one = Tracker(probe, every=1, metrics=dict(level=4))
+        one.log(build_decoder("rope", dec, seed=s).eval(), s)
+        pd.testing.assert_frame_equal(df[df.step == s].reset_index(drop=True), one.to_dataframe(), check_exact=False,
+                                      rtol=1e-5)
+    assert df.groupby("step")["rope_wavelength"].mean().nunique() == 3  # three different models

@@ -115,9 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_compare)
     e = sub.add_parser(
         "emergence",
-        help="train small decoders (RoPE / NoPE / absolute) on a synthetic language and track wavelet structure",
+        help="train small decoders (RoPE / NoPE / absolute) on a synthetic language and English; track wavelet structure",
         description="The controlled emergence experiment: decoders trained from scratch with RoPE, no positions "
-        "and learned absolute positions on data with planted copy distances, tracked every few steps. Writes "
+        "and learned absolute positions on data with planted copy distances and on the packaged English corpus "
+        "(bytes), tracked every few steps, with a definition-multiverse pass on each final model. Writes "
         "report.html, CSVs, tracker logs (runs/) and checkpoints (checkpoints/) into --out.",
     )
     e.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
@@ -128,7 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--positions", nargs="+", default=None, choices=["rope", "nope", "absolute"],
                    help="position kinds (default all three)")
     e.add_argument("--every", type=int, default=None, help="track every N steps (default 25; --ci 30)")
-    e.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    e.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default 1)")
+    e.add_argument("--workers", type=int, default=None,
+                   help="runs trained in parallel processes, --threads torch threads each (default 2: two cores)")
+    e.add_argument("--data", nargs="+", default=None, choices=["synthetic", "english"],
+                   help="data sets (default both: the synthetic language and the packaged English corpus)")
+    e.add_argument("--english-steps", type=int, default=None, help="training steps of the English runs (default: the config's)")
     e.add_argument("--report-only", action="store_true",
                    help="no training: rebuild the report from the tracker logs in --out/runs (config.json there)")
     e.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
@@ -699,7 +705,10 @@ def _emergence(args) -> int:
     from .emergence import CI_CONFIG, EmergenceConfig, run_emergence, write_emergence_report
 
     cfg = CI_CONFIG if args.ci else EmergenceConfig()
-    changes = {k: v for k, v in (("steps", args.steps), ("every", args.every), ("threads", args.threads)) if v is not None}
+    changes = {k: v for k, v in (("steps", args.steps), ("every", args.every), ("threads", args.threads),
+                                 ("workers", args.workers), ("english_steps", args.english_steps)) if v is not None}
+    if args.data is not None:
+        changes["data"] = tuple(dict.fromkeys(args.data))
     if args.seeds is not None:
         changes["seeds"] = tuple(args.seeds)
     if args.positions is not None:
@@ -716,8 +725,10 @@ def _emergence(args) -> int:
         if not (out / "config.json").exists() or not (out / "runs").is_dir():
             raise UserError(f"--report-only needs an earlier run in --out (config.json and runs/), not found in {str(out)!r}.")
         cfg = EmergenceConfig.from_json(json.loads((out / "config.json").read_text()))
-        heads, layers = load_runs(out)
-        result = {"heads": heads, "layers": layers, **summarize(heads, layers, cfg)}
+        heads, layers, mv = load_runs(out)
+        result = {"heads": heads, "layers": layers, **summarize(heads, layers, cfg, mv)}
+        if mv is not None:
+            result["multiverse"] = mv
         path = write_emergence_report(out, result, cfg, command=command)
         _log(args, f"emergence: wrote {path}")
         return 0
@@ -732,7 +743,7 @@ def _emergence(args) -> int:
     try:
         result = run_emergence(
             out, cfg, progress=not args.quiet,
-            on_run=lambda p, s, dt: _log(args, f"{p} seed {s}: {dt:.0f} s"),
+            on_run=lambda d, p, s, dt: _log(args, f"{d} {p} seed {s}: {dt:.0f} s"),
         )
     except KeyboardInterrupt:
         print(f"tl-wavelet: interrupted; finished runs' tracker logs are in {out / 'runs'}", file=sys.stderr)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .adapter import hook_name, model_shape, resolve_layers, run_until
 
-__all__ = ["rope_frequencies", "wavelengths", "apply_rope", "rotary_hooks", "describe_positions"]
+__all__ = ["rope_frequencies", "wavelengths", "apply_rope", "rotary_hooks", "describe_positions", "hf_rope_modules", "hf_is_rotary"]
 
 _POSITION_NAMES = {"standard": "learned absolute", "shortformer": "learned absolute (shortformer)",
                    "alibi": "ALiBi", "rotary": "rotary (RoPE)"}
@@ -439,3 +439,66 @@ def rope_metadata(model) -> list[dict[str, Any]]:
     return out
 
 
+
+
+# Hugging Face families whose attention is, per layer: q_proj / k_proj (Linear), an optional
+# per-head or flat q_norm / k_norm, a reshape to [.., heads, d_head], then rotate_half RoPE
+# (pairs i and i + rotary_dim/2) with the decoder's single ``rotary_emb``. Only there do the
+# pre-rotation projections give the rotated pairs' norms (a rotation keeps them).
+_HF_ROTATE_HALF = {"llama", "mistral", "qwen2", "qwen3", "olmo2"}
+
+
+def hf_rope_modules(hf_model, layers) -> tuple[dict[int, dict], dict[int, tuple[torch.nn.Module, torch.nn.Module]], float]:
+    """RoPE metadata and the (q, k) modules whose outputs are the unrotated q and k, of a plain HF model.
+
+    Returns ``(meta, modules, scale)``: ``meta[layer]`` as :func:`rope_frequencies`, read
+    from the cos/sin the model's own ``rotary_emb`` produces; ``modules[layer] = (q, k)``:
+    ``q_norm`` / ``k_norm`` where the attention has them, else ``q_proj`` / ``k_proj``;
+    ``scale``: the attention factor the model multiplies cos and sin by (1 for plain RoPE).
+
+    Raises ``ValueError`` naming the reason where the rotary pairing cannot be known (an
+    architecture outside the rotate-half Llama family, no ``rotary_emb`` frequencies, no
+    separate q/k projections) and for a model without RoPE.
+    """
+    config = hf_model.config
+    arch = type(hf_model).__name__
+    mtype = getattr(config, "model_type", "")
+    if mtype not in _HF_ROTATE_HALF:
+        raise ValueError(
+            f"RoPE usage on a plain Hugging Face {arch} (model_type {mtype!r}) is not supported: tl_wavelet reads the "
+            f"rotary pairs from q_proj/k_proj only where it knows the pairing ({', '.join(sorted(_HF_ROTATE_HALF))}). "
+            "Wrap the model with TransformerBridge.boot_transformers (its hook_rot_q / hook_rot_k), or pass rope=False."
+        )
+    decoder = hf_model.get_decoder() if hasattr(hf_model, "get_decoder") else getattr(hf_model, "model", hf_model)
+    rotary = getattr(decoder, "rotary_emb", None)
+    if rotary is None or not hasattr(rotary, "inv_freq"):
+        raise ValueError(
+            f"{arch} has no RoPE (its rotary_emb is {type(rotary).__name__ if rotary is not None else 'missing'}, "
+            "without inv_freq): RoPE usage does not apply; pass rope=False."
+        )
+    x = torch.zeros(1, 2, 1, dtype=rotary.inv_freq.dtype, device=rotary.inv_freq.device)
+    with torch.no_grad():
+        cos, sin = rotary(x, torch.arange(2, device=x.device)[None])
+    cos, sin = cos.reshape(2, -1).float(), sin.reshape(2, -1).float()
+    scale = float(cos[0, 0])  # cos(0) = 1 times the attention factor
+    inv = _freqs_from_tables(cos, sin, adjacent=False)
+    rotary_dim = int(cos.shape[-1])
+    base = float(inv[1] ** (-rotary_dim / 2)) if inv.numel() > 1 else math.nan
+    meta, modules = {}, {}
+    for L in layers:
+        attn = decoder.layers[L].self_attn
+        q = getattr(attn, "q_norm", None) if getattr(attn, "q_norm", None) is not None else getattr(attn, "q_proj", None)
+        k = getattr(attn, "k_norm", None) if getattr(attn, "k_norm", None) is not None else getattr(attn, "k_proj", None)
+        if q is None or k is None:
+            raise ValueError(f"{arch} layer {L}: no separate q_proj/k_proj to read the rotary pairs from; pass rope=False.")
+        modules[L] = (q, k)
+        meta[L] = {"inv_freq": inv, "wavelength": wavelengths(inv), "rotary_dim": rotary_dim,
+                   "adjacent_pairs": False, "rope_base": base}
+    return meta, modules, scale
+
+
+def hf_is_rotary(hf_model) -> bool:
+    """True when a plain HF model's decoder has a RoPE ``rotary_emb`` (with frequencies)."""
+    decoder = hf_model.get_decoder() if hasattr(hf_model, "get_decoder") else getattr(hf_model, "model", hf_model)
+    rotary = getattr(decoder, "rotary_emb", None)
+    return rotary is not None and hasattr(rotary, "inv_freq")

@@ -304,23 +304,37 @@ class HeadAccumulator:
         }
 
     @classmethod
-    def from_shape(cls, shape: ModelShape, layers: int | Iterable[int] | None = None, **config) -> "HeadAccumulator":
+    def from_shape(cls, shape: ModelShape, layers: int | Iterable[int] | None = None, *,
+                   rope_meta: dict[int, dict] | None = None, **config) -> "HeadAccumulator":
         """An accumulator fed by hand through :meth:`add`, for models without TransformerLens hooks.
 
         E.g. the attention patterns a Hugging Face model returns with
-        ``output_attentions=True`` (what :mod:`tl_wavelet.track` does). No RoPE usage:
-        that needs the rotated queries, which only the ``hook_rot_q`` hooks see.
+        ``output_attentions=True`` (what :mod:`tl_wavelet.track` does). RoPE usage is
+        measured when ``rope_meta`` (per layer, as :func:`tl_wavelet.rope.rope_frequencies`)
+        is given and q and k are fed through :meth:`add_rope`.
         """
         self = cls.__new__(cls)
         self.shape = shape
         self.model_name = None  # no TransformerLens model here
         self.config = MetricConfig(**config)
         self.layers = resolve_layers(shape, layers)
-        self.rope, self.rope_meta, self._rope_kinds = False, None, ("rot_q", "rot_k")
+        self.rope, self.rope_meta, self._rope_kinds = rope_meta is not None, rope_meta, ("rot_q", "rot_k")
         self.seq_len = None
         self._state = {L: _LayerState() for L in self.layers}
-        self._rope_q, self._rope_k = {}, {}
+        self._rope_q = {L: RunningMoments() for L in self.layers} if self.rope else {}
+        self._rope_k = {L: RunningMoments() for L in self.layers} if self.rope else {}
         return self
+
+    def add_rope(self, layer: int, which: str, activation: Float[Tensor, "batch pos head d_head"]) -> None:
+        """Fold one layer's queries (``which="q"``) or keys (``"k"``) [batch, pos, head, d_head] into the RoPE usage.
+
+        Rotated or not: RoPE rotates each pair, which keeps its norm.
+        """
+        if not self.rope:
+            raise ValueError("this accumulator measures no RoPE usage: build it with rope_meta=... to feed q/k.")
+        if layer not in self._state or which not in ("q", "k"):
+            raise ValueError(f"layer must be one of {self.layers} and which 'q' or 'k', got {layer!r}, {which!r}.")
+        self._rope_hook(layer, which)(activation, None)
 
     def add(self, layer: int, activation: Tensor, kind: str = "pattern") -> None:
         """Fold one layer's ``hook_pattern``-shaped [batch, head, q, k] (or ``hook_z``) activation in."""

@@ -49,7 +49,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .. import metrics as M
-from ..adapter import as_tokens, hook_name, is_text, model_shape, require_hooks, resolve_layers
+from ..adapter import ModelShape, as_tokens, hook_name, is_text, model_shape, require_hooks, resolve_layers
 from ..paper import paper_numbers
 from ..signals import offset_aligned_rows
 from ..stats import MIN_CORRELATION_N
@@ -231,7 +231,9 @@ class MultiverseAccumulator:
 
     Parameters
     ----------
-    model : TransformerBridge or HookedTransformer
+    model : TransformerBridge or HookedTransformer; or a :class:`~tl_wavelet.adapter.ModelShape`
+        for patterns fed by hand through :meth:`update` (e.g. a Hugging Face model's
+        ``output_attentions=True`` patterns)
     axes : dict axis -> values overriding :data:`AXES` (None: all defaults)
     layers : layers to measure (None: all)
     alphas : truncation ratios of the scale sensitivity S(alpha)
@@ -276,9 +278,10 @@ class MultiverseAccumulator:
         ints = [lv for lv in self.axes["level"] if lv != "max"] or [1]
         w_need = max(self.axes["wavelet"], key=lambda w: min_length(w, max(ints)))
         self.config = MetricConfig(wavelet=w_need, level=max(ints), alphas=self.alphas)
-        self.shape = model_shape(model)
+        self.shape = model if isinstance(model, ModelShape) else model_shape(model)
         self.layers = resolve_layers(self.shape, layers)
-        require_hooks(model, [hook_name("pattern", L) for L in self.layers], "the multiverse reads attention patterns")
+        if not isinstance(model, ModelShape):
+            require_hooks(model, [hook_name("pattern", L) for L in self.layers], "the multiverse reads attention patterns")
         self._seen = {L: 0 for L in self.layers}
         self._acc: dict[int, _Grouped] = {}
         self._layout: dict[tuple, tuple[int, tuple]] | None = None

@@ -9,7 +9,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-__all__ = ["synthetic_language", "DEFAULT_DISTANCES"]
+__all__ = ["synthetic_language", "DEFAULT_DISTANCES", "english_bytes", "ENGLISH_VOCAB"]
 
 DEFAULT_DISTANCES = (1, 4, 16, 64)
 
@@ -86,3 +86,56 @@ def synthetic_language(
             u = int(torch.randint(max(half, s + repeat_len), seq_len - repeat_len + 1, (1,), generator=g))
             x[i, u : u + repeat_len] = x[i, s : s + repeat_len].clone()
     return x
+
+
+# ---------------------------------------------------------------------- English
+# Byte-level tokens: 256 ids cover every character of the packaged corpus exactly (no
+# tokenizer to train or ship, nothing unknown), and a 256-row embedding keeps the decoder
+# CPU-sized; a subword vocabulary (SmolLM2's has 49152 entries) would make the embedding and
+# unembedding most of the model and of each step's time.
+ENGLISH_VOCAB = 256
+_HELD_OUT = 0.1  # the last 10 % of every document: the probe, never trained on
+
+
+def _english_documents() -> list[Tensor]:
+    from ..corpus import default_corpus
+
+    return [torch.tensor(list(t.encode("utf-8")), dtype=torch.long) for t in default_corpus()]
+
+
+def english_bytes(
+    n_sequences: int, seq_len: int, *, split: str = "train", seed: int = 0
+) -> Int[Tensor, "batch pos"]:
+    """Windows of the packaged English corpus (:func:`tl_wavelet.corpus.default_corpus`) as UTF-8 bytes.
+
+    Each window lies inside one document (no window joins two texts). ``split="train"``
+    draws from the first 90 % of every document, ``"probe"`` from the last 10 %, so a
+    probe is held-out text. Windows start at seeded random offsets, documents drawn in
+    proportion to their length; token ids are byte values (vocabulary 256).
+
+    Examples
+    --------
+    >>> x = english_bytes(2, 32, seed=0)
+    >>> x.shape, int(x.max()) < 256
+    (torch.Size([2, 32]), True)
+    >>> bytes(x[0].tolist()).decode("utf-8", errors="replace")  # doctest: +SKIP
+    """
+    for name, v in (("n_sequences", n_sequences), ("seq_len", seq_len)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}.")
+    if split not in ("train", "probe"):
+        raise ValueError(f"split must be 'train' or 'probe', got {split!r}.")
+    parts = []
+    for doc in _english_documents():
+        cut = int(len(doc) * (1 - _HELD_OUT))
+        part = doc[:cut] if split == "train" else doc[cut:]
+        if len(part) >= seq_len:
+            parts.append(part)
+    if not parts:
+        raise ValueError(f"seq_len={seq_len} is longer than every document's {split} part: use a shorter seq_len.")
+    g = torch.Generator().manual_seed(seed)
+    starts_per_doc = torch.tensor([len(p) - seq_len + 1 for p in parts], dtype=torch.float64)
+    doc = torch.multinomial(starts_per_doc.expand(n_sequences, -1), 1, replacement=True, generator=g)[:, 0]
+    u = torch.rand(n_sequences, generator=g, dtype=torch.float64)
+    start = (u * starts_per_doc[doc]).long()
+    return torch.stack([parts[int(d)][int(s) : int(s) + seq_len] for d, s in zip(doc, start)])

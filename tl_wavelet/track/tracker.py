@@ -18,6 +18,7 @@ import json
 import math
 import os
 import warnings
+import weakref
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 from ..ablation import band_sweep
 from ..adapter import hook_name, require_hooks, resolve_layers
 from ..analysis import HeadAccumulator, MetricConfig
+from ..rope import hf_rope_modules
 from ..stats import MIN_CORRELATION_N
 from ..validate import as_list, as_token_ids, check_bool, check_int
 from .probe import backend_of, context_length, induction_loss, preserved_state, probe_model, shape_of, vocab_size
@@ -97,6 +99,10 @@ class Tracker:
         once; ``None`` turns it off. Default ``(8, pos // 2)``.
     batch_size : probe sequences per forward pass
     seed : seed of the induction probe's random tokens
+    rope : measure RoPE usage (``rope_*`` columns)? None: where the model is rotary (on a
+        plain HF model: where :func:`tl_wavelet.rope.hf_rope_modules` knows its q/k
+        pairing; elsewhere a warning and no RoPE columns); True: required (an error where
+        it cannot be measured); False: never
 
     Examples
     --------
@@ -119,6 +125,7 @@ class Tracker:
         induction: tuple[int, int] | None = (8, None),
         batch_size: int = 8,
         seed: int = 0,
+        rope: bool | None = None,
     ):
         if isinstance(probe_tokens, str) or (isinstance(probe_tokens, list) and probe_tokens
                                              and all(isinstance(t, str) for t in probe_tokens)):
@@ -158,6 +165,10 @@ class Tracker:
             induction = (n_ind, half)
         self.induction = induction
         self.seed = check_int(seed, "seed")
+        if rope is not None and not isinstance(rope, bool):
+            raise TypeError(f"rope must be None, True or False, got {rope!r}.")
+        self.rope = rope
+        self._hf_rope: dict[int, tuple] = {}
         self._heads: list[pd.DataFrame] = []
         self._layers: list[pd.DataFrame] = []
         self._sweeps: list[pd.DataFrame] = []
@@ -249,6 +260,28 @@ class Tracker:
             require_hooks(model, names, "the tracker reads attention patterns")
         self._checked.add(id(model))
 
+    def _hf_rope_setup(self, model, shape):
+        """(meta, modules, scale) of :func:`hf_rope_modules` for an HF model, or None (no RoPE usage)."""
+        cached = self._hf_rope.get(id(model))
+        # keyed by id with a weak reference: track_checkpoints frees each model, and a new
+        # one may reuse the id (its q/k modules are new objects)
+        if cached is not None and cached[0]() is model:
+            return cached[1]
+        got = None
+        if self.rope is not False:
+            if not shape.rotary:
+                if self.rope:
+                    raise ValueError(f"rope=True, but this {type(model).__name__} has no RoPE (no rotary_emb frequencies).")
+            else:
+                try:
+                    got = hf_rope_modules(model, resolve_layers(shape, self.layers))
+                except ValueError as e:
+                    if self.rope:
+                        raise
+                    warnings.warn(f"{e} The tracker logs no RoPE-usage columns for it.", stacklevel=3)
+        self._hf_rope[id(model)] = (weakref.ref(model), got)
+        return got
+
     def _make_induction(self, vocab: int) -> Tensor:
         if self._induction_tokens is None:
             n, half = self.induction
@@ -271,14 +304,17 @@ class Tracker:
         shape = shape_of(model, backend)
         cfg = asdict(self.metrics)
         with preserved_state(model):
+            hf_modules = None
             if backend == "hf":
-                acc = HeadAccumulator.from_shape(shape, self.layers, **cfg)
+                rope = self._hf_rope_setup(model, shape)
+                meta, hf_modules = (None, None) if rope is None else (rope[0], rope[1:])
+                acc = HeadAccumulator.from_shape(shape, self.layers, rope_meta=meta, **cfg)
             else:
-                acc = HeadAccumulator(model, layers=self.layers, **cfg)
+                acc = HeadAccumulator(model, layers=self.layers, rope=self.rope, **cfg)
             with warnings.catch_warnings():
                 # small-probe NaNs were announced once, when the tracker was made
                 warnings.filterwarnings("ignore", message=r".* is undefined with \d+ sample", category=RuntimeWarning)
-                report, probe_loss = probe_model(model, backend, self.probe_tokens, acc, self.batch_size)
+                report, probe_loss = probe_model(model, backend, self.probe_tokens, acc, self.batch_size, hf_modules)
             ind = math.nan
             if self.induction is not None:
                 ind = induction_loss(model, backend, self._make_induction(vocab_size(model, backend)))

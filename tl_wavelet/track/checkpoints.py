@@ -1,0 +1,136 @@
+"""Checkpoint series of published training runs, for :func:`~tl_wavelet.track.track_checkpoints`.
+
+- :func:`pythia_steps`: the steps of Pythia's published checkpoints (hub revisions ``step<N>``);
+- :func:`checkpoint_steps`: TransformerLens's own checkpoint labels of a model (TL 3
+  ``loading_from_pretrained.get_checkpoint_labels``, TL 4
+  ``tools.model_registry.checkpoints.get_checkpoint_labels``), offline for Pythia and
+  stanford-crfm models;
+- :func:`hub_revision_loader`: ``step -> model`` loading a hub revision with transformers
+  (eager attention), failing fast with the model and revision named when no hub is
+  reachable and the revision is not cached.
+
+::
+
+    steps = pythia_steps()[::16]
+    tr = track_checkpoints(hub_revision_loader("EleutherAI/pythia-70m"), steps, probe)
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+
+__all__ = ["pythia_steps", "checkpoint_steps", "revision_name", "hub_revision_loader"]
+
+
+def pythia_steps(v0: bool = False) -> list[int]:
+    """Steps of the Pythia checkpoints on the hub (revisions ``step<N>``).
+
+    Pythia (the deduplicated and standard suites since April 2023) saved steps 0, 1, 2, 4, ...,
+    512 and then every 1000 steps up to 143000: 154 checkpoints. The older ``-v0`` models
+    saved only every 1000 steps (143).
+
+    >>> s = pythia_steps(); len(s), s[:12], s[-1]
+    (154, [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000], 143000)
+    >>> len(pythia_steps(v0=True))
+    143
+    """
+    early = [] if v0 else [0] + [2**i for i in range(10)]
+    return early + list(range(1000, 143_000 + 1, 1000))
+
+
+def _tl_get_checkpoint_labels():
+    try:  # TransformerLens 4.x
+        from transformer_lens.tools.model_registry.checkpoints import get_checkpoint_labels
+    except ImportError:
+        try:  # TransformerLens 3.x
+            from transformer_lens.loading_from_pretrained import get_checkpoint_labels
+        except ImportError:
+            return None
+    return get_checkpoint_labels
+
+
+def checkpoint_steps(name: str) -> tuple[list[int], str]:
+    """``(labels, label_type)`` of a checkpointed model, from TransformerLens itself.
+
+    ``label_type`` is ``"step"`` or ``"token"``. Pythia and stanford-crfm schedules are
+    known offline; TransformerLens's own repos (NeelNanda/...) need the hub. TransformerLens
+    3's ``from_pretrained(name, checkpoint_index=i)`` loads ``labels[i]``.
+
+    >>> checkpoint_steps("EleutherAI/pythia-70m")[0][:4]   # doctest: +SKIP
+    [0, 1, 2, 4]
+    """
+    fn = _tl_get_checkpoint_labels()
+    if fn is None:
+        raise ImportError("This TransformerLens has no get_checkpoint_labels; use pythia_steps() for Pythia models.")
+    try:
+        labels, kind = fn(name)
+    except ValueError as e:
+        raise ValueError(f"{name!r}: {e} TransformerLens knows checkpoint series of Pythia, stanford-crfm and "
+                         "its own NeelNanda/... models.") from None
+    return list(labels), kind
+
+
+def revision_name(name: str, step: int) -> str:
+    """The hub revision of checkpoint ``step``: ``checkpoint-<N>`` for stanford-crfm models, else ``step<N>`` (Pythia).
+
+    >>> revision_name("EleutherAI/pythia-70m", 1000), revision_name("stanford-crfm/alias-gpt2-small-x21", 10)
+    ('step1000', 'checkpoint-10')
+    """
+    return f"checkpoint-{step}" if name.startswith("stanford-crfm/") else f"step{step}"
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_revision_loader(
+    name: str,
+    *,
+    dtype: torch.dtype = torch.float32,
+    revision: Callable[[int], str] | None = None,
+    offline: bool | None = None,
+) -> Callable[[int], torch.nn.Module]:
+    """``step -> model``: the hub revision of ``name`` at ``step`` (eager attention, eval mode).
+
+    Parameters
+    ----------
+    name : hub model name, e.g. ``"EleutherAI/pythia-160m"``
+    dtype : floating dtype of the weights
+    revision : ``step -> revision string`` (default :func:`revision_name`)
+    offline : only the local HF cache (``local_files_only``); default: ``HF_HUB_OFFLINE``
+        read when the loader runs, so a machine without a hub fails at once instead of
+        retrying
+
+    A revision that cannot be loaded raises ``OSError`` naming the model, the revision
+    and what to do.
+
+    Examples
+    --------
+    >>> load = hub_revision_loader("EleutherAI/pythia-70m")                  # doctest: +SKIP
+    >>> tr = track_checkpoints(load, pythia_steps()[::20], probe)             # doctest: +SKIP
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a hub model name such as 'EleutherAI/pythia-70m', got {name!r}.")
+    revision = revision or (lambda s: revision_name(name, s))
+
+    def load(step: int):
+        from transformers import AutoModelForCausalLM
+
+        rev = revision(int(step))
+        local = _hub_offline() if offline is None else bool(offline)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                name, revision=rev, dtype=dtype, attn_implementation="eager", local_files_only=local)
+        except (OSError, ValueError) as e:
+            where = ("the hub is off (HF_HUB_OFFLINE / offline=True) and the local HF cache has no copy"
+                     if local else "neither the hub nor the local HF cache gave it")
+            raise OSError(
+                f"Could not load {name!r} at revision {rev!r}: {where} ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+                "Download the revision where a hub is reachable (it is then cached), or track local checkpoints "
+                "with track_checkpoints(lambda s: load_my_checkpoint(s), steps, probe)."
+            ) from e
+        return model.eval()
+
+    return load
