@@ -290,6 +290,12 @@ TABLES: dict[Any, Table] = {
          ("activation", _x(4, N, N), ValueError), ("activation", "p", TypeError),
          ("activation", torch.softmax(_x(1, 4, 4, 4), -1).tril(), Raises(ValueError, "at least 24 positions")),
          ("kind", "nosuch", ValueError)]),
+    HeadAccumulator.add_rope: Table(
+        lambda c, **k: _acc(c).add_rope(**k),
+        lambda c: dict(layer=0, which="q", activation=_x(1, N, c["model"].cfg.n_heads, c["model"].cfg.d_head).float()),
+        [("layer", 1, Raises(ValueError, "layer 1")), ("layer", np.int64(0), OK), ("layer", "0", Raises(ValueError, "layer")),
+         ("which", "v", ValueError), ("which", 0, ValueError), ("activation", "q", TypeError),
+         ("activation", _x(N, 4), ValueError), ("activation", torch.zeros(1, N, 4, 8, dtype=torch.long), TypeError)]),
     HeadAccumulator.hooks: Table(lambda c, **k: _acc(c).hooks(), lambda c: {}, [("_", None, OK)], model=True),
     HeadAccumulator.state_dict: Table(lambda c, **k: _acc(c).state_dict(), lambda c: {}, [("_empty", None, OK)]),
     HeadAccumulator.load_state_dict: Table(
@@ -497,6 +503,16 @@ TABLES: dict[Any, Table] = {
          ("steps", [-1], ValueError), ("steps", np.array([0]), Same([0])), *BOOL_FORMS("progress"),
          ("probe_tokens", TOKS_FLOAT, TypeError)],
         model=True, view=lambda c, tr: _frames(tr)),
+    T.pythia_steps: Table(lambda c, **k: T.pythia_steps(**k), lambda c: {},
+                          [("v0", False, Same(False)), *BOOL_FORMS("v0")]),
+    T.checkpoint_steps: Table(lambda c, **k: T.checkpoint_steps(**k), lambda c: dict(name="EleutherAI/pythia-70m"),
+                              [("name", 3, TypeError), ("name", "no/such-model", Raises(ValueError, "no/such-model"))]),
+    T.revision_name: Table(lambda c, **k: T.revision_name(**k), lambda c: dict(name="EleutherAI/pythia-70m", step=1000),
+                           [("name", 3, TypeError), *INT_FORMS("step", 1000), ("step", -1, ValueError)]),
+    T.hub_revision_loader: Table(
+        lambda c, **k: T.hub_revision_loader(**k), lambda c: dict(name="EleutherAI/pythia-70m"),
+        [("name", "", TypeError), ("name", 3, TypeError), ("dtype", "float32", TypeError), ("revision", "step0", TypeError),
+         *BOOL_FORMS("offline")[:2]]),
     T.read_log: Table(
         lambda c, **k: T.read_log(**k), lambda c: dict(path=c["log_path"]),
         [("table", "nosuch", ValueError), ("table", 3, ValueError), ("path", 3, TypeError),

@@ -332,8 +332,10 @@ class HeadAccumulator:
         """
         if not self.rope:
             raise ValueError("this accumulator measures no RoPE usage: build it with rope_meta=... to feed q/k.")
-        if layer not in self._state or which not in ("q", "k"):
-            raise ValueError(f"layer must be one of {self.layers} and which 'q' or 'k', got {layer!r}, {which!r}.")
+        if layer not in self._state:
+            raise ValueError(f"layer {layer!r} is not measured by this accumulator (layers={self.layers}).")
+        check_choice(which, "which", ("q", "k"))
+        check_tensor(activation, "activation", ndim=4, floating=True, shape="[batch, pos, head, d_head]")
         self._rope_hook(layer, which)(activation, None)
 
     def add(self, layer: int, activation: Tensor, kind: str = "pattern") -> None:

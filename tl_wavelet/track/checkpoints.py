@@ -21,6 +21,8 @@ from typing import Callable
 
 import torch
 
+from ..validate import check_bool, check_int, check_type
+
 __all__ = ["pythia_steps", "checkpoint_steps", "revision_name", "hub_revision_loader"]
 
 
@@ -36,6 +38,7 @@ def pythia_steps(v0: bool = False) -> list[int]:
     >>> len(pythia_steps(v0=True))
     143
     """
+    v0 = check_bool(v0, "v0")
     early = [] if v0 else [0] + [2**i for i in range(10)]
     return early + list(range(1000, 143_000 + 1, 1000))
 
@@ -61,6 +64,7 @@ def checkpoint_steps(name: str) -> tuple[list[int], str]:
     >>> checkpoint_steps("EleutherAI/pythia-70m")[0][:4]   # doctest: +SKIP
     [0, 1, 2, 4]
     """
+    check_type(name, "name", str, "a model name such as 'EleutherAI/pythia-70m'")
     fn = _tl_get_checkpoint_labels()
     if fn is None:
         raise ImportError("This TransformerLens has no get_checkpoint_labels; use pythia_steps() for Pythia models.")
@@ -78,6 +82,8 @@ def revision_name(name: str, step: int) -> str:
     >>> revision_name("EleutherAI/pythia-70m", 1000), revision_name("stanford-crfm/alias-gpt2-small-x21", 10)
     ('step1000', 'checkpoint-10')
     """
+    check_type(name, "name", str, "a hub model name such as 'EleutherAI/pythia-70m'")
+    step = check_int(step, "step", minimum=0)
     return f"checkpoint-{step}" if name.startswith("stanford-crfm/") else f"step{step}"
 
 
@@ -113,12 +119,17 @@ def hub_revision_loader(
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a hub model name such as 'EleutherAI/pythia-70m', got {name!r}.")
+    check_type(dtype, "dtype", torch.dtype, "a torch dtype such as torch.float32")
+    if revision is not None and not callable(revision):
+        raise TypeError(f"revision must be a function step -> revision string, got {type(revision).__name__}.")
+    if offline is not None:
+        offline = check_bool(offline, "offline")
     revision = revision or (lambda s: revision_name(name, s))
 
     def load(step: int):
         from transformers import AutoModelForCausalLM
 
-        rev = revision(int(step))
+        rev = revision(check_int(step, "step", minimum=0))
         local = _hub_offline() if offline is None else bool(offline)
         try:
             model = AutoModelForCausalLM.from_pretrained(
