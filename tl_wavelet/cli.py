@@ -414,15 +414,18 @@ def _stream_with_checkpoints(args, model, tokens, accs, ckpt, fingerprint, out, 
 
 
 def _analyze(args) -> int:
+    import torch.distributed as dist
+
     from .distributed import init_process, is_distributed
 
+    # a caller that set up its own process group (main() called from a torchrun script)
+    # keeps it: only a group this call creates is destroyed here
+    owned = not (dist.is_available() and dist.is_initialized())
     distributed = init_process()
     try:
         return _analyze_run(args)
     finally:
-        if distributed and is_distributed():
-            import torch.distributed as dist
-
+        if owned and distributed and is_distributed():
             dist.destroy_process_group()
 
 
