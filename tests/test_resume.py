@@ -3,6 +3,7 @@ analysis and again in the band sweep, and resumed, writes the report an uninterr
 writes; foreign or corrupt checkpoints are refused with nothing in --out changed."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -22,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 N_SEQ, SEQ_LEN = 12, 64
 TABLES = ("heads.csv", "heads_paper.csv", "layers.csv", "layers_paper.csv", "rope_usage.csv", "paper_comparison.csv")
 # the interrupted chain's sweep: every cell (2 layers x 4 heads x bands A3 D3 D2 D1) verified,
-# 8 per checkpoint, on 4 sequences in 2 batches
-N_CELLS, SWEEP_SEQ = 32, 4
+# 8 per checkpoint, on 8 sequences in 4 batches (enough work per checkpoint for a signal to land)
+N_CELLS, SWEEP_SEQ = 32, 8
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,7 @@ def _same_tables(a: Path, b: Path, tables=TABLES):
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(model_dir, reference, tmp_path):
+    n_seq = json.loads((reference / "meta.json").read_text())["tokens"]["n_sequences"]  # the words' windows
     out = tmp_path / "run"
     # 1) Ctrl-C mid-way through the analysis: exit 130, a checkpoint, and the hint to resume
     proc = _spawn(_chain_args(model_dir, out))
@@ -102,14 +104,14 @@ def test_interrupted_then_resumed_equals_uninterrupted(model_dir, reference, tmp
     assert proc.returncode == 130, err
     assert "--resume" in err
     at_int = _done(out)
-    assert first <= at_int < N_SEQ
+    assert first <= at_int < n_seq
     # 2) resumed, then killed outright (no handler runs): the last checkpoint survives intact
     proc = _spawn(_chain_args(model_dir, out, "--resume"))
     _interrupt_after_progress(proc, out, signal.SIGKILL, beyond=at_int)
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     at_kill = _done(out)
-    assert at_int < at_kill < N_SEQ, "the kill must land mid-way for this test to mean anything"
+    assert at_int < at_kill < n_seq, f"the kill must land mid-way for this test to mean anything ({at_kill} of {n_seq})"
     # 3) resumed: the analysis ends, the sweep starts; Ctrl-C once verified cells are saved
     proc = _spawn(_chain_args(model_dir, out, "--resume"))
     _interrupt_after_progress(proc, out, signal.SIGINT, beyond=0, count=_cells)
@@ -117,14 +119,14 @@ def test_interrupted_then_resumed_equals_uninterrupted(model_dir, reference, tmp
     assert proc.returncode == 130, err
     assert "--resume" in err
     sweep_int = _cells(out)
-    assert 0 < sweep_int < N_CELLS
+    assert 0 < sweep_int < N_CELLS, f"Ctrl-C must land mid-sweep ({sweep_int} of {N_CELLS} cells)"
     # 4) resumed, then killed in the sweep
     proc = _spawn(_chain_args(model_dir, out, "--resume"))
     _interrupt_after_progress(proc, out, signal.SIGKILL, beyond=sweep_int, count=_cells)
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     sweep_kill = _cells(out)
-    assert sweep_int < sweep_kill < N_CELLS, "the kill must land mid-sweep for this test to mean anything"
+    assert sweep_int < sweep_kill < N_CELLS, f"the kill must land mid-sweep ({sweep_kill} of {N_CELLS} cells)"
     # 5) resumed to the end (with progress output): the same tables as one uninterrupted run
     proc = _spawn([a for a in _chain_args(model_dir, out, "--resume") if a != "--quiet"])
     _, err = proc.communicate(timeout=300)
@@ -133,7 +135,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(model_dir, reference, tmp
     assert not [p.name for p in out.iterdir() if ".tmp-" in p.name]  # a killed save's leftover is swept
     _same_tables(out, reference, TABLES + ("sweep.csv",))
     # ... having run only the cells the checkpoint lacked: its exact progress bars (one per
-    # group of cells; a bar counts cells x batches of SWEEP_SEQ / 2 sequences) add up to the
+    # group of cells; a bar counts cells x batches of 2 of the SWEEP_SEQ sequences) add up to the
     # missing cells, and no attribution pass ran again
     assert f"Resuming the band sweep: {sweep_kill} exact cells already done, attribution estimates kept." in err
     totals = [int(t) for t in re.findall(r"band_sweep \(exact\):\s+0%\|[^|]*\| 0/(\d+)", err)]
