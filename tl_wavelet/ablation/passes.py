@@ -23,7 +23,11 @@ def pick(logp: Float[Tensor, "batch pos_1 vocab"], ids: Int[Tensor, "batch pos_1
 
 
 def token_losses(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos_1"]:
-    """Next-token cross-entropy per token, float64.
+    """Next-token cross-entropy per token, float64, on ``tokens``' device.
+
+    On a model spread over devices the logits come from the last one (the unembedding's)
+    while the tokens, and the callers' masks, stay on the first: the loss is computed
+    where the logits are and handed back where the tokens are.
 
     Examples
     --------
@@ -31,7 +35,7 @@ def token_losses(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "
     >>> token_losses(logits, torch.tensor([[0, 1, 2]])).tolist()
     [[1.3862943649291992, 1.3862943649291992]]
     """
-    return -pick(next_token_logp(logits), tokens[:, 1:]).double()
+    return -pick(next_token_logp(logits), tokens[:, 1:].to(logits.device)).double().to(tokens.device)
 
 
 def chunks(n_seq: int, size: int, device) -> list[Tensor]:

@@ -131,7 +131,7 @@ def _patch(
                 f"reference must match x in every dim but the batch: x is {tuple(x.shape)}, "
                 f"reference is {tuple(reference.shape)} (collect it from sequences of the same length)."
             )
-        ref_comps = _components(reference.to(x.dtype), spec).index_select(0, idx)
+        ref_comps = _components(reference.to(x.device, x.dtype), spec).index_select(0, idx)
         if method == "resample" and source_index is None:
             g = torch.Generator().manual_seed(int(seed))
             source_index = torch.randint(reference.shape[0], (x.shape[0],), generator=g)

@@ -90,7 +90,7 @@ def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None):
     else:  # pattern_rows
         all_rows, all_lengths = aligned
         if cfg.paper:
-            idx = torch.tensor([n - 1])
+            idx = torch.tensor([n - 1], device=pattern.device)
         else:
             idx = _row_subset(all_lengths, min(cfg.min_length(), n), cfg.max_rows).to(pattern.device)
         rows = all_rows[..., idx, :]
