@@ -14,7 +14,7 @@ import json
 import math
 import multiprocessing
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -343,7 +343,9 @@ def run_emergence(
                 futures = {pool.submit(_job_in_worker, *key, cfg, out): key for key in runs}
                 pending = set(futures)
                 while pending:
-                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    # FIRST_COMPLETED, not FIRST_EXCEPTION: the latter returns only once every run is done when
+                    # none fails, which froze the progress bar at 0 for the whole experiment
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in finished:
                         key = futures[f]
                         if f.exception() is not None:
