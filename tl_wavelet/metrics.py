@@ -357,6 +357,19 @@ def power_spectrum(
         raise ValueError(f"nfft={nfft} is shorter than the signals (n={n}); pass nfft >= n")
     if window not in ("hann", "none"):
         raise ValueError(f"window must be 'hann' or 'none', got {window!r}")
+    P, freqs = _power_spectrum(x, lengths, nfft, remove_dc, window)
+    dt = _out_dtype(x)
+    return P.to(dt), freqs.to(dt)
+
+
+def _power_spectrum(x: Tensor, lengths: Tensor, nfft: int, remove_dc: bool, window: str) -> tuple[Tensor, Tensor]:
+    """power_spectrum's core on checked arguments; float64 out.
+
+    The accumulators call it (and the other ``_``-cores below) on signals made from a
+    pattern already checked once at the hook: re-checking every derived signal for NaN
+    cost the definition multiverse about a tenth of its time.
+    """
+    n = x.shape[-1]
     mask = _mask(x, lengths)
     xf = x.to(_F64) * mask
     if remove_dc:
@@ -380,8 +393,7 @@ def power_spectrum(
     freqs = torch.fft.rfftfreq(nfft, d=1.0, dtype=_F64, device=x.device)
     if remove_dc:
         P, freqs = P[..., 1:], freqs[1:]
-    dt = _out_dtype(x)
-    return P.to(dt), freqs.to(dt)
+    return P, freqs
 
 
 def _check_power(P: Tensor) -> Tensor:
@@ -412,10 +424,14 @@ def spectral_band_shares(
                          f"got shape {tuple(freqs.shape)}. Pass the freqs power_spectrum returns")
     if (freqs < 0).any() or (freqs > 0.5).any():
         raise ValueError("freqs must be in cycles/token, within [0, 0.5]")
-    r = freqs / 0.5
+    return _spectral_band_shares(P, freqs).to(_out_dtype(P))
+
+
+def _spectral_band_shares(Pd: Tensor, freqs: Tensor) -> Tensor:
+    r = freqs.to(_F64) / 0.5
     member = torch.stack([r < 0.25, (r >= 0.25) & (r < 0.75), r >= 0.75], -1).to(_F64)
-    band_power = P @ member
-    return _safe_div(band_power, band_power.sum(-1, keepdim=True)).to(_out_dtype(P))
+    band_power = Pd @ member
+    return _safe_div(band_power, band_power.sum(-1, keepdim=True))
 
 
 def spectral_entropy(P: Float[Tensor, "*batch bins"]) -> Float[Tensor, "*batch"]:
@@ -427,9 +443,12 @@ def spectral_entropy(P: Float[Tensor, "*batch bins"]) -> Float[Tensor, "*batch"]
     >>> round(spectral_entropy(torch.ones(8)).item(), 6) == round(math.log(8), 6)
     True
     """
-    Pd = _check_power(P)
+    return _spectral_entropy(_check_power(P)).to(_out_dtype(P))
+
+
+def _spectral_entropy(Pd: Tensor) -> Tensor:
     phat = _safe_div(Pd, Pd.sum(-1, keepdim=True))
-    return (0.0 - _xlogx(phat).sum(-1)).to(_out_dtype(P))
+    return 0.0 - _xlogx(phat).sum(-1)
 
 
 def frequency_selectivity(P: Float[Tensor, "*batch bins"]) -> Float[Tensor, "*batch"]:
@@ -443,12 +462,14 @@ def frequency_selectivity(P: Float[Tensor, "*batch bins"]) -> Float[Tensor, "*ba
     >>> frequency_selectivity(torch.tensor([1., 4., 1.])).item()
     2.0
     """
-    Pd = _check_power(P)
+    return _frequency_selectivity(_check_power(P)).to(_out_dtype(P))
+
+
+def _frequency_selectivity(Pd: Tensor) -> Tensor:
     peak = Pd.max(-1).values
     rest = (Pd.sum(-1) - peak).clamp(min=0)
     sel = _safe_div(peak, rest)
-    sel = torch.where((rest <= 0) & (peak > 0), torch.full_like(sel, math.inf), sel)
-    return sel.to(_out_dtype(P))
+    return torch.where((rest <= 0) & (peak > 0), torch.full_like(sel, math.inf), sel)
 
 
 # --------------------------------------------------------------------- entropies

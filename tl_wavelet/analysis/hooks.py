@@ -203,17 +203,21 @@ def spectral_metrics(
     and ``selectivity`` [batch, head] under ``cfg``'s DC, window and padding choices; with
     ``per_row`` also ``spectral_entropy_rows`` [batch, head, r] (one value per row).
     """
-    power, freqs = M.power_spectrum(
-        rows, lengths, remove_dc=cfg.dc_removed, window=cfg.window, nfft=cfg.nfft(rows.shape[-1])
-    )
-    total = reduce(power, "b h r f -> b h f", "sum")
+    # The metrics' private cores: rows come from a pattern checked once at the hook, and the
+    # public functions' per-call NaN / sign checks on every derived tensor were a tenth of
+    # the multiverse's time. Same dtype path as the public functions (power in the signal's
+    # dtype, summed, then float64), so the numbers are unchanged.
+    dt = M._out_dtype(rows)
+    P64, freqs = M._power_spectrum(rows, M._lengths(rows, lengths), cfg.nfft(rows.shape[-1]), cfg.dc_removed, cfg.window)
+    power = P64.to(dt)
+    total = reduce(power, "b h r f -> b h f", "sum").to(torch.float64)
     out = {
-        "spectral_shares": M.spectral_band_shares(total, freqs),
-        "spectral_entropy": M.spectral_entropy(total),
-        "selectivity": M.frequency_selectivity(total),
+        "spectral_shares": M._spectral_band_shares(total, freqs),  # float64, as spectral_band_shares returns
+        "spectral_entropy": M._spectral_entropy(total).to(dt),
+        "selectivity": M._frequency_selectivity(total).to(dt),
     }
     if per_row:
-        out["spectral_entropy_rows"] = M.spectral_entropy(power)
+        out["spectral_entropy_rows"] = M._spectral_entropy(power.to(torch.float64)).to(dt)
     return out
 
 
