@@ -513,6 +513,8 @@ TABLES: dict[Any, Table] = {
         lambda c, **k: T.hub_revision_loader(**k), lambda c: dict(name="EleutherAI/pythia-70m"),
         [("name", "", TypeError), ("name", 3, TypeError), ("dtype", "float32", TypeError), ("revision", "step0", TypeError),
          *BOOL_FORMS("offline")[:2]]),
+    T.tl_checkpoint_loader: Table(lambda c, **k: T.tl_checkpoint_loader(**k), lambda c: dict(name="pythia-14m"),
+                                  [("name", 3, TypeError), ("name", None, TypeError)]),
     T.read_log: Table(
         lambda c, **k: T.read_log(**k), lambda c: dict(path=c["log_path"]),
         [("table", "nosuch", ValueError), ("table", 3, ValueError), ("path", 3, TypeError),

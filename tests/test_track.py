@@ -298,6 +298,27 @@ def test_hub_revision_loader_fails_fast_offline(monkeypatch, tmp_path):
         hub_revision_loader(None)
 
 
+def test_tl_checkpoint_loader_uses_transformerlens_or_says_what_to_use(monkeypatch, tmp_path):
+    """TL 3: from_pretrained(checkpoint_value=step) offline fails naming model and step; TL 4: points to the HF loader."""
+    from tl_wavelet.models import tl_major_version
+    from tl_wavelet.track import tl_checkpoint_loader
+
+    with pytest.raises(TypeError, match="name"):
+        tl_checkpoint_loader(3)
+    if tl_major_version() >= 4:
+        with pytest.raises(ImportError, match=r"hub_revision_loader\('pythia-14m'\)"):
+            tl_checkpoint_loader("pythia-14m")
+        return
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    load = tl_checkpoint_loader("pythia-14m")
+    with pytest.raises(OSError, match=r"'pythia-14m' at checkpoint step 1000"):
+        load(1000)
+    with pytest.raises(ValueError, match="step"):
+        load(-1)
+
+
 @pytest.mark.parametrize("arch", ["Qwen3", "Olmo2"])
 def test_hf_rope_usage_after_qk_norms_equals_the_bridge(arch, tokenizer):
     """Qwen3 (per-head q/k norm) and OLMo-2 (flat q/k norm): read after the norms, as the bridge's hook_rot_q sees them."""

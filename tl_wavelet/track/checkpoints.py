@@ -7,7 +7,9 @@
   stanford-crfm models;
 - :func:`hub_revision_loader`: ``step -> model`` loading a hub revision with transformers
   (eager attention), failing fast with the model and revision named when no hub is
-  reachable and the revision is not cached.
+  reachable and the revision is not cached;
+- :func:`tl_checkpoint_loader`: ``step -> HookedTransformer`` through TransformerLens 3's own
+  ``from_pretrained(name, checkpoint_value=step)`` (its ``checkpoint_index`` machinery).
 
 ::
 
@@ -23,7 +25,7 @@ import torch
 
 from ..validate import check_bool, check_int, check_type
 
-__all__ = ["pythia_steps", "checkpoint_steps", "revision_name", "hub_revision_loader"]
+__all__ = ["pythia_steps", "checkpoint_steps", "revision_name", "hub_revision_loader", "tl_checkpoint_loader"]
 
 
 def pythia_steps(v0: bool = False) -> list[int]:
@@ -143,5 +145,51 @@ def hub_revision_loader(
                 "with track_checkpoints(lambda s: load_my_checkpoint(s), steps, probe)."
             ) from e
         return model.eval()
+
+    return load
+
+
+def tl_checkpoint_loader(name: str, **from_pretrained_kwargs) -> Callable[[int], torch.nn.Module]:
+    """``step -> HookedTransformer`` at checkpoint ``step``, by TransformerLens 3's own loader.
+
+    TransformerLens 3 loads the checkpoints it knows (:func:`checkpoint_steps`: Pythia,
+    stanford-crfm, its NeelNanda/... models) with ``HookedTransformer.from_pretrained(name,
+    checkpoint_value=step)``; ``checkpoint_index=i`` is ``checkpoint_steps(name)[0][i]``.
+    Extra keyword arguments go to ``from_pretrained`` (e.g. ``device``, ``dtype``).
+    TransformerLens 4 has no HookedTransformer: use :func:`hub_revision_loader` there
+    (the tracker measures the HF model directly).
+
+    A checkpoint that cannot be loaded (no hub, not cached) raises ``OSError`` naming the
+    model and the step.
+
+    Examples
+    --------
+    >>> load = tl_checkpoint_loader("pythia-70m")                      # doctest: +SKIP
+    >>> steps = checkpoint_steps("pythia-70m")[0][::16]                  # doctest: +SKIP
+    >>> tr = track_checkpoints(load, steps, probe)                       # doctest: +SKIP
+    """
+    check_type(name, "name", str, "a TransformerLens model name such as 'pythia-70m'")
+    try:
+        from transformer_lens import HookedTransformer
+    except ImportError:
+        HookedTransformer = None
+    if HookedTransformer is None or not hasattr(HookedTransformer, "from_pretrained"):
+        raise ImportError(
+            "tl_checkpoint_loader needs TransformerLens 3 (HookedTransformer.from_pretrained with "
+            "checkpoint_value); this TransformerLens has no HookedTransformer. Use "
+            f"hub_revision_loader({name!r}) to track the Hugging Face checkpoints instead."
+        )
+
+    def load(step: int):
+        step = check_int(step, "step", minimum=0)
+        try:
+            return HookedTransformer.from_pretrained(name, checkpoint_value=step, **from_pretrained_kwargs).eval()
+        except (OSError, ValueError) as e:
+            raise OSError(
+                f"Could not load {name!r} at checkpoint step {step} through TransformerLens: "
+                f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}. The checkpoints come from the "
+                "hub: run where one is reachable (they are then cached), or save your own checkpoints and pass a "
+                "load_fn of your own to track_checkpoints."
+            ) from e
 
     return load
