@@ -83,7 +83,7 @@ def _interrupt_after_progress(proc, out, sig, beyond: int, timeout=240, count=_d
                 proc.send_signal(sig)
                 return done
         if proc.poll() is not None:
-            out_, err_ = proc.communicate()
+            _, err_ = proc.communicate()
             if proc.returncode == 0:
                 raise _Inconclusive("the run finished before the poller saw it pass the mark")
             pytest.fail(f"the run failed (exit {proc.returncode}): {err_}")
@@ -116,6 +116,20 @@ def _mid_way(lo, x, hi, what):
         raise _Inconclusive(f"{what}: {x} not strictly between {lo} and {hi}")
 
 
+def _killed_resume(model_dir, out, beyond: int, total: int, count, what: str) -> int:
+    """Resume, SIGKILL once the checkpoint passes ``beyond`` (no handler runs): the last
+    checkpoint must survive intact, strictly mid-way. Returns its count."""
+    proc = _spawn(_chain_args(model_dir, out, "--resume"))
+    _interrupt_after_progress(proc, out, signal.SIGKILL, beyond=beyond, count=count)
+    proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        raise _Inconclusive(f"{what}: the run finished before the kill landed")
+    assert proc.returncode == -signal.SIGKILL
+    done = count(out)
+    _mid_way(beyond, done, total, what)  # it must land mid-way to mean anything
+    return done
+
+
 def test_interrupted_then_resumed_equals_uninterrupted(model_dir, reference, tmp_path):
     races = []
     for attempt in range(4):
@@ -137,16 +151,7 @@ def _interrupted_chain(model_dir, reference, out):
     assert first <= at_int
     _mid_way(0, at_int, n_seq, "Ctrl-C in the analysis")
     # 2) resumed, then killed outright (no handler runs): the last checkpoint survives intact
-    proc = _spawn(_chain_args(model_dir, out, "--resume"))
-    _interrupt_after_progress(proc, out, signal.SIGKILL, beyond=at_int)
-    proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        raise _Inconclusive("the run finished before SIGKILL landed")
-    assert proc.returncode == -signal.SIGKILL
-    if not (out / CHECKPOINT).exists():
-        raise _Inconclusive("the run finished before SIGKILL landed")
-    at_kill = _done(out)
-    _mid_way(at_int, at_kill, n_seq, "SIGKILL in the analysis")  # it must land mid-way to mean anything
+    _killed_resume(model_dir, out, at_int, n_seq, _done, "SIGKILL in the analysis")
     # 3) resumed: the analysis ends, the sweep starts; Ctrl-C once verified cells are saved
     proc = _spawn(_chain_args(model_dir, out, "--resume"))
     _interrupt_after_progress(proc, out, signal.SIGINT, beyond=0, count=_cells)
@@ -155,16 +160,7 @@ def _interrupted_chain(model_dir, reference, out):
     sweep_int = _cells(out)
     _mid_way(0, sweep_int, N_CELLS, "Ctrl-C in the sweep")
     # 4) resumed, then killed in the sweep
-    proc = _spawn(_chain_args(model_dir, out, "--resume"))
-    _interrupt_after_progress(proc, out, signal.SIGKILL, beyond=sweep_int, count=_cells)
-    proc.communicate(timeout=120)
-    if proc.returncode == 0:
-        raise _Inconclusive("the run finished before SIGKILL landed")
-    assert proc.returncode == -signal.SIGKILL
-    if not (out / CHECKPOINT).exists():
-        raise _Inconclusive("the run finished before SIGKILL landed")
-    sweep_kill = _cells(out)
-    _mid_way(sweep_int, sweep_kill, N_CELLS, "SIGKILL in the sweep")
+    sweep_kill = _killed_resume(model_dir, out, sweep_int, N_CELLS, _cells, "SIGKILL in the sweep")
     # 5) resumed to the end (with progress output): the same tables as one uninterrupted run
     proc = _spawn([a for a in _chain_args(model_dir, out, "--resume") if a != "--quiet"])
     _, err = proc.communicate(timeout=300)
