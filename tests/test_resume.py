@@ -53,10 +53,20 @@ def reference(model_dir, tmp_path_factory):
     return out
 
 
+def _sigint_as_at_a_terminal():
+    # A job started in the background by a non-interactive shell (how CI runners often start
+    # `bash .ci/run`) inherits SIGINT *ignored*, and Python then never raises KeyboardInterrupt:
+    # every Ctrl-C of this test would be lost and the run would finish (exit 0). A user's
+    # Ctrl-C at a terminal always arrives, so give the child the default disposition back.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _spawn(args):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     return subprocess.Popen([sys.executable, "-m", "tl_wavelet.cli", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_as_at_a_terminal)
 
 
 def _done(out) -> int:
