@@ -231,7 +231,7 @@ def as_tokens(
         if seq_len is None:
             raise ValueError(f"{name} is text: pass seq_len=... to cut it into equal-length token windows.")
         try:
-            return chunk_tokens(model, data, seq_len, n_sequences=n_sequences, per_document=not isinstance(data, str))
+            return chunk_tokens(model, data, seq_len, n_sequences=n_sequences)  # per document: no window spans two texts
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
     tokens = as_token_ids(data, name, vocab_size=vocab_size(model), min_len=min_len)
