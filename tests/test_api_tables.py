@@ -233,6 +233,9 @@ TABLES: dict[Any, Table] = {
                               ("wavelet", "db99x", Raises(ValueError, "db99x")), ("wavelet", 4, OK),  # a filter length
                               ("wavelet", 1, ValueError), ("wavelet", None, TypeError)]),
     # -------------------------------------------------------------- analysis
+    tlw.facts: Table(lambda c, **k: tlw.facts(**k), lambda c: dict(model=c["model"]),
+                     [("model", "gpt2", TypeError), ("model", None, TypeError), ("model", torch.nn.Linear(2, 2), TypeError)],
+                     model=True),
     tlw.analyze_heads: Table(
         lambda c, **k: tlw.analyze_heads(c["model"], **k),
         lambda c: dict(tokens_or_texts=c["toks"][:4], level=LEVEL, layers=[0], progress=False, rope=False),
@@ -522,11 +525,15 @@ TABLES: dict[Any, Table] = {
     # -------------------------------------------------------------- models (no hub is ever asked: every row fails first)
     MD.load: Table(lambda c, **k: MD.load(**k), lambda c: dict(name="smollm2-135m", cache_dir=c["empty_dir"]),
                    [("name", 3, TypeError), ("name", "", ValueError), ("backend", "jax", ValueError),
-                    ("dtype", "float32", TypeError), ("refresh", "yes", TypeError), ("cache_dir", 3, TypeError)]),
+                    ("dtype", "int8", TypeError), ("dtype", torch.int64, TypeError), ("device", "gpu", ValueError),
+                    ("device", 0, TypeError), ("device", "meta", ValueError), ("refresh", "yes", TypeError),
+                    ("cache_dir", 3, TypeError)]),
     MD.load_encoder: Table(lambda c, **k: MD.load_encoder(**k), lambda c: dict(),
-                           [("name", 3, TypeError), ("name", "nosuch-encoder", Raises(ValueError, "nosuch-encoder"))]),
+                           [("name", 3, TypeError), ("name", "nosuch-encoder", Raises(ValueError, "nosuch-encoder")),
+                            ("device", "gpu", ValueError), ("dtype", torch.long, TypeError)]),
     MD.load_hf: Table(lambda c, **k: MD.load_hf(**k), lambda c: dict(name="smollm2-135m", cache_dir=c["empty_dir"]),
-                      [("name", 3, TypeError), ("dtype", "float32", TypeError), ("refresh", "yes", TypeError)]),
+                      [("name", 3, TypeError), ("dtype", "int8", TypeError), ("device", "tpu9", ValueError),
+                       ("refresh", "yes", TypeError)]),
     MD.rope_metadata: Table(lambda c, **k: MD.rope_metadata(**k), lambda c: dict(model=c["model"]),
                             [("model", "gpt2", TypeError), ("model", None, TypeError)], model=True),
     MD.resolve_name: Table(lambda c, **k: MD.resolve_name(**k), lambda c: dict(name="smollm2-135m"),

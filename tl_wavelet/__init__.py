@@ -22,6 +22,7 @@ import sys
 import warnings
 
 from . import corpus, models  # noqa: E402  (tlw.models.load, tlw.corpus.default_corpus)
+from .adapter import facts
 from .analysis import HeadAccumulator, HeadReport, MetricConfig, analyze_heads, metric_hooks
 from .rope import rope_frequencies
 from .transforms import band_energy, band_labels, causal_bands, dwt, dwt_max_level, idwt, wavedec, waverec
@@ -83,6 +84,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "facts",
     "wavedec",
     "waverec",
     "dwt",

@@ -1,16 +1,25 @@
-"""What tl_wavelet needs to know about a TransformerLens model, on TL 3.x and 4.x alike.
+"""What tl_wavelet knows about a model: one :class:`ModelFacts` per model, made once and cached.
 
 TransformerLens 4 replaced ``HookedTransformer`` with ``TransformerBridge``; both expose
 the same hook names (``blocks.L.attn.hook_pattern`` ...) and the same hook API
-(``hooks``, ``run_with_hooks``), but configs and internals differ. Everything that
-depends on which one we were given lives here, so the rest of the package only sees
-a :class:`ModelShape` and hook names.
+(``hooks``, ``run_with_hooks``), but configs and internals differ; a plain Hugging Face
+model (what :mod:`tl_wavelet.track` measures during training) has neither. Everything
+that depends on which one we were given lives here: :func:`facts` returns the model's
+:class:`ModelFacts` (backend, shape, where it lives, its hooks, how to run it), and every
+other module asks it instead of guessing. Facts derived from a forward pass (the RoPE
+tables, which hooks carry the rotary q/k) are computed once per model and kept on the
+CPU (:meth:`ModelFacts.memo`).
+
+Where the model lives is read afresh on every :attr:`ModelFacts.device` (a model can be
+moved after its facts were made), and checked: parameters, buffers and TransformerLens's
+``cfg.device`` must agree.
 """
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +30,9 @@ from .corpus import chunk_tokens
 from .validate import as_token_ids, check_indices, check_optional_int
 
 __all__ = [
+    "ModelFacts",
+    "facts",
+    "Placement",
     "ModelShape",
     "model_shape",
     "hook_name",
@@ -39,6 +51,7 @@ __all__ = [
 ]
 
 HookFn = Callable[[Tensor, object], Tensor | None]
+BACKENDS = ("bridge", "hooked", "hf")
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,7 @@ class ModelShape:
     n_kv_heads: int
     d_head: int
     rotary: bool
-    backend: str  # "bridge" (TL 4.x TransformerBridge) or "hooked" (TL 3.x HookedTransformer)
+    backend: str  # "bridge" (TL 4.x TransformerBridge), "hooked" (TL 3.x HookedTransformer) or "hf" (plain HF)
 
     @property
     def group_size(self) -> int:
@@ -58,31 +71,309 @@ class ModelShape:
         return self.n_heads // self.n_kv_heads
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a model's tensors are, read off its parameters and buffers."""
+
+    devices: tuple[torch.device, ...]  # every device holding a parameter or buffer
+    input_device: torch.device  # where token ids go: the input embedding's device
+    dtype: torch.dtype  # the input embedding's dtype: what activations start in
+    dtypes: tuple[torch.dtype, ...]  # every floating dtype among the parameters
+
+
+def _not_a_tl_model(model) -> TypeError:
+    return TypeError(
+        f"model must be a TransformerLens model (TransformerBridge on TL 4.x or HookedTransformer on TL 3.x) "
+        f"or a Hugging Face PreTrainedModel (tl_wavelet.track only), got {type(model).__name__}. Load one with "
+        "tl_wavelet.models.load(...) or TransformerBridge.boot_transformers(...)."
+    )
+
+
+def _backend(model) -> str:
+    if hasattr(model, "cfg") and hasattr(model, "hooks") and hasattr(model, "hook_dict"):
+        return "bridge" if hasattr(model, "original_model") else "hooked"
+    config = getattr(model, "config", None)
+    if isinstance(model, torch.nn.Module) and config is not None and hasattr(config, "num_hidden_layers"):
+        return "hf"
+    raise _not_a_tl_model(model)
+
+
+def _hf_decoder(hf):
+    return hf.get_decoder() if hasattr(hf, "get_decoder") else getattr(hf, "model", hf)
+
+
+def hf_is_rotary(hf_model) -> bool:
+    """True when a plain HF model's decoder has a RoPE ``rotary_emb`` (with frequencies)."""
+    rotary = getattr(_hf_decoder(hf_model), "rotary_emb", None)
+    return rotary is not None and hasattr(rotary, "inv_freq")
+
+
+def _shape(model, backend: str) -> ModelShape:
+    if backend == "hf":
+        c = model.config
+        n_heads = int(c.num_attention_heads)
+        return ModelShape(
+            n_layers=int(c.num_hidden_layers), n_heads=n_heads,
+            n_kv_heads=int(getattr(c, "num_key_value_heads", None) or n_heads),
+            d_head=int(getattr(c, "head_dim", None) or c.hidden_size // n_heads),
+            rotary=hf_is_rotary(model), backend="hf",
+        )
+    cfg = model.cfg
+    n_heads = int(cfg.n_heads)
+    return ModelShape(
+        n_layers=int(cfg.n_layers), n_heads=n_heads,
+        n_kv_heads=int(getattr(cfg, "n_key_value_heads", None) or n_heads), d_head=int(cfg.d_head),
+        rotary=getattr(cfg, "positional_embedding_type", None) == "rotary", backend=backend,
+    )
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` are one device when 0 is the current one."""
+    if a.type != b.type:
+        return False
+    if a.index == b.index:
+        return True
+    current = torch.cuda.current_device() if a.type == "cuda" and torch.cuda.is_available() else 0
+    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+
+
+class ModelFacts:
+    """Everything tl_wavelet needs to know about one model; get it with :func:`facts`.
+
+    Attributes
+    ----------
+    backend : ``"bridge"`` (TransformerLens 4 ``TransformerBridge``), ``"hooked"``
+        (TransformerLens 3 ``HookedTransformer``) or ``"hf"`` (a plain Hugging Face model:
+        measured by :mod:`tl_wavelet.track` through ``output_attentions``, no hooks).
+    shape : :class:`ModelShape` (layers, heads, key/value heads, head size, rotary or not).
+    name, vocab_size, context_length : from the model's config (None where it does not say).
+
+    ``device`` / ``dtype`` / :meth:`placement` read where the model is now (checked);
+    :meth:`run_until`, :meth:`logits` run it on any backend; :meth:`memo` keeps facts that
+    cost a forward (RoPE tables, rotary hooks), computed once, on the CPU.
+
+    Examples
+    --------
+    >>> f = facts(model)                           # doctest: +SKIP
+    >>> f.backend, f.shape.n_layers, f.device, f.dtype   # doctest: +SKIP
+    ('bridge', 30, device(type='cuda', index=0), torch.bfloat16)
+    """
+
+    def __init__(self, model):
+        self.backend = _backend(model)
+        self.shape = _shape(model, self.backend)
+        self._ref = weakref.ref(model)
+        self._memo: dict[str, Any] = {}
+        if self.backend == "hf":
+            c = model.config
+            self.name = getattr(c, "_name_or_path", None) or type(model).__name__
+            self.vocab_size = int(c.vocab_size)
+            self.context_length = next((int(getattr(c, k)) for k in ("max_position_embeddings", "n_positions", "n_ctx")
+                                        if getattr(c, k, None)), None)
+        else:
+            self.name = getattr(model.cfg, "model_name", None)
+            v = getattr(model.cfg, "d_vocab", None)
+            self.vocab_size = int(v) if isinstance(v, (int, np.integer)) and v > 0 else None
+            ctx = getattr(model.cfg, "n_ctx", None)
+            self.context_length = int(ctx) if isinstance(ctx, (int, np.integer)) and ctx > 0 else None
+
+    def __repr__(self) -> str:
+        s = self.shape
+        try:
+            where = f"{self.device}, {self.dtype}"
+        except (ValueError, RuntimeError) as e:
+            where = f"placement not usable: {e}"
+        return (f"ModelFacts({self.name!r}, backend={self.backend!r}, {s.n_layers} layers x {s.n_heads} heads "
+                f"({s.n_kv_heads} kv, d_head {s.d_head}), rotary={s.rotary}, {where})")
+
+    @property
+    def model(self):
+        model = self._ref()
+        if model is None:
+            raise RuntimeError("The model these facts describe no longer exists.")
+        return model
+
+    # ------------------------------------------------------------------ where it lives
+    def _input_weight(self, model) -> Tensor:
+        if self.backend == "hooked":
+            return model.embed.W_E
+        hf = model.original_model if self.backend == "bridge" else model
+        emb = hf.get_input_embeddings() if hasattr(hf, "get_input_embeddings") else None
+        weight = getattr(emb, "weight", None)
+        if isinstance(weight, Tensor):
+            return weight
+        return next(hf.parameters())
+
+    def placement(self) -> Placement:
+        """Where the model's tensors are now, checked.
+
+        Raises ValueError, naming the devices and the fix, when weights sit on the meta
+        device (no values), when a TransformerLens model is split between the CPU and an
+        accelerator (TransformerLens 4.3's bridge refuses such device maps; TL 3 runs on
+        GPUs only when split), or when ``cfg.device`` disagrees with the weights
+        (TransformerLens moves inputs to ``cfg.device``).
+        """
+        model = self.model
+        tensors = list(model.parameters()) + list(model.buffers())
+        if not tensors:
+            raise ValueError(f"model ({type(model).__name__}) has no parameters: there is nothing to measure.")
+        devices = tuple(sorted({t.device for t in tensors}, key=str))
+        dtypes = tuple(sorted({p.dtype for p in model.parameters() if p.is_floating_point()}, key=str))
+        if any(d.type == "meta" for d in devices):
+            raise ValueError(
+                "model has weights on the meta device, which holds shapes without values (a model built under "
+                "torch.device('meta') or init_empty_weights, or not loaded yet): load its weights, e.g. with "
+                "tl_wavelet.models.load(...), before measuring it."
+            )
+        kinds = {d.type for d in devices}
+        if self.backend != "hf" and "cpu" in kinds and len(kinds) > 1:
+            raise ValueError(
+                f"model is split between {', '.join(map(str, devices))}: TransformerLens does not run a model whose "
+                "parts sit on the CPU and an accelerator at once (TL 4.3's TransformerBridge refuses such device "
+                "maps). Put the whole model on one device: model.to('cuda'), or tl_wavelet.models.load(..., "
+                "device='cuda'); spread a model over several GPUs only."
+            )
+        weight = self._input_weight(model)
+        placement = Placement(devices=devices, input_device=weight.device, dtype=weight.dtype, dtypes=dtypes)
+        if self.backend != "hf":
+            said = getattr(model.cfg, "device", None)
+            if said is not None and not _same_device(torch.device(said), weight.device):
+                raise ValueError(
+                    f"model.cfg.device says {str(said)!r} but the model's weights are on {weight.device} "
+                    "(TransformerBridge.boot_transformers(hf_model=..., device=...) leaves a model that was loaded "
+                    f"elsewhere where it is). Move it with model.to({str(said)!r}), or load it with "
+                    f"tl_wavelet.models.load(..., device={str(said)!r})."
+                )
+        return placement
+
+    @property
+    def device(self) -> torch.device:
+        """Where token ids go (the input embedding's device), after :meth:`placement`'s checks."""
+        return self.placement().input_device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype activations start in (the input embedding's)."""
+        return self.placement().dtype
+
+    def check_placement(self, device: torch.device, dtype: torch.dtype | None = None) -> None:
+        """Every parameter and buffer on ``device`` (and every floating parameter in ``dtype``), else RuntimeError."""
+        model = self.model
+        self.placement()
+        named = list(model.named_parameters()) + list(model.named_buffers())
+        off = [n for n, t in named if not _same_device(t.device, device)]
+        if off:
+            raise RuntimeError(
+                f"The model was asked to be on {device} but {len(off)} of its tensors are elsewhere "
+                f"(e.g. {off[0]!r} on {dict(named)[off[0]].device}). This is a bug in how it was loaded: "
+                f"model.to({str(device)!r}) moves it."
+            )
+        if dtype is not None:
+            wrong = [n for n, p in model.named_parameters() if p.is_floating_point() and p.dtype != dtype]
+            if wrong:
+                raise RuntimeError(
+                    f"The model was asked to be in {dtype} but {len(wrong)} parameter(s) are not "
+                    f"(e.g. {wrong[0]!r} in {dict(model.named_parameters())[wrong[0]].dtype}): model.to({dtype}) casts it."
+                )
+
+    def to_device(self, tokens: Tensor) -> Tensor:
+        """``tokens`` on the model's input device."""
+        return tokens.to(self.device)
+
+    # ------------------------------------------------------------------ facts that cost a forward
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per model and key; later calls return the kept value.
+
+        For facts that need a forward pass (RoPE frequencies read from the model's own
+        cos/sin tables, which hooks carry the rotary queries): no hidden forward per call.
+        Keep what is stored on the CPU: the model may move between devices.
+        """
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    # ------------------------------------------------------------------ hooks and running
+    def has_hook(self, name: str) -> bool:
+        return self.backend != "hf" and name in self.model.hook_dict
+
+    def require_hooks(self, names: Sequence[str], why: str = "") -> None:
+        """Fail early, with the fix, when a hook point the analysis needs is absent."""
+        if self.backend == "hf":
+            raise TypeError(
+                f"This is a plain Hugging Face {type(self.model).__name__}, which has no TransformerLens hook points"
+                f"{' (' + why + ')' if why else ''}: wrap it with TransformerBridge.boot_transformers(...) or load it "
+                "with tl_wavelet.models.load(...)."
+            )
+        available = self.model.hook_dict
+        missing = [n for n in names if n not in available]
+        if missing:
+            hint = ""
+            if any("rot_" in n for n in missing):
+                hint = (
+                    " hook_rot_q/hook_rot_k only exist on rotary (RoPE) models, and models built "
+                    "with TransformerBridge.boot_native do not fire them: load the model with "
+                    "boot_transformers (or tl_wavelet.models.load)."
+                )
+            raise ValueError(f"The model has no hook point {missing[0]!r}{' (' + why + ')' if why else ''}.{hint}")
+
+    def run_until(self, tokens: Tensor, fwd_hooks: list, stop_at: str | None, **forward_kwargs) -> None:
+        """Run the model on ``tokens`` (moved to its device) with ``fwd_hooks``, ending after hook ``stop_at``.
+
+        Analysis needs no logits, and on small models the unembedding is a large share of
+        the forward (Gemma-3-270m: about half), so we end the pass from a hook. Hooks are
+        removed on exit, including when a hook raises.
+        """
+        model = self.model
+
+        def stop(tensor, hook):
+            raise _StopForward
+
+        hooks = list(fwd_hooks) + ([(stop_at, stop)] if stop_at is not None else [])
+        with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+            try:
+                model(self.to_device(tokens), return_type=None, **forward_kwargs)
+            except _StopForward:
+                pass
+
+    def logits(self, tokens: Tensor, **kwargs) -> Tensor:
+        """The model's logits ``[batch, pos, vocab]`` for ``tokens`` (moved to its device), any backend."""
+        model = self.model
+        if self.backend == "hf":
+            return model(input_ids=self.to_device(tokens), **kwargs).logits
+        return model(self.to_device(tokens), return_type="logits", **kwargs)
+
+
+_FACTS: "weakref.WeakKeyDictionary[Any, ModelFacts]" = weakref.WeakKeyDictionary()
+
+
+def facts(model) -> ModelFacts:
+    """The :class:`ModelFacts` of ``model``: made on first use, then the same object.
+
+    Raises TypeError naming what is supported for anything that is not a TransformerLens
+    model (or, for :mod:`tl_wavelet.track`, a Hugging Face ``PreTrainedModel``).
+    """
+    if isinstance(model, ModelFacts):
+        return model
+    try:
+        got = _FACTS.get(model)
+    except TypeError:  # not weak-referenceable: certainly not a model
+        got = None
+    if got is None:
+        got = ModelFacts(model)
+        _FACTS[model] = got
+    return got
+
+
 def model_shape(model) -> ModelShape:
-    """Read layer/head counts from a TransformerBridge or HookedTransformer.
+    """Layer/head counts of a TransformerBridge or HookedTransformer (``facts(model).shape``).
 
     >>> shape = model_shape(model)  # doctest: +SKIP
     >>> shape.n_layers, shape.n_heads, shape.n_kv_heads  # doctest: +SKIP
     """
-    cfg = getattr(model, "cfg", None)
-    if cfg is None or not hasattr(model, "hooks"):
-        raise TypeError(
-            f"model must be a TransformerLens model (TransformerBridge on TL 4.x or "
-            f"HookedTransformer on TL 3.x), got {type(model).__name__}. Load one with "
-            f"tl_wavelet.models.load(...) or TransformerBridge.boot_transformers(...)."
-        )
-    n_heads = int(cfg.n_heads)
-    n_kv = getattr(cfg, "n_key_value_heads", None) or n_heads
-    backend = "bridge" if hasattr(model, "original_model") else "hooked"
-    rotary = getattr(cfg, "positional_embedding_type", None) == "rotary"
-    return ModelShape(
-        n_layers=int(cfg.n_layers),
-        n_heads=n_heads,
-        n_kv_heads=int(n_kv),
-        d_head=int(cfg.d_head),
-        rotary=rotary,
-        backend=backend,
-    )
+    f = facts(model)
+    if f.backend == "hf":
+        raise _not_a_tl_model(f.model)
+    return f.shape
 
 
 def hook_name(kind: str, layer: int) -> str:
@@ -116,18 +407,8 @@ def resolve_heads(shape: ModelShape, heads: int | Iterable[int] | None, name: st
 
 
 def require_hooks(model, names: Sequence[str], why: str = "") -> None:
-    """Fail early, with the fix, when a hook point the analysis needs is absent."""
-    available = model.hook_dict
-    missing = [n for n in names if n not in available]
-    if missing:
-        hint = ""
-        if any("rot_" in n for n in missing):
-            hint = (
-                " hook_rot_q/hook_rot_k only exist on rotary (RoPE) models, and models built "
-                "with TransformerBridge.boot_native do not fire them: load the model with "
-                "boot_transformers (or tl_wavelet.models.load)."
-            )
-        raise ValueError(f"The model has no hook point {missing[0]!r}{' (' + why + ')' if why else ''}.{hint}")
+    """Fail early, with the fix, when a hook point the analysis needs is absent (:meth:`ModelFacts.require_hooks`)."""
+    facts(model).require_hooks(names, why)
 
 
 class _StopForward(Exception):
@@ -141,22 +422,9 @@ def run_until(
     stop_at: str | None,
     **forward_kwargs,
 ) -> None:
-    """Run ``model(tokens)`` with ``fwd_hooks``, stopping right after hook ``stop_at`` fires.
-
-    Analysis needs no logits, and on small models the unembedding is a large share of
-    the forward (Gemma-3-270m: about half), so we end the pass from a hook. Hooks are
-    removed on exit, including when a hook raises.
-    """
-
-    def stop(tensor, hook):
-        raise _StopForward
-
-    hooks = list(fwd_hooks) + ([(stop_at, stop)] if stop_at is not None else [])
-    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
-        try:
-            model(tokens, return_type=None, **forward_kwargs)
-        except _StopForward:
-            pass
+    """Run ``model(tokens)`` with ``fwd_hooks``, stopping right after hook ``stop_at`` fires
+    (:meth:`ModelFacts.run_until`; ``tokens`` go to the model's device)."""
+    facts(model).run_until(tokens, fwd_hooks, stop_at, **forward_kwargs)
 
 
 _BIDIRECTIONAL = ("MaskedLM", "Bert", "Roberta", "Electra", "Albert", "Deberta", "Encoder")
@@ -191,9 +459,8 @@ def require_causal(model, what: str) -> None:
 
 
 def vocab_size(model) -> int | None:
-    """The model's vocabulary size (``cfg.d_vocab``), or None when it does not say."""
-    v = getattr(getattr(model, "cfg", None), "d_vocab", None)
-    return int(v) if isinstance(v, (int, np.integer)) and v > 0 else None
+    """The model's vocabulary size, or None when it does not say."""
+    return facts(model).vocab_size
 
 
 def is_text(data) -> bool:

@@ -63,6 +63,25 @@ def _model_corpus_args(p: argparse.ArgumentParser, *, force_help: str) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
 
 
+def _device_args(p: argparse.ArgumentParser) -> None:
+    """--device and --dtype, checked before anything is loaded (:func:`_check_device_args`)."""
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
+    p.add_argument("--dtype", default="float32",
+                   help="weights' dtype: float32, bfloat16 (bf16), float16 (fp16), float64 (default float32); "
+                   "metrics are computed in float32/float64 whatever it is")
+
+
+def _check_device_args(args) -> None:
+    """--device / --dtype as torch understands them, or a UserError naming the option (exit 2)."""
+    from .validate import check_device, check_dtype
+
+    try:
+        args.torch_dtype = check_dtype(args.dtype, "--dtype")
+        check_device(args.device, "--device")
+    except (TypeError, ValueError) as e:
+        raise UserError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tl-wavelet",
@@ -88,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sequences used by the sweep (the first N; default 8) since it needs gradients")
     a.add_argument("--drilldown-heads", type=int, default=3, metavar="K",
                    help="drill into the K heads with the largest verified sweep effects on 2 passages (default 3; 0: none)")
-    a.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    _device_args(a)
     a.add_argument("--offline", action="store_true",
                    help="never contact the HuggingFace hub (fail fast on names that are not local)")
     a.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
@@ -111,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seq-len", type=int, default=256, help="tokens per sequence (default 256)")
     c.add_argument("--n-sequences", type=int, default=16, help="sequences per model (default 16)")
     c.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
+    _device_args(c)
     c.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
     c.set_defaults(func=_compare)
     e = sub.add_parser(
@@ -130,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="position kinds (default all three)")
     e.add_argument("--every", type=int, default=None, help="track every N steps (default 25; --ci 30)")
     e.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default 1)")
+    e.add_argument("--device", default="cpu", help="torch device to train on: cpu, cuda, cuda:1, mps (default cpu)")
+    e.add_argument("--dtype", default="float32",
+                   help="compute dtype of training and probes: float32, or bfloat16 / float16 under autocast with "
+                   "float32 weights (default float32)")
     e.add_argument("--workers", type=int, default=None,
                    help="runs trained in parallel processes, --threads torch threads each (default 2: two cores)")
     e.add_argument("--data", nargs="+", default=None, choices=["synthetic", "english"],
@@ -150,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--axis", action="append", default=[], metavar="NAME=V1,V2",
                    help="restrict or extend one axis, e.g. --axis signal=offset_profile,last_row --axis level=4,5 "
                    "(repeatable; default: every axis at its default values)")
-    m.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    _device_args(m)
     m.add_argument("--offline", action="store_true", help="never contact the HuggingFace hub")
     m.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
     m.set_defaults(func=_multiverse)
@@ -208,6 +232,7 @@ def _validate(args):
         raise UserError(f"--n-sequences must be at least 1, got {args.n_sequences}.")
     if args.sweep_layers and args.no_sweep:  # refused, not silently ignored
         raise UserError("--sweep-layers chooses the layers of the sweep, which --no-sweep skips: drop one of them.")
+    _check_device_args(args)
     try:
         cfg = MetricConfig(signal=args.signal, wavelet=args.wavelet, level=args.level)
         cfg.check_length(args.seq_len)
@@ -287,7 +312,7 @@ def _load_model(args):
         except ImportError:
             pass
     try:
-        return models.load(args.model, device=args.device)
+        return models.load(args.model, device=args.device, dtype=args.torch_dtype)
     except (ValueError, ImportError, RuntimeError, OSError, TypeError, NotImplementedError) as e:
         raise UserError(str(e)) from None
 
@@ -544,6 +569,7 @@ def _analyze_run(args) -> int:  # noqa: C901 (the CLI pipeline, step by step; to
             },
             "timings": timings,
             "device": args.device,
+            "dtype": str(args.torch_dtype).removeprefix("torch."),
             "tl_wavelet": tl_wavelet.__version__,
         }
         if world_size() > 1:
@@ -646,11 +672,11 @@ def _compare(args) -> int:
                           ("--batch-size", args.batch_size, 1)):
         if val < lo:
             raise UserError(f"{name} must be at least {lo}, got {val}.")
+    _check_device_args(args)
     names = ["position_encoding.csv", "summary.md"]
     final, out = _prepare_out(args)  # --force into an occupied folder: a temporary folder, swapped in at the end
     out.mkdir(parents=True, exist_ok=True)
     args.offline = getattr(args, "offline", False)
-    args.device = "cpu"
     results = {}
     texts = default_corpus()
     try:
@@ -669,7 +695,7 @@ def _compare(args) -> int:
 
             _log(args, f"Loading encoder {args.encoder!r} ...")
             try:
-                enc = load_encoder(args.encoder)
+                enc = load_encoder(args.encoder, device=args.device, dtype=args.torch_dtype)
             except (ValueError, ImportError, NotImplementedError) as e:
                 raise UserError(str(e)) from None
             tokens = chunk_tokens(enc, texts, args.seq_len, n_sequences=args.n_sequences, prepend_bos=False)
@@ -720,7 +746,8 @@ def _emergence(args) -> int:
 
     cfg = CI_CONFIG if args.ci else EmergenceConfig()
     changes = {k: v for k, v in (("steps", args.steps), ("every", args.every), ("threads", args.threads),
-                                 ("workers", args.workers), ("english_steps", args.english_steps)) if v is not None}
+                                 ("workers", args.workers), ("english_steps", args.english_steps),
+                                 ("device", args.device), ("dtype", args.dtype)) if v is not None}
     if args.data is not None:
         changes["data"] = tuple(dict.fromkeys(args.data))
     if args.seeds is not None:
@@ -729,7 +756,7 @@ def _emergence(args) -> int:
         changes["positions"] = tuple(dict.fromkeys(args.positions))
     try:
         cfg = dataclasses.replace(cfg, **changes)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise UserError(str(e).replace("EmergenceConfig.", "--")) from None
     out = Path(args.out).expanduser()
     command = "tl-wavelet " + shlex.join(args.argv)
@@ -801,6 +828,7 @@ def _multiverse(args) -> int:
             raise UserError(f"{name} must be at least {lo}, got {val}.")
     if args.n_sequences is not None and args.n_sequences < 2:
         raise UserError(f"--n-sequences must be at least 2 (standard errors need two), got {args.n_sequences}.")
+    _check_device_args(args)
     axes = _parse_axes(args.axis)
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():

@@ -491,9 +491,9 @@ def chunk_tokens(
                 "seq_len, or add text."
             )
         n = n_sequences
-    body_t = torch.tensor(stream[: n * body], dtype=torch.long).reshape(n, body)
+    body_t = torch.tensor(stream[: n * body], dtype=torch.long, device="cpu").reshape(n, body)
     if prepend_bos:
-        bos_col = torch.full((n, 1), bos, dtype=torch.long)
+        bos_col = torch.full((n, 1), bos, dtype=torch.long, device="cpu")
         return torch.cat([bos_col, body_t], dim=1)
     return body_t
 
@@ -564,7 +564,7 @@ def induction_tokens(
     if bos_token_id is not None:
         bos_token_id = check_int(bos_token_id, "bos_token_id", minimum=0, maximum=vocab_size - 1)
         excluded.add(bos_token_id)
-    allowed = torch.ones(vocab_size, dtype=torch.bool)
+    allowed = torch.ones(vocab_size, dtype=torch.bool, device="cpu")
     for t in excluded:
         if 0 <= t < vocab_size:
             allowed[t] = False
@@ -575,9 +575,9 @@ def induction_tokens(
             "excluded. Use a larger vocab_size or exclude fewer ids."
         )
     gen = torch.Generator().manual_seed(int(seed))
-    idx = torch.randint(0, pool.numel(), (n_sequences, half_len), generator=gen)
+    idx = torch.randint(0, pool.numel(), (n_sequences, half_len), generator=gen, device="cpu")
     half = pool[idx]
     parts = [half, half]
     if bos_token_id is not None:
-        parts.insert(0, torch.full((n_sequences, 1), int(bos_token_id), dtype=torch.long))
+        parts.insert(0, torch.full((n_sequences, 1), int(bos_token_id), dtype=torch.long, device="cpu"))
     return torch.cat(parts, dim=1).long()

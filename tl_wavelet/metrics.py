@@ -282,7 +282,7 @@ def band_scales(level: int) -> Float[Tensor, " bands"]:
     """
     if level < 1:
         raise ValueError(f"level must be >= 1, got {level}")
-    exps = torch.tensor([level + 0.5] + [j - 0.5 for j in range(level, 0, -1)], dtype=_F64)
+    exps = torch.tensor([level + 0.5] + [j - 0.5 for j in range(level, 0, -1)], dtype=_F64, device="cpu")
     return torch.exp2(exps)
 
 
@@ -631,7 +631,8 @@ def pearson_from_moments(n, sx, sy, sxx, syy, sxy) -> Tensor:
     >>> round(r.item(), 6)
     0.993399
     """
-    moments = [torch.as_tensor(v) for v in (n, sx, sy, sxx, syy, sxy)]
+    dev = next((v.device for v in (n, sx, sy, sxx, syy, sxy) if isinstance(v, Tensor)), torch.device("cpu"))
+    moments = [torch.as_tensor(v, device=dev) for v in (n, sx, sy, sxx, syy, sxy)]
     out_dt = _F64 if any(v.dtype == _F64 for v in moments) else torch.float32
     n, sx, sy, sxx, syy, sxy = (v.to(_F64) for v in moments)
     safe_n = torch.where(n > 0, n, torch.ones_like(n))

@@ -11,7 +11,6 @@ cos and sin alike and cancels in atan2).
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Any
 
 import torch
@@ -19,7 +18,7 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
-from .adapter import hook_name, model_shape, resolve_layers, run_until
+from .adapter import _hf_decoder, facts, hf_is_rotary, hook_name, model_shape, resolve_layers
 
 __all__ = ["rope_frequencies", "wavelengths", "apply_rope", "rotary_hooks", "describe_positions", "hf_rope_modules", "hf_is_rotary"]
 
@@ -40,9 +39,14 @@ def wavelengths(inv_freq: Float[Tensor, " pair"]) -> Float[Tensor, " pair"]:
     return 2 * math.pi / inv_freq
 
 
-def _freqs_from_tables(cos: Tensor, sin: Tensor, adjacent: bool) -> Tensor:
-    # Tables are [pos, rotary_dim]; row 1 holds angle 1 * inv_freq[i] < pi for every pair.
-    c, s = cos[1].double(), sin[1].double()
+_HALF = (torch.float16, torch.bfloat16)
+#: farthest position a half-precision table is read at (see _freqs_from_rows)
+_REFINE_UP_TO = 2**14
+
+
+def _pair_angles(cos_row: Tensor, sin_row: Tensor, adjacent: bool) -> Tensor:
+    """The angle of every rotary pair in one table row ``[rotary_dim]`` (float64)."""
+    c, s = cos_row.double(), sin_row.double()
     r = c.shape[-1]
     if adjacent:
         c, s = c[0::2], s[0::2]
@@ -51,11 +55,45 @@ def _freqs_from_tables(cos: Tensor, sin: Tensor, adjacent: bool) -> Tensor:
     return torch.atan2(s, c)
 
 
+def _freqs_from_rows(rows: dict[int, tuple[Tensor, Tensor]], adjacent: bool) -> Tensor:
+    """Each pair's angular frequency from table rows ``{position: (cos_row, sin_row)}``.
+
+    Row 1 holds angle ``1 * inv_freq[i] < pi`` for every pair: exact in float32. A bf16
+    table rounds cos and sin to 8 bits (an angle error of about 4e-3), which the base
+    implied by ``inv_freq[1] ** (-rotary_dim / 2)`` amplifies 30-fold; so rows further out
+    (positions 2, 4, 8, ...) refine it: the angle at position p is ``p * inv_freq`` modulo
+    2 pi, the turn count is predicted from the estimate so far, and the error shrinks as 1 / p.
+    """
+    positions = sorted(rows)
+    w = _pair_angles(*rows[positions[0]], adjacent) / positions[0]
+    for p in positions[1:]:
+        a = _pair_angles(*rows[p], adjacent)
+        turns = torch.round((p * w - a) / (2 * math.pi))
+        w = (a + 2 * math.pi * turns) / p
+    return w
+
+
+def _refine_positions(n: int | None) -> list[int]:
+    """1, then powers of two below ``n`` (and below :data:`_REFINE_UP_TO`)."""
+    limit = min(n or 2, _REFINE_UP_TO + 1)
+    return [1] + [2**k for k in range(1, 15) if 2**k < limit]
+
+
+def _rows_of_table(cos: Tensor, sin: Tensor) -> dict[int, tuple[Tensor, Tensor]]:
+    """Rows of a full ``[pos, rotary_dim]`` table: position 1, and further out for half precision."""
+    cos, sin = cos.reshape(-1, cos.shape[-1]), sin.reshape(-1, sin.shape[-1])
+    positions = _refine_positions(cos.shape[0]) if cos.dtype in _HALF else [1]
+    return {p: (cos[p].cpu(), sin[p].cpu()) for p in positions}
+
+
 def rope_frequencies(model, layers=None) -> dict[int, dict]:
     """Per-layer RoPE metadata: ``{layer: {"inv_freq", "wavelength", "rotary_dim", "adjacent_pairs", "rope_base"}}``.
 
     ``rope_base`` is the base implied by the second pair, ``inv_freq[1] = base^(-2/rotary_dim)``
     (exact for unscaled RoPE; for scaled RoPE it is the effective base of the high-frequency end).
+    Tensors are float64 on the CPU, wherever the model is. The tables are read once per
+    model (a 2-token forward on a TransformerBridge) and kept by its
+    :class:`~tl_wavelet.adapter.ModelFacts`: later calls run nothing.
 
     >>> meta = rope_frequencies(model)          # doctest: +SKIP
     >>> meta[0]["wavelength"][:3]  # tokens per turn of pairs 0, 1, 2  # doctest: +SKIP
@@ -67,25 +105,30 @@ def rope_frequencies(model, layers=None) -> dict[int, dict]:
             "Positional metrics work without RoPE: analyze_heads(..., rope=False), band_ablation_hook."
         )
     layers = resolve_layers(shape, layers)
+    every = facts(model).memo("rope_frequencies", lambda: _read_frequencies(model, shape))
+    # copies: a caller who edits its table must not edit the model's facts
+    return {L: {k: v.clone() if isinstance(v, Tensor) else v for k, v in every[L].items()} for L in layers}
+
+
+def _read_frequencies(model, shape) -> dict[int, dict]:
+    """Every layer's RoPE metadata, read off the model's own tables (float64, CPU)."""
+    layers = list(range(shape.n_layers))
     if shape.backend == "hooked":
         adjacent = bool(getattr(model.cfg, "rotary_adjacent_pairs", False))
-        tables = {
-            L: (model.blocks[L].attn.rotary_cos, model.blocks[L].attn.rotary_sin) for L in layers
-        }
+        rows = {L: _rows_of_table(model.blocks[L].attn.rotary_cos.detach(), model.blocks[L].attn.rotary_sin.detach())
+                for L in layers}
     else:
         hf_cfg = getattr(model.original_model, "config", None)
         adjacent = getattr(hf_cfg, "model_type", "") in _ADJACENT_PAIR_MODELS
         if all(hook_name("cos", L) in model.hook_dict for L in layers):
-            tables = _bridge_tables(model, layers)
+            rows = _bridge_rows(model, layers)
         else:
             # GPT-J style bridges apply RoPE inside the HF attention, with no hook_cos/hook_sin.
-            tables = _hf_position_tables(model, layers)
+            rows = {L: _rows_of_table(*table) for L, table in _hf_position_tables(model, layers).items()}
     out = {}
-    for L, (cos, sin) in tables.items():
-        cos = cos.reshape(-1, cos.shape[-1])
-        sin = sin.reshape(-1, sin.shape[-1])
-        inv = _freqs_from_tables(cos, sin, adjacent)
-        rotary_dim = cos.shape[-1]
+    for L, layer_rows in rows.items():
+        inv = _freqs_from_rows(layer_rows, adjacent)
+        rotary_dim = layer_rows[1][0].shape[-1]
         base = float(inv[1] ** (-rotary_dim / 2)) if inv.numel() > 1 else math.nan
         out[L] = {
             "inv_freq": inv,
@@ -127,7 +170,12 @@ def _hf_position_tables(model, layers) -> dict[int, tuple[Tensor, Tensor]]:
     return {L: (cos, sin) for L in layers}
 
 
-def _bridge_tables(model, layers) -> dict[int, tuple[Tensor, Tensor]]:
+def _bridge_rows(model, layers) -> dict[int, dict[int, tuple[Tensor, Tensor]]]:
+    """``{layer: {position: (cos_row, sin_row)}}`` from the tables the bridge applies (``hook_cos`` / ``hook_sin``).
+
+    One 2-token forward at positions (0, 1); a half-precision model gets one more per
+    position 2, 4, 8, ... (``position_ids=(0, p)``), for :func:`_freqs_from_rows`.
+    """
     names = {hook_name(k, L): (L, k) for L in layers for k in ("cos", "sin")}
     missing = [n for n in names if n not in model.hook_dict]
     if missing:
@@ -136,21 +184,32 @@ def _bridge_tables(model, layers) -> dict[int, tuple[Tensor, Tensor]]:
             "the cos/sin tables the bridge applies; load the model with boot_transformers "
             "(or tl_wavelet.models.load)."
         )
-    got: dict[int, dict[str, Tensor]] = {L: {} for L in layers}
-
-    def grab(t, hook):
-        L, k = names[hook.name]
-        got[L][k] = t.detach()
-
+    f = facts(model)
     bos = getattr(model.tokenizer, "bos_token_id", None) if getattr(model, "tokenizer", None) else None
     tok = 0 if bos is None else int(bos)
-    device = next(model.parameters()).device
-    tokens = torch.full((1, 2), tok, dtype=torch.long, device=device)
-    run_until(model, tokens, [(n, grab) for n in names], stop_at=hook_name("sin", layers[-1]))
-    for L in layers:
-        if set(got[L]) != {"cos", "sin"}:
-            raise RuntimeError(f"Layer {L} did not fire hook_cos/hook_sin; cannot read its RoPE frequencies.")
-    return {L: (got[L]["cos"], got[L]["sin"]) for L in layers}
+    tokens = torch.full((1, 2), tok, dtype=torch.long, device="cpu")  # run_until moves them to the model
+
+    def probe(position: int) -> dict[int, tuple[Tensor, Tensor]]:
+        got: dict[int, dict[str, Tensor]] = {L: {} for L in layers}
+
+        def grab(t, hook):
+            L, k = names[hook.name]
+            got[L][k] = t.detach()[..., -1, :].reshape(-1, t.shape[-1])[0].to("cpu")  # the row at `position`
+
+        kw = {} if position == 1 else {"position_ids": torch.tensor([[0, position]], device=f.device)}
+        f.run_until(tokens, [(n, grab) for n in names], stop_at=hook_name("sin", layers[-1]), **kw)
+        for L in layers:
+            if set(got[L]) != {"cos", "sin"}:
+                raise RuntimeError(f"Layer {L} did not fire hook_cos/hook_sin; cannot read its RoPE frequencies.")
+        return {L: (got[L]["cos"], got[L]["sin"]) for L in layers}
+
+    first = probe(1)
+    rows = {L: {1: first[L]} for L in layers}
+    if first[layers[0]][0].dtype in _HALF:
+        for p in _refine_positions(f.context_length)[1:]:
+            for L, row in probe(p).items():
+                rows[L][p] = row
+    return rows
 
 
 def apply_rope(
@@ -193,8 +252,6 @@ def apply_rope(
     return torch.cat([out, x[..., r:]], -1)
 
 
-# model -> ("rot_q", "rot_k") or ("q", "k"): which hooks carry each head's rotary q and k.
-_ROTARY_HOOKS: "weakref.WeakKeyDictionary[Any, tuple[str, str]]" = weakref.WeakKeyDictionary()
 _SCORE_RTOL = 1e-3
 
 
@@ -218,7 +275,7 @@ def rotary_hooks(model) -> tuple[str, str]:
     ``hook_q``/``hook_k`` rotated by the model's own frequencies
     (:func:`rope_frequencies`, :func:`apply_rope`) reproduce the model's
     ``hook_attn_scores`` on every layer (relative error below 1e-3, up to the score scale).
-    The answer is cached per model.
+    The answer is kept by the model's :class:`~tl_wavelet.adapter.ModelFacts` (one probe per model).
 
     Raises
     ------
@@ -231,10 +288,11 @@ def rotary_hooks(model) -> tuple[str, str]:
     >>> rotary_hooks(model)   # doctest: +SKIP
     ('q', 'k')
     """
-    cached = _ROTARY_HOOKS.get(model)
-    if cached is not None:
-        return cached
     shape = model_shape(model)
+    return facts(model).memo("rotary_hooks", lambda: _find_rotary_hooks(model, shape))
+
+
+def _find_rotary_hooks(model, shape) -> tuple[str, str]:
     arch = _architecture(model)
     if not shape.rotary:
         raise ValueError(
@@ -255,10 +313,9 @@ def rotary_hooks(model) -> tuple[str, str]:
 
     g = torch.Generator().manual_seed(0)
     vocab = int(getattr(model.cfg, "d_vocab", 2))
-    device = next(model.parameters()).device
-    tokens = torch.randint(min(4, vocab - 1), vocab, (1, 12), generator=g).to(device)
+    tokens = torch.randint(min(4, vocab - 1), vocab, (1, 12), generator=g, device="cpu")
     # a stop hook would need a name that fires last; the probe is short, run it whole
-    run_until(model, tokens, [(n, grab(*lk)) for n, lk in names.items()], stop_at=None)
+    facts(model).run_until(tokens, [(n, grab(*lk)) for n, lk in names.items()], stop_at=None)
     if all({"rot_q", "rot_k"} <= set(got[L]) for L in layers):
         result = ("rot_q", "rot_k")
     else:
@@ -281,7 +338,6 @@ def rotary_hooks(model) -> tuple[str, str]:
                     "for it. Positional metrics still work (analyze_heads(..., rope=False), band_ablation_hook)."
                 )
         result = ("q", "k")
-    _ROTARY_HOOKS[model] = result
     return result
 
 
@@ -293,12 +349,12 @@ def _score_mismatch(acts: dict[str, Tensor], meta: dict) -> float:
     ``c * (s[i, j] - mean_j s[i, j])``. ``hook_pattern`` is used, not ``hook_attn_scores``,
     because the TransformerLens 4.3 GPT-J bridge fires its pattern at ``hook_attn_scores``.
     """
-    q = apply_rope(acts["q"].double(), meta["inv_freq"], meta["adjacent_pairs"])
-    k = apply_rope(acts["k"].double(), meta["inv_freq"], meta["adjacent_pairs"])
+    q = apply_rope(acts["q"].double().cpu(), meta["inv_freq"], meta["adjacent_pairs"])
+    k = apply_rope(acts["k"].double().cpu(), meta["inv_freq"], meta["adjacent_pairs"])
     if k.shape[2] != q.shape[2]:
         k = k.repeat_interleave(q.shape[2] // k.shape[2], dim=2)
     s = torch.einsum("bqhd,bkhd->bhqk", q, k)
-    p = acts["pattern"].double()
+    p = acts["pattern"].double().cpu()
     if p.shape != s.shape:
         return math.inf
     n = s.shape[-1]
@@ -469,19 +525,21 @@ def hf_rope_modules(hf_model, layers) -> tuple[dict[int, dict], dict[int, tuple[
             f"rotary pairs from q_proj/k_proj only where it knows the pairing ({', '.join(sorted(_HF_ROTATE_HALF))}). "
             "Wrap the model with TransformerBridge.boot_transformers (its hook_rot_q / hook_rot_k), or pass rope=False."
         )
-    decoder = hf_model.get_decoder() if hasattr(hf_model, "get_decoder") else getattr(hf_model, "model", hf_model)
+    decoder = _hf_decoder(hf_model)
     rotary = getattr(decoder, "rotary_emb", None)
     if rotary is None or not hasattr(rotary, "inv_freq"):
         raise ValueError(
             f"{arch} has no RoPE (its rotary_emb is {type(rotary).__name__ if rotary is not None else 'missing'}, "
             "without inv_freq): RoPE usage does not apply; pass rope=False."
         )
-    x = torch.zeros(1, 2, 1, dtype=rotary.inv_freq.dtype, device=rotary.inv_freq.device)
+    # float32 x: the module computes in float32 and returns x's dtype, so the tables are exact
+    # even for a bf16 model (whose inv_freq buffer HF keeps in float32)
+    x = torch.zeros(1, 2, 1, dtype=torch.float32, device=rotary.inv_freq.device)
     with torch.no_grad():
         cos, sin = rotary(x, torch.arange(2, device=x.device)[None])
-    cos, sin = cos.reshape(2, -1).float(), sin.reshape(2, -1).float()
+    cos, sin = cos.reshape(2, -1).double().cpu(), sin.reshape(2, -1).double().cpu()
     scale = float(cos[0, 0])  # cos(0) = 1 times the attention factor
-    inv = _freqs_from_tables(cos, sin, adjacent=False)
+    inv = _freqs_from_rows({1: (cos[1], sin[1])}, adjacent=False)
     rotary_dim = int(cos.shape[-1])
     base = float(inv[1] ** (-rotary_dim / 2)) if inv.numel() > 1 else math.nan
     meta, modules = {}, {}
@@ -495,10 +553,3 @@ def hf_rope_modules(hf_model, layers) -> tuple[dict[int, dict], dict[int, tuple[
         meta[L] = {"inv_freq": inv, "wavelength": wavelengths(inv), "rotary_dim": rotary_dim,
                    "adjacent_pairs": False, "rope_base": base}
     return meta, modules, scale
-
-
-def hf_is_rotary(hf_model) -> bool:
-    """True when a plain HF model's decoder has a RoPE ``rotary_emb`` (with frequencies)."""
-    decoder = hf_model.get_decoder() if hasattr(hf_model, "get_decoder") else getattr(hf_model, "model", hf_model)
-    rotary = getattr(decoder, "rotary_emb", None)
-    return rotary is not None and hasattr(rotary, "inv_freq")

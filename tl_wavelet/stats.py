@@ -17,10 +17,19 @@ from torch import Tensor
 
 from .metrics import pearson_from_moments
 
-__all__ = ["RunningMoments", "RunningCorrelation", "MIN_CORRELATION_N"]
+__all__ = ["RunningMoments", "RunningCorrelation", "MIN_CORRELATION_N", "to_host"]
 
 #: fewest points for which a correlation and its standard error are reported (else NaN)
 MIN_CORRELATION_N = 4
+
+
+def to_host(values: Tensor) -> Tensor:
+    """The one place measured values cross to the host: a detached float64 copy on the CPU.
+
+    Running sums, reports and tables live on the CPU in float64 whatever device and dtype
+    the model runs in, so results from a GPU and a CPU run combine and compare.
+    """
+    return values.detach().to(device="cpu", dtype=torch.float64)
 
 
 class RunningMoments:
@@ -47,11 +56,11 @@ class RunningMoments:
                 f"values must be [batch, {', '.join(map(str, self.n.shape))}] like the earlier updates, got "
                 f"{tuple(values.shape)}."
             )
-        v = values.detach().to(device="cpu", dtype=torch.float64)
+        v = to_host(values)
         ok = ~torch.isnan(v)
-        v = torch.where(ok, v, torch.zeros((), dtype=v.dtype))
+        v = torch.where(ok, v, torch.zeros((), dtype=v.dtype, device=v.device))
         if self.n is None:
-            self.n = torch.zeros(v.shape[1:], dtype=torch.float64)
+            self.n = torch.zeros(v.shape[1:], dtype=torch.float64, device=v.device)
             self.s1 = torch.zeros_like(self.n)
             self.s2 = torch.zeros_like(self.n)
         self.n += ok.sum(0)
@@ -126,8 +135,7 @@ class RunningCorrelation:
     def update(self, x: Tensor, y: Tensor) -> None:
         if x.shape != y.shape:
             raise ValueError(f"x and y must have one shape (one point per entry), got {tuple(x.shape)} and {tuple(y.shape)}.")
-        x = x.detach().double()
-        y = y.detach().double()
+        x, y = to_host(x), to_host(y)
         for key, val in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
             self._m[key].update(val)
 

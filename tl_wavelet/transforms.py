@@ -279,8 +279,8 @@ def _pad_terms(n: int, mode: str, positions: tuple[int, ...]) -> tuple[tuple[Ten
     for r in range(width):
         idx = [p[r][0] if r < len(p) else 0 for p in pts]
         coef = [p[r][1] if r < len(p) else 0.0 for p in pts]
-        c = None if all(v == 1.0 for v in coef) else torch.tensor(coef, dtype=torch.float64)
-        cols.append((torch.tensor(idx, dtype=torch.long), c))
+        c = None if all(v == 1.0 for v in coef) else torch.tensor(coef, dtype=torch.float64, device="cpu")
+        cols.append((torch.tensor(idx, dtype=torch.long, device="cpu"), c))
     return tuple(cols)
 
 
@@ -463,7 +463,7 @@ def _product(x: Float[Tensor, "rows k"], plan: tuple[Tensor, tuple[Tensor, Tenso
 @functools.lru_cache(maxsize=64)
 def _analysis_matrix(bank: _Bank, mode: str, n: int, level: int, device: torch.device) -> tuple[tuple[Tensor, tuple[Tensor, Tensor] | None], tuple[int, ...]]:
     """Plan (:func:`_plan`) of ``M`` with ``wavedec(x) == split(x @ M)`` for length-``n`` rows, and the split sizes."""
-    parts = _wavedec_rows(torch.eye(n, dtype=torch.float64), bank, level, mode)
+    parts = _wavedec_rows(torch.eye(n, dtype=torch.float64, device="cpu"), bank, level, mode)
     m = torch.cat(parts, dim=-1).to(device=device)
     return _plan(m), tuple(p.shape[-1] for p in parts)
 
@@ -471,7 +471,7 @@ def _analysis_matrix(bank: _Bank, mode: str, n: int, level: int, device: torch.d
 @functools.lru_cache(maxsize=64)
 def _synthesis_matrix(bank: _Bank, mode: str, lengths: tuple[int, ...], device: torch.device) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
     """Plan (:func:`_plan`) of ``M`` with ``waverec(coeffs) == cat(coeffs) @ M`` for coefficient lengths ``lengths``."""
-    basis = list(torch.eye(sum(lengths), dtype=torch.float64).split(lengths, dim=-1))
+    basis = list(torch.eye(sum(lengths), dtype=torch.float64, device="cpu").split(lengths, dim=-1))
     return _plan(_waverec_rows(basis, bank, mode).to(device=device))
 
 
@@ -847,7 +847,7 @@ def causal_bands(
 @functools.lru_cache(maxsize=64)
 def _anchor_kernels(bank: _Bank, level: int, n: int) -> Tensor:
     # the bands of a unit impulse at t = 0 are the kernels (linear, shift-invariant)
-    delta = torch.zeros(n, dtype=torch.float64)
+    delta = torch.zeros(n, dtype=torch.float64, device="cpu")
     delta[0] = 1.0
     return causal_bands(delta, _as_wavelet(bank), level)
 

@@ -58,6 +58,8 @@ __all__ = [
     "warn_small_sample",
     "check_tensor",
     "check_type",
+    "check_device",
+    "check_dtype",
 ]
 
 
@@ -271,7 +273,7 @@ def as_token_ids(data: Any, name: str = "tokens", *, vocab_size: int | None = No
         if not data:
             raise ValueError(f"{name} is empty: pass at least one sequence of token ids.")
         if all(is_int(t) for t in data):
-            data = torch.tensor([int(t) for t in data], dtype=torch.long)
+            data = torch.tensor([int(t) for t in data], dtype=torch.long, device="cpu")
         else:
             rows = []
             for i, row in enumerate(data):
@@ -323,7 +325,7 @@ def check_right_padding(mask: Any, tokens: Tensor, name: str = "attention_mask")
     if isinstance(mask, np.ndarray):
         mask = torch.from_numpy(np.ascontiguousarray(mask))
     if isinstance(mask, (list, tuple)):
-        mask = torch.tensor(mask)
+        mask = torch.tensor(mask, device="cpu")
     if not isinstance(mask, Tensor):
         raise TypeError(f"{name} must be a [batch, pos] tensor of 0/1, got {_describe(mask)}.")
     if mask.dtype.is_floating_point and not bool(((mask == 0) | (mask == 1)).all()):
@@ -383,3 +385,81 @@ def warn_small_sample(what: str, n: int, need: int, stacklevel: int = 3) -> None
         RuntimeWarning,
         stacklevel=stacklevel,
     )
+
+
+# Names people write for dtypes (the CLI's --dtype, notebooks): torch's own names and the usual short ones.
+_DTYPE_NAMES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}
+
+
+def check_dtype(value: Any, name: str = "dtype") -> torch.dtype:
+    """A floating ``torch.dtype`` from a dtype or its name (``"bfloat16"``, ``"bf16"``, ``"torch.float16"``).
+
+    >>> check_dtype("bf16")
+    torch.bfloat16
+    >>> check_dtype(torch.int64)
+    Traceback (most recent call last):
+    ...
+    TypeError: dtype must be a floating torch.dtype (float32, float64, bfloat16, float16) or its name, got torch.int64: model weights and activations are floating point.
+    """
+    if isinstance(value, str) and value.lower().removeprefix("torch.") in _DTYPE_NAMES:
+        return _DTYPE_NAMES[value.lower().removeprefix("torch.")]
+    if isinstance(value, torch.dtype) and value.is_floating_point:
+        return value
+    raise TypeError(
+        f"{name} must be a floating torch.dtype (float32, float64, bfloat16, float16) or its name, got "
+        f"{value if isinstance(value, torch.dtype) else _describe(value)}: model weights and activations are floating point."
+    )
+
+
+def _available(device: torch.device) -> str | None:
+    """Why ``device`` cannot be used on this machine, or None when it can."""
+    kind = device.type
+    if kind == "cpu":
+        return None
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            built = "built without CUDA" if torch.version.cuda is None else "sees no CUDA GPU"
+            return f"this torch ({torch.__version__}) {built}"
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            return f"this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+        return None
+    if kind == "mps":
+        ok = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        return None if ok else "this machine has no MPS (Apple GPU) backend"
+    if kind == "meta":
+        return "the meta device holds shapes without values, so nothing can be computed on it"
+    accel = getattr(torch, kind, None)
+    if accel is not None and hasattr(accel, "is_available") and accel.is_available():
+        return None
+    return f"torch reports no available {kind!r} backend on this machine"
+
+
+def check_device(value: Any, name: str = "device") -> torch.device:
+    """A ``torch.device`` that exists on this machine, from a device or its name (``"cuda:1"``).
+
+    >>> check_device("cpu")
+    device(type='cpu')
+    >>> check_device("gpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: device 'gpu' is not a torch device: use 'cpu', 'cuda', 'cuda:1' or 'mps'.
+    """
+    if isinstance(value, torch.device):
+        device = value
+    elif isinstance(value, str):
+        try:
+            device = torch.device(value)
+        except RuntimeError:
+            raise ValueError(f"{name} {value!r} is not a torch device: use 'cpu', 'cuda', 'cuda:1' or 'mps'.") from None
+    else:
+        raise TypeError(f"{name} must be a torch device or its name ('cpu', 'cuda', 'cuda:1'), got {_describe(value)}.")
+    why = _available(device)
+    if why is not None:
+        raise ValueError(f"{name}={str(device)!r} cannot be used: {why}. Pass {name}='cpu' (or a device this machine has).")
+    return device

@@ -52,7 +52,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .ablation.positional import band_ablation_hook, resolve_bands
-from .adapter import hook_name, model_shape, require_hooks, resolve_heads, resolve_layers
+from .adapter import facts, hook_name, model_shape, require_hooks, resolve_heads, resolve_layers
 from .transforms import band_labels, causal_bands
 
 __all__ = ["head", "compare_heads", "top_heads", "HeadView", "HeadViews", "circuitsvis_html", "circuitsvis_parts",
@@ -334,8 +334,7 @@ def _views(model, text, heads, bands, level, wavelet, ablate, truncate) -> list[
     layers = sorted({L for L, _ in pairs})
     names = [hook_name(k, L) for L in layers for k in ("pattern", "z")]
     require_hooks(model, names, "needed by tl_wavelet.view")
-    device = next(model.parameters()).device
-    toks = toks.to(device)
+    toks = facts(model).to_device(toks)
     with torch.no_grad():
         # run_with_cache removes its hooks itself, also when the forward raises
         logits, cache = model.run_with_cache(toks, names_filter=lambda nm: nm in names)

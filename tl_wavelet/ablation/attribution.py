@@ -61,8 +61,8 @@ def attribute(model, target: Target, tokens, valid, ablations, layers, heads, es
     batches = [batches[i] for i in shard_range(len(batches), *shard)]
     bar = progress_bar(len(batches) * len(paths) * len(alphas), progress, f"band_sweep ({estimator})")
     est: dict[Ablation, float] = {a: 0.0 for a in ablations}
-    head_idx = torch.tensor(heads)
-    gen = torch.Generator(device=tokens.device).manual_seed(int(seed) + shard[0])
+    head_idx = torch.tensor(heads, device="cpu")  # moved to each activation's device where it indexes
+    gen = torch.Generator(device="cpu").manual_seed(int(seed) + shard[0])  # draws the same on every device
     clean_sum = 0.0
     try:
         for rows in batches:
@@ -147,12 +147,13 @@ def _grads(model, toks, ok, n_tok, names, layers, target: Target, directions, gr
         gs = torch.autograd.grad(loss_sum / n_tok, inputs, retain_graph=fisher_samples > 0)
         sampled = []
         if fisher_samples:
-            if gen.device != dev:  # a generator draws on its own device only: a seeded one on the logits'
-                seed = int(torch.randint(2**62, (1,), generator=gen, device=gen.device))
-                gen = torch.Generator(device=dev).manual_seed(seed)
-            probs = logp.detach().exp().reshape(-1, logp.shape[-1])
+            # inverse-CDF sampling from uniforms drawn by the CPU generator: the same draws on
+            # every device (a CUDA generator's stream differs from the CPU's for one seed)
+            cdf = logp.detach().exp().reshape(-1, logp.shape[-1]).cumsum(-1)
             for s in range(fisher_samples):
-                y = torch.multinomial(probs, 1, generator=gen).reshape(ok.shape)
+                u = torch.rand(cdf.shape[0], 1, generator=gen, dtype=torch.float64, device="cpu")
+                y = torch.searchsorted(cdf, (u.to(dev) * cdf[:, -1:].double()).to(cdf.dtype))
+                y = y.clamp_(max=cdf.shape[-1] - 1).reshape(ok.shape)
                 loglik = torch.where(ok, pick(logp, y), 0.0).sum()
                 g_s = torch.autograd.grad(loglik, inputs, retain_graph=s < fisher_samples - 1)
                 sampled.append({L: g.detach() for L, g in zip(layers, g_s)})

@@ -55,6 +55,9 @@ def _components(x: Float[Tensor, "batch pos *rest"], spec: BandSpec) -> Float[Te
         raise ValueError(f"expected [batch, pos, ...], got shape {tuple(x.shape)}.")
     n = x.shape[1]
     spec.check_length(n)
+    # bf16/fp16 activations are split in float32 (returned so): in 8 bits the bands would
+    # not sum back to x, and a zero ablation would also remove rounding noise
+    x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     if spec.causal:
         return causal_bands(x, spec.wavelet, spec.level, dim=1).to(x.dtype)
     coeffs = wavedec(x, spec.wavelet, mode=spec.mode, level=spec.level, axis=1)
@@ -98,7 +101,7 @@ def band_components(
     >>> comps.shape, torch.allclose(comps.sum(0), x)
     (torch.Size([4, 2, 32, 3]), True)
     """
-    return _components(x, BandSpec(causal, wavelet, level, mode))
+    return _components(x, BandSpec(causal, wavelet, level, mode)).to(x.dtype)
 
 
 def _patch(
@@ -118,9 +121,9 @@ def _patch(
         raise ValueError(f"band indices must be in 0..{comps.shape[0] - 1} ({spec.labels}), got {remove}.")
     idx = torch.tensor(remove, device=x.device)
     removed = comps.index_select(0, idx)
-    out = x - removed.sum(0)
+    out = x - removed.sum(0)  # float32 for a half-precision x: one rounding, at the end
     if method == "zero":
-        return out
+        return out.to(x.dtype)
     if reference is None:
         ref_comps = removed
         if method == "resample" and source_index is None:
@@ -134,8 +137,8 @@ def _patch(
         ref_comps = _components(reference.to(x.device, x.dtype), spec).index_select(0, idx)
         if method == "resample" and source_index is None:
             g = torch.Generator().manual_seed(int(seed))
-            source_index = torch.randint(reference.shape[0], (x.shape[0],), generator=g)
-    return out + replacement(removed, ref_comps, method, source_index).sum(0)
+            source_index = torch.randint(reference.shape[0], (x.shape[0],), generator=g, device="cpu")
+    return (out + replacement(removed, ref_comps, method, source_index).sum(0)).to(x.dtype)
 
 
 def patch_bands(

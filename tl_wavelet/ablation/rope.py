@@ -174,7 +174,7 @@ def rope_keep_mask(
     dims = check_indices(dims, "dims", d_head, what="dim") if dims else []
     mask = torch.ones(n_heads, d_head, dtype=dtype, device=device)
     if heads and dims:
-        mask[torch.tensor(heads)[:, None], torch.tensor(dims)[None, :]] = 0
+        mask[torch.tensor(heads, device=device)[:, None], torch.tensor(dims, device=device)[None, :]] = 0
     return mask
 
 

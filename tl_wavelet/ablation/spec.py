@@ -170,8 +170,8 @@ def derangement(n: int, seed: int = 0) -> Int[Tensor, " n"]:
             f"got {n}: pass more sequences or reference=... (activations of other sequences)."
         )
     g = torch.Generator().manual_seed(int(seed))
-    order = torch.randperm(n, generator=g)
-    out = torch.empty(n, dtype=torch.long)
+    order = torch.randperm(n, generator=g, device="cpu")
+    out = torch.empty(n, dtype=torch.long, device="cpu")
     out[order] = order.roll(-1)  # a random cycle: row order[i] takes row order[i+1]
     return out
 

@@ -25,6 +25,7 @@ from .. import distributed as D
 from ..adapter import (
     LayerRunner,
     as_tokens,
+    facts,
     hook_name,
     is_text,
     model_shape,
@@ -50,7 +51,7 @@ __all__ = ["band_sweep", "position_buckets", "ESTIMATORS"]
 def _prepare(model, tokens, attention_mask, seq_len=None, name="tokens") -> tuple[Tensor, Tensor | None]:
     """``[batch, pos]`` tokens (any form of :func:`~tl_wavelet.adapter.as_tokens`) and an
     optional right-padding mask, validated and on the model's device."""
-    device = next(model.parameters()).device
+    device = facts(model).device
     if is_text(tokens):
         if attention_mask is not None:
             raise ValueError("attention_mask applies to padded token ids; text is cut into full windows without one.")
@@ -488,5 +489,5 @@ def _collect_reference(model, cells: Target, tokens, reference, layers, batch_si
     source = None
     if cells.method == "resample":
         g = torch.Generator().manual_seed(int(seed))
-        source = torch.randint(ref_tokens.shape[0], (tokens.shape[0],), generator=g)
+        source = torch.randint(ref_tokens.shape[0], (tokens.shape[0],), generator=g, device="cpu")
     cells.use_reference(ref, source)

@@ -21,7 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import metrics as M
-from ..adapter import as_tokens, hook_name, model_shape, require_hooks, resolve_layers, run_until
+from ..adapter import as_tokens, facts, hook_name, model_shape, require_hooks, resolve_layers
 from ..paper import paper_numbers
 from ..signals import received_attention
 from ..stats import RunningMoments
@@ -94,11 +94,12 @@ def scale_sensitivity_rerun(
             )
     stats: dict[tuple[int, str], RunningMoments] = {}
     causal_seen = set()
-    device = next(model.parameters()).device
+    f = facts(model)
+    f.placement()
     stop = hook_name("pattern", layers[-1])
     batches = range(0, tokens.shape[0], batch_size)
     for start in tqdm(batches, desc="scale sensitivity", unit="batch", disable=not progress):
-        batch = tokens[start : start + batch_size].to(device)
+        batch = f.to_device(tokens[start : start + batch_size])
         signals: dict[int, dict[int, Tensor]] = {}
         for length in [n] + list(cuts.values()):
             def grab(p, hook, length=length):
@@ -106,7 +107,7 @@ def scale_sensitivity_rerun(
                 causal_seen.add(bool((p.triu(1) == 0).all()))
                 signals.setdefault(length, {})[L] = received_attention(p.detach().double())  # noqa: B023
 
-            run_until(model, batch[:, :length], [(hook_name("pattern", L), grab) for L in layers], stop_at=stop)
+            f.run_until(batch[:, :length], [(hook_name("pattern", L), grab) for L in layers], stop_at=stop)
         for a, m in cuts.items():
             lev = min(level, dwt_max_level(m, wavelet))
             for L in layers:

@@ -41,7 +41,7 @@ def _row_subset(lengths: Tensor, min_len: int, max_rows: int) -> Tensor:
     n = lengths.shape[0]
     first = int((lengths >= min_len).nonzero()[0]) if (lengths >= min_len).any() else n - 1
     count = min(max_rows, n - first)
-    return torch.linspace(first, n - 1, count).round().long().unique()
+    return torch.linspace(first, n - 1, count, device="cpu").round().long().unique()
 
 
 def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None):
@@ -498,11 +498,12 @@ class HeadAccumulator:
             warn_small_sample("The standard errors (columns *_se)", n, 2)
         if n < MIN_CORRELATION_N:
             warn_small_sample("rho (a correlation over sequences) and rho_se", n, MIN_CORRELATION_N)
+        # statistics are float64 on the CPU (the running sums' home, tl_wavelet.stats.to_host)
         stats = {}
         for L, st in self._state.items():
             for key, mom in st.moments.items():
-                stats[(L, key)] = (mom.mean.float(), mom.se.float())
-            stats[(L, "rho")] = (st.rho.r.float(), st.rho.se.float())
+                stats[(L, key)] = (mom.mean, mom.se)
+            stats[(L, "rho")] = (st.rho.r, st.rho.se)
         rope = None
         if self.rope:
             rope = {}
@@ -514,8 +515,8 @@ class HeadAccumulator:
                         "never fired while the head metrics did. Run the model with every hook of "
                         "acc.hooks(), or build the accumulator with rope=False."
                     )
-                q = self._rope_q[L].mean.float()
-                k = self._rope_k[L].mean.float().repeat_interleave(g, dim=0)
+                q = self._rope_q[L].mean
+                k = self._rope_k[L].mean.repeat_interleave(g, dim=0)
                 rope[L] = {"q": q, "k": k, **self.rope_meta[L]}
         return HeadReport(
             config=self.config,

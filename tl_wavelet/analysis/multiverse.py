@@ -52,7 +52,7 @@ from .. import metrics as M
 from ..adapter import ModelShape, as_tokens, hook_name, is_text, model_shape, require_hooks, resolve_layers
 from ..paper import paper_numbers
 from ..signals import offset_aligned_rows
-from ..stats import MIN_CORRELATION_N
+from ..stats import MIN_CORRELATION_N, to_host
 from ..transforms import dwt_max_level, min_length
 from ..validate import check_int
 from .config import MetricConfig
@@ -167,11 +167,11 @@ class _Grouped:
         self.c: Tensor | None = None
 
     def add(self, values: Tensor, groups: Tensor) -> None:
-        v = values.detach().to(device="cpu", dtype=torch.float64)
+        v = to_host(values)
         ok = ~torch.isnan(v)
-        v = torch.where(ok, v, torch.zeros((), dtype=v.dtype))
+        v = torch.where(ok, v, torch.zeros((), dtype=v.dtype, device=v.device))
         if self.s is None:
-            self.s = torch.zeros(self.n_groups, *v.shape[1:], dtype=torch.float64)
+            self.s = torch.zeros(self.n_groups, *v.shape[1:], dtype=torch.float64, device=v.device)
             self.c = torch.zeros_like(self.s)
         # one sum per group present (a batch holds few), rather than index_add_, which is
         # slow under thread contention; a one-hot product would turn 0 * inf into NaN
@@ -348,7 +348,7 @@ class MultiverseAccumulator:
         if self.seq_len is None:
             self.check_length(n)
         self.seq_len = n
-        groups = (torch.arange(b) + self._seen[layer]) % self.n_groups
+        groups = (torch.arange(b, device="cpu") + self._seen[layer]) % self.n_groups
         self._seen[layer] += b
         values: dict[tuple, Tensor] = {}
         singles, multi = {}, {}
@@ -440,7 +440,7 @@ class MultiverseAccumulator:
             m = math.floor(a * n)
             cut = {
                 "prefix": shorts[a],  # the signal of the sequence cut to m tokens (a causal prefix)
-                "decimate": full[..., (torch.arange(m) * n) // m],  # the full signal at m evenly spaced positions
+                "decimate": full[..., (torch.arange(m, device=full.device) * n) // m],  # the full signal at m evenly spaced positions
             }
             # both samplings stacked on a new leading axis: the full signal's DWT is shared
             short = torch.stack([cut[sm] for sm in ax["sampling"]])  # [S, K, b, h, 1, m]

@@ -7,7 +7,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import distributed as D
-from ..adapter import as_tokens, is_text, last_fired, run_until
+from ..adapter import as_tokens, facts, is_text, last_fired
 from ..state import tensor_digest
 from ..validate import check_bool, check_int, check_right_padding
 from .hooks import HeadAccumulator
@@ -154,13 +154,14 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
     _check_accumulators(accumulators, tokens.shape[1])
     hooks = [h for acc in accumulators for h in acc.hooks()]
     stop = last_fired(acc.stop_hook for acc in accumulators)
-    device = next(model.parameters()).device
+    f = facts(model)
+    f.placement()  # a model the backend cannot run is refused before any batch
     world, rank = D.world_size(), D.rank()
     n = tokens.shape[0]
 
     def run(ranges) -> None:
         for start, stop_ in tqdm(ranges, desc="analyze_heads", unit="batch", disable=not progress or rank != 0):
-            run_until(model, tokens[start:stop_].to(device), hooks, stop_at=stop)
+            f.run_until(tokens[start:stop_], hooks, stop_at=stop)
 
     if world == 1:
         run(D.batch_ranges(n, batch_size))

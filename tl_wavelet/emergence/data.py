@@ -75,11 +75,11 @@ def synthetic_language(
             continue
         wt = torch.where(ok, w, 0)
         pick = torch.multinomial(wt.expand(n_sequences, -1), 1, generator=g)[:, 0]
-        copy = torch.rand(n_sequences, generator=g) >= noise
+        copy = torch.rand(n_sequences, generator=g, device="cpu") >= noise
         src = t - d_t[pick]
         x[:, t] = torch.where(copy, x[rows, src], x[:, t])
     if repeat_prob > 0 and 3 * repeat_len <= seq_len:
-        rep = torch.rand(n_sequences, generator=g) < repeat_prob
+        rep = torch.rand(n_sequences, generator=g, device="cpu") < repeat_prob
         half = seq_len // 2
         for i in rep.nonzero()[:, 0].tolist():
             s = int(torch.randint(0, half - repeat_len + 1, (1,), generator=g))
@@ -136,6 +136,6 @@ def english_bytes(
     g = torch.Generator().manual_seed(seed)
     starts_per_doc = torch.tensor([len(p) - seq_len + 1 for p in parts], dtype=torch.float64)
     doc = torch.multinomial(starts_per_doc.expand(n_sequences, -1), 1, replacement=True, generator=g)[:, 0]
-    u = torch.rand(n_sequences, generator=g, dtype=torch.float64)
+    u = torch.rand(n_sequences, generator=g, dtype=torch.float64, device="cpu")
     start = (u * starts_per_doc[doc]).long()
     return torch.stack([parts[int(d)][int(s) : int(s) + seq_len] for d, s in zip(doc, start)])

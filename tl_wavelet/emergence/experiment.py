@@ -9,6 +9,7 @@ one torch thread each, with results identical to the sequential run.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,11 +25,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..adapter import facts
 from ..analysis.multiverse import MultiverseAccumulator
 from ..metrics import anchored_band_energy
 from ..track import Tracker, read_log
-from ..track.probe import shape_of
 from ..transforms import band_labels
+from ..validate import check_device, check_dtype
 from .data import DEFAULT_DISTANCES, ENGLISH_VOCAB, english_bytes, synthetic_language
 from .models import POSITIONS, DecoderConfig, build_decoder
 
@@ -77,6 +79,10 @@ class EmergenceConfig:
     english_steps: int | None = None
     workers: int = 2
     multiverse_sequences: int = 32
+    #: where runs train ("cpu", "cuda", ...) and their compute dtype: "float32", or "bfloat16" /
+    #: "float16" under torch.autocast with float32 weights (training and probes alike)
+    device: str = "cpu"
+    dtype: str = "float32"
 
     def __post_init__(self):
         for p in self.positions:
@@ -99,6 +105,15 @@ class EmergenceConfig:
             raise ValueError("seeds is empty: pass at least one seed.")
         if max(self.distances) >= self.decoder.n_ctx:
             raise ValueError(f"planted distances {self.distances} must be shorter than the context {self.decoder.n_ctx}.")
+        check_device(self.device, "EmergenceConfig.device")
+        check_dtype(self.dtype, "EmergenceConfig.dtype")
+
+    def autocast(self):
+        """The compute-dtype context of training and probes (a no-op in float32/float64)."""
+        dtype = check_dtype(self.dtype)
+        if dtype in (torch.float32, torch.float64):
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=dtype)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -180,7 +195,7 @@ def load_checkpoint(out: str | Path, position: str, seed: int, step: int, data: 
         saved = sorted(p.name for p in path.parent.glob("step*.pt"))
         raise FileNotFoundError(f"No checkpoint {path}; saved: {', '.join(saved) or 'none'}.")
     model = build_decoder(position, dec, seed=seed)
-    model.load_state_dict(torch.load(path, weights_only=True))
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()
 
 
@@ -227,7 +242,7 @@ def _train(position: str, seed: int, cfg: EmergenceConfig, out: Path | None, pro
     steps = cfg.steps_for(data_set)
     data = experiment_tokens(cfg, steps * cfg.batch_size, seed=1000 + seed, data=data_set)
     probe = experiment_tokens(cfg, cfg.probe_sequences, seed=999_000 + seed, data=data_set, split="probe")
-    model = build_decoder(position, dec, seed=seed)
+    model = build_decoder(position, dec, seed=seed).to(cfg.device)  # the same initial weights on every device
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     name = _run_name(position, seed, data_set)
@@ -240,34 +255,37 @@ def _train(position: str, seed: int, cfg: EmergenceConfig, out: Path | None, pro
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     for step in tqdm(range(steps + 1), desc=name, disable=not progress, leave=False):
         # log and checkpoint the model *before* update `step` (step 0 = initialisation)
-        tracker.log(model, step, force=step == steps)
+        with cfg.autocast():
+            tracker.log(model, step, force=step == steps)
         if ckpt_dir is not None and step in ckpt_steps:
-            torch.save(model.state_dict(), ckpt_dir / f"step{step}.pt")
+            torch.save({k: v.to("cpu") for k, v in model.state_dict().items()}, ckpt_dir / f"step{step}.pt")
         if step == steps:
             break
-        batch = data[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-        loss = model(input_ids=batch, labels=batch).loss
+        batch = data[step * cfg.batch_size : (step + 1) * cfg.batch_size].to(cfg.device)
+        with cfg.autocast():
+            loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
     return tracker, model.eval()
 
 
-def multiverse_pass(model, tokens: torch.Tensor, *, n_groups: int = 8, batch_size: int = 8) -> pd.DataFrame:
+def multiverse_pass(model, tokens: torch.Tensor, *, n_groups: int = 8, batch_size: int = 8, autocast=None) -> pd.DataFrame:
     """The definition multiverse (:func:`tl_wavelet.multiverse`) of a Hugging Face decoder.
 
     Its ``output_attentions=True`` patterns feed a
     :class:`~tl_wavelet.analysis.multiverse.MultiverseAccumulator` over the axes in
     :data:`MULTIVERSE_AXES`; one row per (reading, metric), as :func:`tl_wavelet.multiverse`.
     """
-    acc = MultiverseAccumulator(shape_of(model, "hf"), dict(MULTIVERSE_AXES), n_groups=n_groups)
+    f = facts(model)
+    acc = MultiverseAccumulator(f.shape, dict(MULTIVERSE_AXES), n_groups=n_groups)
     acc.check_length(tokens.shape[1])
     was = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast or contextlib.nullcontext():
             for start in range(0, tokens.shape[0], batch_size):
-                attn = model(input_ids=tokens[start : start + batch_size], output_attentions=True).attentions
+                attn = model(input_ids=f.to_device(tokens[start : start + batch_size]), output_attentions=True).attentions
                 for L in acc.layers:
                     acc.update(L, attn[L])
     finally:
@@ -285,7 +303,7 @@ def _run_job(data: str, position: str, seed: int, cfg: EmergenceConfig, out: Pat
         torch.set_num_threads(cfg.threads)
         try:
             tokens = experiment_tokens(cfg, cfg.multiverse_sequences, seed=999_000 + seed, data=data, split="probe")
-            mv = multiverse_pass(model, tokens, n_groups=min(8, cfg.multiverse_sequences))
+            mv = multiverse_pass(model, tokens, n_groups=min(8, cfg.multiverse_sequences), autocast=cfg.autocast())
         finally:
             torch.set_num_threads(prev)
         if out is not None:

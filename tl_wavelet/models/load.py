@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
+from ..adapter import facts
 from ..rope import _rope_parameters
-from ..validate import check_bool
+from ..validate import check_bool, check_device, check_dtype
 from .cache import _ensure_cache
 from .registry import ENCODERS, KNOWN_MODELS, _known_names_text, resolve_name, tl_major_version
 
@@ -30,7 +31,8 @@ def _check_load_args(name, cache_dir, refresh) -> None:
 def load_hf(
     name: str,
     *,
-    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str = torch.float32,
     cache_dir: str | os.PathLike | None = None,
     refresh: bool = False,
 ):
@@ -44,8 +46,11 @@ def load_hf(
     name
         A known offline model (see :data:`KNOWN_MODELS`; aliases accepted), a local
         HuggingFace model directory, or a hub name.
+    device
+        Where the weights go (``"cpu"``, ``"cuda"``, ``"cuda:1"``; checked to exist here).
     dtype
-        Floating dtype of the returned weights (the cache itself is float32).
+        Floating dtype of the returned weights, a ``torch.dtype`` or its name
+        (``"bfloat16"``); the cache itself is float32.
     cache_dir
         Root of the converted-model cache, for known models only; default
         :func:`default_cache_root`.
@@ -65,8 +70,7 @@ def load_hf(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _check_load_args(name, cache_dir, refresh)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
+    device, dtype = check_device(device), check_dtype(dtype)
     name = os.fspath(name)
     canon = resolve_name(name) if not Path(name).expanduser().is_dir() else None
     if canon is not None:
@@ -97,6 +101,7 @@ def load_hf(
         ) from exc
     if not hf.config.architectures:
         hf.config.architectures = [type(hf).__name__]
+    hf.to(device)
     hf.eval()
     return hf, tok
 
@@ -330,14 +335,19 @@ def _hooked_config_by_hand(c, arch: str, dtype, device):
 
 
 @torch.no_grad()
-def _check_logits(model, hf, arch: str, atol: float = 1e-3) -> None:
-    """Refuse a converted HookedTransformer whose logits differ from the HF model's."""
+def _check_logits(model, hf, arch: str) -> None:
+    """Refuse a converted HookedTransformer whose logits differ from the HF model's.
+
+    Both run on the HF model's device. The tolerance follows the dtype: 1e-3 of the largest
+    logit in float32/64; in bf16/fp16 the two implementations round differently (about
+    2^-8 per op), so 5e-2.
+    """
     vocab = int(hf.config.vocab_size)
     g = torch.Generator().manual_seed(0)
-    device = next(model.parameters()).device
-    tokens = torch.randint(min(4, vocab - 1), vocab, (1, 10), generator=g).to(device)
-    ours = model(tokens).float().cpu()
-    ref = hf(tokens.to(next(hf.parameters()).device)).logits.float().cpu()
+    tokens = torch.randint(min(4, vocab - 1), vocab, (1, 10), generator=g, device="cpu")
+    ours = facts(model).logits(tokens).float().cpu()
+    ref = facts(hf).logits(tokens).float().cpu()
+    atol = 5e-2 if facts(hf).dtype in (torch.bfloat16, torch.float16) else 1e-3
     err = float((ours - ref).abs().max()) if ours.shape == ref.shape else float("inf")
     scale = max(float(ref.abs().max()), 1.0)
     if not err <= atol * scale:
@@ -353,7 +363,7 @@ def load(
     *,
     backend: str | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
     cache_dir: str | os.PathLike | None = None,
     refresh: bool = False,
 ):
@@ -373,7 +383,12 @@ def load(
         backend, tested: docs/compatibility.md (TL 3 has no StableLM, and BERT only as
         the bidirectional ``HookedEncoder``: those raise ``NotImplementedError``).
     device, dtype
-        Where and in which floating dtype the model runs.
+        Where and in which floating dtype the model runs: ``"cpu"``, ``"cuda"``,
+        ``"cuda:1"``, ``"mps"`` (a device this machine lacks is refused, naming it);
+        ``torch.bfloat16`` or a name such as ``"bf16"``. Every backend puts the whole
+        model there, checked after loading: parameters, buffers and ``model.cfg.device``
+        agree. Metrics are computed in float32/float64 whatever the dtype, and every
+        table and report comes back on the CPU.
     cache_dir
         Root of the converted-model cache (known models only). Default
         ``$TL_WAVELET_CACHE`` or ``~/.cache/tl_wavelet/models``; each model lives in
@@ -424,18 +439,23 @@ def load(
                 "backend='bridge' needs transformer_lens.model_bridge, which this TransformerLens "
                 f"({major}.x) lacks: `pip install -U transformer-lens`, or use backend='hooked'."
             )
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
+    device, dtype = check_device(device), check_dtype(dtype)
     canon = resolve_name(os.fspath(name)) if isinstance(name, (str, os.PathLike)) else None
     label = KNOWN_MODELS[canon].hub_name if canon else os.fspath(name)
-    hf, tok = load_hf(name, dtype=dtype, cache_dir=cache_dir, refresh=refresh)
     if backend == "bridge":
-        return _boot_bridge(label, hf, tok, device, dtype)
-    return _hooked_from_hf(label, hf, tok, device, dtype)
+        hf, tok = load_hf(name, device=device, dtype=dtype, cache_dir=cache_dir, refresh=refresh)
+        model = _boot_bridge(label, hf, tok, device, dtype)
+    else:  # converted and checked on the CPU, then moved: the HF copy never takes accelerator memory
+        hf, tok = load_hf(name, dtype=dtype, cache_dir=cache_dir, refresh=refresh)
+        model = _hooked_from_hf(label, hf, tok, torch.device("cpu"), dtype)
+        if device.type != "cpu":
+            model.to(device, print_details=False)  # HookedTransformer.to updates cfg.device too
+    facts(model).check_placement(device, dtype)
+    return model
 
 
-def load_encoder(name: str = "minilm-l6", *, device: str | torch.device = "cpu"):
-    """A bidirectional BERT encoder with absolute positions, as a TransformerBridge.
+def load_encoder(name: str = "minilm-l6", *, device: str | torch.device = "cpu", dtype: torch.dtype | str = torch.float32):
+    """A bidirectional BERT encoder with absolute positions, as a TransformerBridge (on ``device``, in ``dtype``).
 
     Only its attention is meaningful: the checkpoint has no masked-LM head, so the bridge
     gets ``BertForMaskedLM`` with that head freshly initialised (never used for metrics).
@@ -445,6 +465,7 @@ def load_encoder(name: str = "minilm-l6", *, device: str | torch.device = "cpu")
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be an encoder name (one of {', '.join(ENCODERS)}), got {type(name).__name__}.")
+    device, dtype = check_device(device), check_dtype(dtype)
     if name not in ENCODERS:
         raise ValueError(f"Unknown encoder {name!r}; known: {', '.join(ENCODERS)}.")
     spec = ENCODERS[name]
@@ -468,4 +489,6 @@ def load_encoder(name: str = "minilm-l6", *, device: str | torch.device = "cpu")
     finally:
         transformers.logging.set_verbosity(verbosity)
     hf.config.architectures = ["BertForMaskedLM"]
-    return _boot_bridge(spec["hub_name"], hf, tok, device, torch.float32)
+    model = _boot_bridge(spec["hub_name"], hf.to(device, dtype), tok, device, dtype)
+    facts(model).check_placement(device, dtype)
+    return model

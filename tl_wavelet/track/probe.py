@@ -22,60 +22,10 @@ from einops import rearrange
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..adapter import ModelShape, model_shape
+from ..adapter import ModelFacts
 from ..analysis import HeadAccumulator, HeadReport
-from ..rope import hf_is_rotary
 
-__all__ = ["backend_of", "shape_of", "context_length", "vocab_size", "logits", "probe_model", "preserved_state"]
-
-
-def backend_of(model) -> str:
-    """``"bridge"``, ``"hooked"`` or ``"hf"``; a TypeError naming what is supported otherwise."""
-    if hasattr(model, "cfg") and hasattr(model, "hooks") and hasattr(model, "hook_dict"):
-        return "bridge" if hasattr(model, "original_model") else "hooked"
-    config = getattr(model, "config", None)
-    if isinstance(model, torch.nn.Module) and config is not None and hasattr(config, "num_hidden_layers"):
-        return "hf"
-    raise TypeError(
-        f"tl_wavelet.track needs a TransformerLens model (TransformerBridge, HookedTransformer) or a "
-        f"Hugging Face PreTrainedModel with attention layers, got {type(model).__name__}."
-    )
-
-
-def shape_of(model, backend: str) -> ModelShape:
-    if backend != "hf":
-        return model_shape(model)
-    c = model.config
-    n_heads = int(c.num_attention_heads)
-    return ModelShape(
-        n_layers=int(c.num_hidden_layers),
-        n_heads=n_heads,
-        n_kv_heads=int(getattr(c, "num_key_value_heads", None) or n_heads),
-        d_head=int(getattr(c, "head_dim", None) or c.hidden_size // n_heads),
-        rotary=hf_is_rotary(model),
-        backend="hf",
-    )
-
-
-def context_length(model, backend: str) -> int | None:
-    """Longest sequence the model accepts (None when it does not say)."""
-    if backend != "hf":
-        return int(model.cfg.n_ctx)
-    c = model.config
-    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
-        if getattr(c, key, None):
-            return int(getattr(c, key))
-    return None
-
-
-def vocab_size(model, backend: str) -> int:
-    return int(model.cfg.d_vocab if backend != "hf" else model.config.vocab_size)
-
-
-def logits(model, backend: str, tokens: Int[Tensor, "batch pos"], **kwargs) -> Float[Tensor, "batch pos vocab"]:
-    if backend == "hf":
-        return model(input_ids=tokens, **kwargs).logits
-    return model(tokens, return_type="logits")
+__all__ = ["per_token_loss", "probe_model", "induction_loss", "preserved_state"]
 
 
 def per_token_loss(lg: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos-1"]:
@@ -99,8 +49,7 @@ def preserved_state(model):
 
 
 def probe_model(
-    model,
-    backend: str,
+    f: ModelFacts,
     tokens: Int[Tensor, "batch pos"],
     acc: HeadAccumulator,
     batch_size: int,
@@ -111,19 +60,19 @@ def probe_model(
     The metrics and the loss come from the same forward pass. Call inside
     :func:`preserved_state`. On an HF model whose accumulator measures RoPE usage,
     ``hf_modules`` is ``(modules, scale)`` of :func:`tl_wavelet.rope.hf_rope_modules`.
+    Losses are summed in float64 on the model's device and read once.
     """
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    handles = _rope_forward_hooks(acc, hf_modules) if backend == "hf" and acc.rope else []
+    total, count = torch.zeros((), dtype=torch.float64, device=f.device), 0
+    handles = _rope_forward_hooks(acc, hf_modules) if f.backend == "hf" and acc.rope else []
     try:
         for start in range(0, tokens.shape[0], batch_size):
-            t, c = _probe_batch(model, backend, tokens[start : start + batch_size].to(device), acc)
+            t, c = _probe_batch(f, f.to_device(tokens[start : start + batch_size]), acc)
             total += t
             count += c
     finally:
         for h in handles:
             h.remove()
-    return acc.report(), total / count
+    return acc.report(), float(total) / count
 
 
 def _rope_forward_hooks(acc: HeadAccumulator, hf_modules) -> list:
@@ -144,9 +93,10 @@ def _rope_forward_hooks(acc: HeadAccumulator, hf_modules) -> list:
     return handles
 
 
-def _probe_batch(model, backend: str, batch: Tensor, acc: HeadAccumulator) -> tuple[float, int]:
+def _probe_batch(f: ModelFacts, batch: Tensor, acc: HeadAccumulator) -> tuple[Tensor, int]:
     """One forward of the probe: feed ``acc``, return (summed next-token loss, count)."""
-    if backend == "hf":
+    model = f.model
+    if f.backend == "hf":
         out = model(input_ids=batch, output_attentions=True)
         attn = out.attentions
         if attn is None or len(attn) != acc.shape.n_layers or any(a is None for a in attn):
@@ -161,19 +111,18 @@ def _probe_batch(model, backend: str, batch: Tensor, acc: HeadAccumulator) -> tu
         with model.hooks(fwd_hooks=acc.hooks()):
             lg = model(batch, return_type="logits")
     loss = per_token_loss(lg, batch)
-    return float(loss.sum()), loss.numel()
+    return loss.sum(dtype=torch.float64), loss.numel()
 
 
-def induction_loss(model, backend: str, tokens: Int[Tensor, "batch pos"]) -> float:
+def induction_loss(f: ModelFacts, tokens: Int[Tensor, "batch pos"]) -> float:
     """Mean loss on the second copy of a repeated random sequence (from its second token on).
 
     The first token of the copy cannot be predicted from the sequence before it; every later
     one can, by looking up where the current token occurred and copying its successor
     (an induction head).
     """
-    device = next(model.parameters()).device
-    tokens = tokens.to(device)
+    tokens = f.to_device(tokens)
     half = tokens.shape[1] // 2
-    loss = per_token_loss(logits(model, backend, tokens), tokens)
+    loss = per_token_loss(f.logits(tokens), tokens)
     # entry i predicts token i+1: tokens half+1 .. 2*half-1
     return float(loss[:, half:].mean())

@@ -30,12 +30,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..ablation import band_sweep
-from ..adapter import hook_name, require_hooks, resolve_layers
+from ..adapter import ModelFacts, facts, hook_name, resolve_layers
 from ..analysis import HeadAccumulator, MetricConfig
 from ..rope import hf_rope_modules
 from ..stats import MIN_CORRELATION_N
 from ..validate import as_list, as_token_ids, check_bool, check_int
-from .probe import backend_of, context_length, induction_loss, preserved_state, probe_model, shape_of, vocab_size
+from .probe import induction_loss, preserved_state, probe_model
 
 __all__ = ["Tracker", "track_checkpoints", "read_log"]
 
@@ -168,11 +168,11 @@ class Tracker:
         if rope is not None and not isinstance(rope, bool):
             raise TypeError(f"rope must be None, True or False, got {rope!r}.")
         self.rope = rope
-        self._hf_rope: dict[int, tuple] = {}
         self._heads: list[pd.DataFrame] = []
         self._layers: list[pd.DataFrame] = []
         self._sweeps: list[pd.DataFrame] = []
-        self._checked: set[int] = set()
+        self._checked: "weakref.WeakSet[ModelFacts]" = weakref.WeakSet()  # models checked once
+        self._warned: "weakref.WeakSet[ModelFacts]" = weakref.WeakSet()  # models warned about RoPE usage once
         self._induction_tokens: Tensor | None = None
         self.out = None if out is None else self._open_out(Path(out))
         self._columns: dict[str, list[str]] = {}
@@ -226,11 +226,13 @@ class Tracker:
                     f.write(json.dumps(rec, allow_nan=True) + "\n")
 
     # ------------------------------------------------------------------ checks
-    def _check_model(self, model, backend: str) -> None:
+    def _check_model(self, f) -> None:
         """Everything that can be wrong with the model, checked before it is touched."""
-        if id(model) in self._checked:
+        f.placement()  # where it lives may change between logs: checked every time
+        if f in self._checked:
             return
-        ctx = context_length(model, backend)
+        model = f.model
+        ctx = f.context_length
         need = self.probe_tokens.shape[1]
         if self.induction is not None:
             need = max(need, 2 * self.induction[1])
@@ -239,11 +241,10 @@ class Tracker:
                 f"probe_tokens / induction probe need {need} positions but the model's context is {ctx}: "
                 f"pass shorter probe_tokens (pos <= {ctx}) or a smaller induction=(n, half <= {ctx // 2})."
             )
-        vocab = vocab_size(model, backend)
+        vocab = f.vocab_size
         if int(self.probe_tokens.max()) >= vocab or int(self.probe_tokens.min()) < 0:
             raise ValueError(f"probe_tokens hold ids outside the model's vocabulary [0, {vocab}).")
-        shape = shape_of(model, backend)
-        if backend == "hf":
+        if f.backend == "hf":
             impl = getattr(model.config, "_attn_implementation", None) or "eager"
             if impl != "eager":
                 raise ValueError(
@@ -256,30 +257,34 @@ class Tracker:
                     "TransformerBridge.boot_transformers, or pass sweep=None."
                 )
         else:
-            names = [hook_name("pattern", L) for L in resolve_layers(shape, self.layers)]
-            require_hooks(model, names, "the tracker reads attention patterns")
-        self._checked.add(id(model))
+            names = [hook_name("pattern", L) for L in resolve_layers(f.shape, self.layers)]
+            f.require_hooks(names, "the tracker reads attention patterns")
+        self._checked.add(f)
 
-    def _hf_rope_setup(self, model, shape):
+    def _hf_rope_setup(self, f: ModelFacts):
         """(meta, modules, scale) of :func:`hf_rope_modules` for an HF model, or None (no RoPE usage)."""
-        cached = self._hf_rope.get(id(model))
-        # keyed by id with a weak reference: track_checkpoints frees each model, and a new
-        # one may reuse the id (its q/k modules are new objects)
-        if cached is not None and cached[0]() is model:
-            return cached[1]
-        got = None
-        if self.rope is not False:
-            if not shape.rotary:
-                if self.rope:
-                    raise ValueError(f"rope=True, but this {type(model).__name__} has no RoPE (no rotary_emb frequencies).")
-            else:
-                try:
-                    got = hf_rope_modules(model, resolve_layers(shape, self.layers))
-                except ValueError as e:
-                    if self.rope:
-                        raise
-                    warnings.warn(f"{e} The tracker logs no RoPE-usage columns for it.", stacklevel=3)
-        self._hf_rope[id(model)] = (weakref.ref(model), got)
+        if self.rope is False:
+            return None
+        if not f.shape.rotary:
+            if self.rope:
+                raise ValueError(f"rope=True, but this {type(f.model).__name__} has no RoPE (no rotary_emb frequencies).")
+            return None
+        layers = resolve_layers(f.shape, self.layers)
+
+        def read():
+            try:
+                return hf_rope_modules(f.model, layers)
+            except ValueError as e:
+                return e
+
+        got = f.memo(f"hf_rope_modules {layers}", read)  # read once per model
+        if isinstance(got, ValueError):
+            if self.rope:
+                raise got
+            if f not in self._warned:
+                self._warned.add(f)
+                warnings.warn(f"{got} The tracker logs no RoPE-usage columns for it.", stacklevel=3)
+            return None
         return got
 
     def _make_induction(self, vocab: int) -> Tensor:
@@ -288,7 +293,7 @@ class Tracker:
             g = torch.Generator().manual_seed(self.seed)
             # avoid the first ids, where tokenizers keep special tokens
             low = min(4, vocab - 1)
-            first = torch.randint(low, vocab, (n, half), generator=g)
+            first = torch.randint(low, vocab, (n, half), generator=g, device="cpu")
             self._induction_tokens = torch.cat([first, first], dim=1)
         return self._induction_tokens
 
@@ -299,25 +304,24 @@ class Tracker:
         force = check_bool(force, "force")
         if not force and step % self.every:
             return False
-        backend = backend_of(model)
-        self._check_model(model, backend)
-        shape = shape_of(model, backend)
+        f = facts(model)
+        self._check_model(f)
         cfg = asdict(self.metrics)
         with preserved_state(model):
             hf_modules = None
-            if backend == "hf":
-                rope = self._hf_rope_setup(model, shape)
+            if f.backend == "hf":
+                rope = self._hf_rope_setup(f)
                 meta, hf_modules = (None, None) if rope is None else (rope[0], rope[1:])
-                acc = HeadAccumulator.from_shape(shape, self.layers, rope_meta=meta, **cfg)
+                acc = HeadAccumulator.from_shape(f.shape, self.layers, rope_meta=meta, **cfg)
             else:
                 acc = HeadAccumulator(model, layers=self.layers, rope=self.rope, **cfg)
             with warnings.catch_warnings():
                 # small-probe NaNs were announced once, when the tracker was made
                 warnings.filterwarnings("ignore", message=r".* is undefined with \d+ sample", category=RuntimeWarning)
-                report, probe_loss = probe_model(model, backend, self.probe_tokens, acc, self.batch_size, hf_modules)
+                report, probe_loss = probe_model(f, self.probe_tokens, acc, self.batch_size, hf_modules)
             ind = math.nan
             if self.induction is not None:
-                ind = induction_loss(model, backend, self._make_induction(vocab_size(model, backend)))
+                ind = induction_loss(f, self._make_induction(f.vocab_size))
         extra = {"step": step, "probe_loss": probe_loss, "induction_loss": ind}
         heads = report.to_dataframe()
         layers = report.layer_summary()
@@ -345,7 +349,7 @@ class Tracker:
         try:
             kw = dict(self.sweep)
             kw.setdefault("layers", self.layers)
-            df = band_sweep(model, self.probe_tokens.to(next(model.parameters()).device), **kw)
+            df = band_sweep(model, self.probe_tokens, **kw)
         finally:
             # the sweep's gradient passes must not leak into the training step's .grad
             for p, g in zip(params, grads):
