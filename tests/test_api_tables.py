@@ -430,6 +430,8 @@ TABLES: dict[Any, Table] = {
         [("tokens", TOKS_FLOAT, TypeError), ("tokens", TOKS_EMPTY, ValueError),
          ("tokens", TOKS_SHORT, Raises(ValueError, "sequences of at least 2^3 = 8 positions")),
          ("tokens", TOKS_1, OK), ("tokens", TOKS_NUMPY, Same(TOKS_2)), ("layers", np.int64(-1), Same([1])),
+         ("cells_per_forward", 0, ValueError), ("cells_per_forward", 1.5, TypeError), ("cells_per_forward", "2", TypeError),
+         ("cells_per_forward", np.int64(1), Same(None)),
          ("heads", torch.tensor([0]), Same([0])), ("bands", np.array([0]), Same(["A3"])),
          ("seed", np.int64(0), Same(0)), ("on_checkpoint", "f", TypeError), ("resume", "state", TypeError)],
         model=True),

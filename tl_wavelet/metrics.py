@@ -90,6 +90,14 @@ def _lengths(x: Tensor, lengths) -> Tensor:
     return lengths
 
 
+def _full_lengths(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """``lengths`` broadcast to ``x.shape[:-1]`` (``None``: every signal full), unchecked:
+    the cores' form, for lengths the caller made itself (no host round trip)."""
+    if lengths is None:
+        return torch.full(x.shape[:-1], x.shape[-1], dtype=torch.long, device=x.device)
+    return torch.broadcast_to(lengths.to(device=x.device, dtype=torch.long), x.shape[:-1])
+
+
 def _mask(x: Tensor, lengths: Tensor) -> Tensor:
     return torch.arange(x.shape[-1], device=x.device) < lengths.unsqueeze(-1)
 
@@ -152,10 +160,16 @@ def anchored_bands(
     [0.25, 0.25, -0.5]
     """
     _check_signal(offset_signal, "offset_signal")
-    lengths = _lengths(offset_signal, lengths)
-    r = offset_signal.to(_F64) * _mask(offset_signal, lengths)
+    return _anchored_bands(offset_signal, wavelet, level, _lengths(offset_signal, lengths)).to(_out_dtype(offset_signal))
+
+
+def _anchored_bands(offset_signal: Tensor, wavelet: str, level: int, lengths: Tensor | None) -> Tensor:
+    """anchored_bands' core (float64; ``lengths`` None: every signal full)."""
+    r = offset_signal.to(_F64)
+    if lengths is not None:
+        r = r * _mask(offset_signal, lengths)
     K = _tf.causal_anchor_kernels(wavelet, level, r.shape[-1], dtype=_F64, device=r.device)
-    return einsum(r, K, "... d, b d -> ... b").to(_out_dtype(offset_signal))
+    return einsum(r, K, "... d, b d -> ... b")
 
 
 def anchored_band_energy(
@@ -237,11 +251,14 @@ def dwt_band_energy(
     _check_signal(x)
     lengths = _lengths(x, lengths)
     level = _resolve_level(level, int(lengths.min()) if lengths.numel() else x.shape[-1], wavelet)
+    return _per_length_group(x, lengths, lambda rows: _dwt_band_energy(rows, wavelet, level, mode), level + 1
+                             ).to(_out_dtype(x))
 
-    def energy(rows):
-        return torch.stack([c.pow(2).sum(-1) for c in wavedec(rows, wavelet, mode, level)], -1)
 
-    return _per_length_group(x, lengths, energy, level + 1).to(_out_dtype(x))
+def _dwt_band_energy(rows: Tensor, wavelet: str, level: int, mode: str, coeffs: list[Tensor] | None = None) -> Tensor:
+    """dwt_band_energy's core on full-length signals (float64); ``coeffs``: their wavedec, if at hand."""
+    coeffs = wavedec(rows.to(_F64), wavelet, mode, level) if coeffs is None else coeffs
+    return torch.stack([c.pow(2).sum(-1) for c in coeffs], -1)
 
 
 # ------------------------------------------------------------ shares and scale
@@ -493,18 +510,22 @@ def positional_entropy(
     """
     _check_signal(x)
     lengths = _lengths(x, lengths)
-    mask = _mask(x, lengths)
     if weights == "mass":
-        if (x.masked_select(mask) < 0).any():
+        if (x.masked_select(_mask(x, lengths)) < 0).any():
             raise ValueError("weights='mass' needs x >= 0 on valid entries; pass "
                              "weights='energy' to use x**2 for signed signals")
-        w = x.to(_F64) * mask
-    elif weights == "energy":
-        w = x.to(_F64).pow(2) * mask
-    else:
+    elif weights != "energy":
         raise ValueError(f"weights must be 'mass' or 'energy', got {weights!r}")
+    return _positional_entropy(x, lengths, weights).to(_out_dtype(x))
+
+
+def _positional_entropy(x: Tensor, lengths: Tensor | None, weights: str) -> Tensor:
+    """positional_entropy's core (float64; ``lengths`` None: every signal full)."""
+    w = x.to(_F64) if weights == "mass" else x.to(_F64).pow(2)
+    if lengths is not None:
+        w = w * _mask(x, lengths)
     p = _safe_div(w, w.sum(-1, keepdim=True))
-    return (0.0 - _xlogx(p).sum(-1)).to(_out_dtype(x))
+    return 0.0 - _xlogx(p).sum(-1)
 
 
 def wavelet_entropy(
@@ -533,28 +554,31 @@ def wavelet_entropy(
     _check_signal(x)
     lengths = _lengths(x, lengths)
     level = _resolve_level(level, int(lengths.min()) if lengths.numel() else x.shape[-1], wavelet)
+    return _per_length_group(x, lengths, lambda rows: _wavelet_entropy(rows, wavelet, level, mode, normalized),
+                             level + 1).to(_out_dtype(x))
 
-    def entropy(rows):
-        out = []
-        coeffs = wavedec(rows, wavelet, mode, level)
-        total = sum(c.pow(2).sum(-1) for c in coeffs)
-        for c in coeffs:
-            e = c.pow(2)
-            if normalized:
-                band = e.sum(-1, keepdim=True)
-                # a band holding only round-off (e.g. details of a constant) is empty;
-                # normalising its noise would report maximal entropy
-                band = torch.where(band > _ROUNDOFF * total.unsqueeze(-1), band,
-                                   torch.zeros_like(band))
-                p = _safe_div(e, band)
-                h = 0.0 - _xlogx(p).sum(-1)
-                nc = c.shape[-1]
-                out.append(h / math.log(nc) if nc > 1 else torch.zeros_like(h))
-            else:
-                out.append(0.0 - _xlogx(e).sum(-1))
-        return torch.stack(out, -1)
 
-    return _per_length_group(x, lengths, entropy, level + 1).to(_out_dtype(x))
+def _wavelet_entropy(rows: Tensor, wavelet: str, level: int, mode: str, normalized: bool,
+                     coeffs: list[Tensor] | None = None) -> Tensor:
+    """wavelet_entropy's core on full-length signals (float64); ``coeffs``: their wavedec, if at hand."""
+    out = []
+    coeffs = wavedec(rows.to(_F64), wavelet, mode, level) if coeffs is None else coeffs
+    total = sum(c.pow(2).sum(-1) for c in coeffs)
+    for c in coeffs:
+        e = c.pow(2)
+        if normalized:
+            band = e.sum(-1, keepdim=True)
+            # a band holding only round-off (e.g. details of a constant) is empty;
+            # normalising its noise would report maximal entropy
+            band = torch.where(band > _ROUNDOFF * total.unsqueeze(-1), band,
+                               torch.zeros_like(band))
+            p = _safe_div(e, band)
+            h = 0.0 - _xlogx(p).sum(-1)
+            nc = c.shape[-1]
+            out.append(h / math.log(nc) if nc > 1 else torch.zeros_like(h))
+        else:
+            out.append(0.0 - _xlogx(e).sum(-1))
+    return torch.stack(out, -1)
 
 
 # ------------------------------------------------------------------ uncertainty
@@ -588,8 +612,15 @@ def uncertainty(
     0.998
     """
     _check_signal(x)
-    lengths = _lengths(x, lengths)
-    xf = x.to(_F64) * _mask(x, lengths)
+    dt = _out_dtype(x)
+    return {k: v.to(dt) for k, v in _uncertainty(x, _lengths(x, lengths)).items()}
+
+
+def _uncertainty(x: Tensor, lengths: Tensor | None) -> dict[str, Tensor]:
+    """uncertainty's core (float64; ``lengths`` None: every signal full)."""
+    xf = x.to(_F64)
+    if lengths is not None:
+        xf = xf * _mask(x, lengths)
     e = xf.pow(2)
     total = e.sum(-1)
     t = torch.arange(x.shape[-1], dtype=_F64, device=x.device)
@@ -607,9 +638,7 @@ def uncertainty(
     product = torch.where(finite, sigma_t * delta_w, inf)
     efficiency = torch.where(finite, _safe_div(torch.ones_like(product), 2 * product),
                              torch.zeros_like(mu))
-    dt = _out_dtype(x)
-    return {"sigma_t": sigma_t.to(dt), "mu": mu.to(dt), "delta_w": delta_w.to(dt),
-            "product": product.to(dt), "efficiency": efficiency.to(dt)}
+    return {"sigma_t": sigma_t, "mu": mu, "delta_w": delta_w, "product": product, "efficiency": efficiency}
 
 
 # --------------------------------------------------------------------- correlation
@@ -717,22 +746,29 @@ def scale_sensitivity(
     _check_signal(x_full, "x_full")
     _check_signal(x_short, "x_short")
     m = x_short.shape[-1]
-    jp = min(level, dwt_max_level(m, wavelet))
-    if jp < 1:
+    if min(level, dwt_max_level(m, wavelet)) < 1:
         raise ValueError(f"x_short has {m} samples, too short for one {wavelet!r} DWT level; "
                          "use a larger alpha or a shorter-filter wavelet ('haar')")
+    return _scale_sensitivity(x_full, x_short, wavelet, level, mode, paper).to(_out_dtype(x_full))
+
+
+def _scale_sensitivity(x_full: Tensor, x_short: Tensor, wavelet: str, level: int, mode: str, paper: bool,
+                       full_coeffs: tuple[int, list[Tensor]] | None = None) -> Tensor:
+    """scale_sensitivity's core (float64); ``full_coeffs``: ``(level, wavedec of x_full)``, reused when
+    the decomposition depth ``J'`` equals that level."""
+    jp = min(level, dwt_max_level(x_short.shape[-1], wavelet))
+    cf = full_coeffs[1] if full_coeffs is not None and full_coeffs[0] == jp else wavedec(x_full.to(_F64), wavelet, mode, jp)
     if not paper:
-        ef = dwt_band_energy(x_full.to(_F64), wavelet, jp, mode)
-        es = dwt_band_energy(x_short.to(_F64), wavelet, jp, mode)
-        ef, es = torch.broadcast_tensors(band_shares(ef), band_shares(es))
-        return _one_minus_cos(ef, es).to(_out_dtype(x_full))
-    cf = wavedec(x_full.to(_F64), wavelet, mode, jp)
+        ef = _dwt_band_energy(x_full, wavelet, jp, mode, cf)
+        es = _dwt_band_energy(x_short, wavelet, jp, mode)
+        ef, es = torch.broadcast_tensors(_safe_div(ef, ef.sum(-1, keepdim=True)), _safe_div(es, es.sum(-1, keepdim=True)))
+        return _one_minus_cos(ef, es)
     cs = wavedec(x_short.to(_F64), wavelet, mode, jp)
     keep = [min(a.shape[-1], b.shape[-1]) for a, b in zip(cf, cs)]
     vf = torch.cat([c[..., :k] for c, k in zip(cf, keep)], -1)
     vs = torch.cat([c[..., :k] for c, k in zip(cs, keep)], -1)
     vf, vs = torch.broadcast_tensors(vf, vs)
-    return _one_minus_cos(vf, vs).to(_out_dtype(x_full))
+    return _one_minus_cos(vf, vs)
 
 
 # ------------------------------------------------------------ reconstruction
@@ -760,7 +796,13 @@ def reconstruction_error(
     level = _resolve_level(level, int(lengths.min()) if lengths.numel() else x.shape[-1], wavelet)
 
     def err(rows):
-        rec = waverec(wavedec(rows, wavelet, mode, level), wavelet, mode)[..., : rows.shape[-1]]
-        return _safe_div((rows - rec).norm(dim=-1), rows.norm(dim=-1)).unsqueeze(-1)
+        return _reconstruction_error(rows, wavelet, level, mode).unsqueeze(-1)
 
     return _per_length_group(x, lengths, err, 1).squeeze(-1).to(_out_dtype(x))
+
+
+def _reconstruction_error(rows: Tensor, wavelet: str, level: int, mode: str, coeffs: list[Tensor] | None = None) -> Tensor:
+    """reconstruction_error's core on full-length signals (float64); ``coeffs``: their wavedec, if at hand."""
+    rows = rows.to(_F64)
+    rec = waverec(wavedec(rows, wavelet, mode, level) if coeffs is None else coeffs, wavelet, mode)[..., : rows.shape[-1]]
+    return _safe_div((rows - rec).norm(dim=-1), rows.norm(dim=-1))

@@ -3,6 +3,11 @@
 Memory is constant in the number of sequences: each statistic keeps running sums in
 float64 (float32 sums of thousands of sequences lose digits the SE depends on).
 
+The sums live on the device of the values they are fed (the model's, so a GPU hook adds
+into them without waiting for the host; the CPU where a device has no float64, e.g. MPS),
+and cross to the host only when read: ``state_dict()``, and the callers' reports through
+:func:`to_host`.
+
 Sums merge: ``a.merge(b)`` gives the statistics of both streams (up to float64 rounding),
 so shards of a corpus can be measured apart (other processes, other ranks, an earlier
 interrupted run) and combined; ``state_dict()`` / ``load_state_dict()`` save and restore
@@ -26,10 +31,15 @@ MIN_CORRELATION_N = 4
 def to_host(values: Tensor) -> Tensor:
     """The one place measured values cross to the host: a detached float64 copy on the CPU.
 
-    Running sums, reports and tables live on the CPU in float64 whatever device and dtype
+    Saved states, reports and tables live on the CPU in float64 whatever device and dtype
     the model runs in, so results from a GPU and a CPU run combine and compare.
     """
     return values.detach().to(device="cpu", dtype=torch.float64)
+
+
+def _sums_device(device: torch.device) -> torch.device:
+    """Where running sums of values on ``device`` are kept: there, unless it has no float64."""
+    return torch.device("cpu") if device.type == "mps" else device
 
 
 class RunningMoments:
@@ -51,25 +61,29 @@ class RunningMoments:
         self.s2: Tensor | None = None
 
     def update(self, values: Tensor) -> None:
+        """Add one value per sequence, ``[batch, *shape]``: device-side, no host round trip."""
         if self.n is not None and tuple(values.shape[1:]) != tuple(self.n.shape):
             raise ValueError(
                 f"values must be [batch, {', '.join(map(str, self.n.shape))}] like the earlier updates, got "
                 f"{tuple(values.shape)}."
             )
-        v = to_host(values)
+        dev = _sums_device(values.device)
+        v = values.detach().to(device=dev, dtype=torch.float64)
         ok = ~torch.isnan(v)
-        v = torch.where(ok, v, torch.zeros((), dtype=v.dtype, device=v.device))
+        v = torch.where(ok, v, torch.zeros((), dtype=v.dtype, device=dev))
         if self.n is None:
-            self.n = torch.zeros(v.shape[1:], dtype=torch.float64, device=v.device)
+            self.n = torch.zeros(v.shape[1:], dtype=torch.float64, device=dev)
             self.s1 = torch.zeros_like(self.n)
             self.s2 = torch.zeros_like(self.n)
+        elif self.n.device != dev:  # e.g. a merged saved state (CPU) now fed from a GPU
+            self.n, self.s1, self.s2 = (t.to(dev) for t in (self.n, self.s1, self.s2))
         self.n += ok.sum(0)
         self.s1 += v.sum(0)
         self.s2 += (v * v).sum(0)
 
     def state_dict(self) -> dict[str, Tensor | None]:
-        """The running sums ``{"n", "s1", "s2"}`` (float64, None before the first update)."""
-        return {k: None if getattr(self, k) is None else getattr(self, k).clone() for k in ("n", "s1", "s2")}
+        """The running sums ``{"n", "s1", "s2"}`` (float64 on the CPU, None before the first update)."""
+        return {k: None if getattr(self, k) is None else to_host(getattr(self, k)).clone() for k in ("n", "s1", "s2")}
 
     def load_state_dict(self, sd: dict) -> None:
         """Restore sums saved by :meth:`state_dict`."""
@@ -97,9 +111,9 @@ class RunningMoments:
                 f"Cannot merge running moments of shape {tuple(n.shape)} into shape {tuple(self.n.shape)}: "
                 "they measure different quantities."
             )
-        self.n += n
-        self.s1 += s1
-        self.s2 += s2
+        self.n += n.to(self.n.device)
+        self.s1 += s1.to(self.n.device)
+        self.s2 += s2.to(self.n.device)
         return self
 
     @property
@@ -135,7 +149,7 @@ class RunningCorrelation:
     def update(self, x: Tensor, y: Tensor) -> None:
         if x.shape != y.shape:
             raise ValueError(f"x and y must have one shape (one point per entry), got {tuple(x.shape)} and {tuple(y.shape)}.")
-        x, y = to_host(x), to_host(y)
+        x, y = x.detach().double(), y.detach().double()
         for key, val in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
             self._m[key].update(val)
 

@@ -59,7 +59,9 @@ def attribute(model, target: Target, tokens, valid, ablations, layers, heads, es
     alphas = [0.0] if first_order else [(k + 0.5) / ig_steps for k in range(ig_steps)]
     batches = chunks(n_seq, batch_size, tokens.device)
     batches = [batches[i] for i in shard_range(len(batches), *shard)]
-    bar = progress_bar(len(batches) * len(paths) * len(alphas), progress, f"band_sweep ({estimator})")
+    # the bar counts gradient passes (atp2's sampled ones included): it moves while a batch runs
+    bar = progress_bar(len(batches) * (1 + fisher_samples if first_order else len(paths) * len(alphas)), progress,
+                       f"band_sweep ({estimator})")
     est: dict[Ablation, float] = {a: 0.0 for a in ablations}
     head_idx = torch.tensor(heads, device="cpu")  # moved to each activation's device where it indexes
     gen = torch.Generator(device="cpu").manual_seed(int(seed) + shard[0])  # draws the same on every device
@@ -72,7 +74,7 @@ def attribute(model, target: Target, tokens, valid, ablations, layers, heads, es
             clean_grads, sampled = None, []
             if first_order:
                 clean_grads, acts, loss_sum, sampled = _grads(model, toks, ok, n_tok, names, layers, target, None, groups,
-                                                              None, 0.0, head_idx, fisher_samples, gen)
+                                                              None, 0.0, head_idx, fisher_samples, gen, bar)
                 clean_sum += loss_sum
                 if target.needs_reference and not target.has_reference:  # band_sweep left the reference to this batch
                     target.use_swept_as_reference(acts, seed)
@@ -88,16 +90,17 @@ def attribute(model, target: Target, tokens, valid, ablations, layers, heads, es
                         grads = clean_grads
                     else:
                         grads = _grads(model, toks, ok, n_tok, names, layers, target, directions, groups, path, alpha,
-                                       head_idx)[0]
-                    for a in ablations:
-                        if path is not None and groups[path][1] != target.key(a):
-                            continue  # this IG path moves another band
-                        est[a] += float(target.along(grads[a.layer], directions[a.layer], a, heads).sum()) / len(alphas)
-                        if sampled:
-                            quad = sum(float((target.along(G[a.layer], directions[a.layer], a, heads) ** 2).sum())
-                                       for G in sampled)
-                            est[a] += quad / (2 * n_tok * len(sampled))
-                    bar.update(1)
+                                       head_idx, bar=bar)[0]
+                    cells = [a for a in ablations if path is None or groups[path][1] == target.key(a)]  # this IG path's band
+                    # one host read per pass, not one per cell
+                    lin = torch.stack([target.along(grads[a.layer], directions[a.layer], a, heads).sum() for a in cells])
+                    for a, v in zip(cells, lin.tolist()):
+                        est[a] += v / len(alphas)
+                    if sampled:
+                        quad = torch.stack([sum((target.along(G[a.layer], directions[a.layer], a, heads) ** 2).sum()
+                                                for G in sampled) for a in cells])
+                        for a, v in zip(cells, quad.tolist()):
+                            est[a] += v / (2 * n_tok * len(sampled))
     finally:
         bar.close()
     return est, clean_sum
@@ -118,7 +121,7 @@ def _weights_frozen(model):
 
 
 def _grads(model, toks, ok, n_tok, names, layers, target: Target, directions, groups, path, alpha, head_idx,
-           fisher_samples=0, gen=None):
+           fisher_samples=0, gen=None, bar=None):
     """Gradients of the (token-mean) loss w.r.t. each swept activation on one interpolated path,
     the activations, the summed loss, and ``fisher_samples`` gradients of the summed
     log-likelihood of next tokens sampled from the model: ``(grads, acts, loss_sum, sampled)``."""
@@ -145,6 +148,8 @@ def _grads(model, toks, ok, n_tok, names, layers, target: Target, directions, gr
         loss_sum = torch.where(ok, -pick(logp, toks[:, 1:].to(dev)).double(), 0.0).sum()
         inputs = [outs[L] for L in layers]
         gs = torch.autograd.grad(loss_sum / n_tok, inputs, retain_graph=fisher_samples > 0)
+        if bar is not None:
+            bar.update(1)
         sampled = []
         if fisher_samples:
             # inverse-CDF sampling from uniforms drawn by the CPU generator: the same draws on
@@ -157,5 +162,7 @@ def _grads(model, toks, ok, n_tok, names, layers, target: Target, directions, gr
                 loglik = torch.where(ok, pick(logp, y), 0.0).sum()
                 g_s = torch.autograd.grad(loglik, inputs, retain_graph=s < fisher_samples - 1)
                 sampled.append({L: g.detach() for L, g in zip(layers, g_s)})
+                if bar is not None:
+                    bar.update(1)
     return ({L: g.detach() for L, g in zip(layers, gs)}, {L: outs[L].detach() for L in layers},
             float(loss_sum.detach()), sampled)

@@ -4,9 +4,11 @@ Why it is faster than the loop a user writes (one ``run_with_hooks`` per layer, 
 band): the clean run is done once per batch of sequences, caching the residual stream
 entering every swept layer; each ablation of layer ``L`` then runs only blocks
 ``L..end`` from that cached residual (:class:`~tl_wavelet.adapter.LayerRunner`, which
-knows how on TL 3 and TL 4). Several ablations of one layer can be stacked along the
-batch (``batch_size`` rows per forward); on CPU this does not lower the per-ablation cost
-(on a GPU it should; not measured, no GPU was lent to this project).
+knows how on TL 3 and TL 4). Many ablations of one layer are stacked along the batch and
+patched together (:meth:`~tl_wavelet.ablation.spec.Target.stacked_hook_fn`): one patched
+forward runs ``stack`` cells. On a GPU the stack is as large as memory allows (measured
+on the first patched forward, halved on an out-of-memory error); on the CPU, which is
+compute-bound, stacking lowers nothing and ``batch_size // sequences`` cells are stacked.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from ..adapter import LayerRunner, hook_name
 from .passes import chunks, clean_pass, progress_bar, token_losses
 from .spec import Ablation, Target
 
-__all__ = ["LossAccumulator", "stacked_hook", "run_exact"]
+__all__ = ["LossAccumulator", "stacked_hook", "run_exact", "StackSize"]
 
 
 class LossAccumulator:
@@ -63,17 +65,51 @@ class LossAccumulator:
 
 def stacked_hook(target: Target, abls: Sequence[Ablation], rows: Tensor):
     """One hook applying ablation g to the g-th block of ``len(rows)`` batch rows."""
-    fns = [target.hook_fn(ab, rows) for ab in abls]
-    b = len(rows)
-
-    def fn(x, hook):
-        parts = [f(x[g * b:(g + 1) * b], hook) for g, f in enumerate(fns)]
-        return torch.cat(parts, 0)
-
-    return hook_name(target.act, abls[0].layer), fn
+    return hook_name(target.act, abls[0].layer), target.stacked_hook_fn(abls, rows)
 
 
-def run_exact(model, runner: LayerRunner, target: Target, tokens, valid, ablations, buckets, batch_size, progress):
+class StackSize:
+    """How many cells one patched forward stacks.
+
+    ``fixed``: that many (the ``cells_per_forward`` a user passed). Else, on the CPU,
+    ``batch_size // sequences`` (compute-bound: stacking saves nothing); on a CUDA device,
+    one cell first, whose peak memory per row then sizes the stack to 70 % of the free
+    memory; an out-of-memory error halves it (:meth:`shrink`).
+    """
+
+    def __init__(self, fixed: int | None, batch_size: int, device: torch.device):
+        self.fixed, self.batch_size, self.device = fixed, batch_size, torch.device(device)
+        self.auto_cuda = fixed is None and self.device.type == "cuda"
+        self.cells: int | None = fixed
+
+    def next(self, rows: int, left: int) -> int:
+        if self.cells is None:
+            self.cells = 1 if self.auto_cuda else max(1, self.batch_size // rows)
+        return max(1, min(self.cells, left))
+
+    def measure(self, run, *args):
+        """``run(*args)``; the first automatic CUDA forward also sizes the stack from its peak memory."""
+        if not (self.auto_cuda and self.cells == 1 and not getattr(self, "_sized", False)):
+            return run(*args)
+        torch.cuda.synchronize(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        out = run(*args)
+        per_cell = max(torch.cuda.max_memory_allocated(self.device) - base, 1)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        self.cells, self._sized = max(1, int(0.7 * free / per_cell)), True
+        return out
+
+    def shrink(self) -> bool:
+        """Halve the stack after an out-of-memory error; False when it is one cell already."""
+        if self.cells is None or self.cells <= 1:
+            return False
+        self.cells //= 2
+        return True
+
+
+def run_exact(model, runner: LayerRunner, target: Target, tokens, valid, ablations, buckets, batch_size, progress,
+              cells_per_forward: int | None = None):
     """Every ablation's per-token loss change, accumulated: ``(LossAccumulator, clean loss sum)``."""
     n_seq = tokens.shape[0]
     acc = LossAccumulator(n_seq, buckets)
@@ -82,12 +118,11 @@ def run_exact(model, runner: LayerRunner, target: Target, tokens, valid, ablatio
         by_layer.setdefault(a.layer, []).append(a)
     layers = sorted(by_layer)
     batches = chunks(n_seq, batch_size, tokens.device)
-    per_fwd = [max(1, batch_size // len(r)) for r in batches]
-    total = sum(math.ceil(len(v) / g) for g in per_fwd for v in by_layer.values())
-    bar = progress_bar(total, progress, "band_sweep (exact)")
+    stack = StackSize(cells_per_forward, batch_size, tokens.device)
+    bar = progress_bar(len(ablations) * len(batches), progress, "band_sweep (exact)")  # counts cells
     clean_sum = 0.0
     try:
-        for rows, group in zip(batches, per_fwd):
+        for rows in batches:
             toks, ok = tokens[rows], valid[rows]
             clean_logits, resid, _ = clean_pass(model, toks, layers)
             clean = token_losses(clean_logits, toks)
@@ -96,17 +131,29 @@ def run_exact(model, runner: LayerRunner, target: Target, tokens, valid, ablatio
             runner.check(layers[0], resid[layers[0]], toks, clean_logits)
             del clean_logits
             for L in layers:
-                todo = by_layer[L]
-                for s in range(0, len(todo), group):
-                    stack = todo[s:s + group]
-                    g = len(stack)
-                    hook = stacked_hook(target, stack, rows)
-                    with torch.no_grad():
-                        logits = runner.logits_from(L, resid[L].repeat(g, 1, 1), toks.repeat(g, 1), [hook])
-                    losses = token_losses(logits, toks.repeat(g, 1)).reshape(g, len(rows), -1)
-                    for a, lo in zip(stack, losses):
+                todo, s = by_layer[L], 0
+                while s < len(todo):
+                    cells = todo[s:s + stack.next(len(rows), len(todo) - s)]
+                    try:
+                        losses = stack.measure(_patched_losses, runner, target, L, resid[L], toks, rows, cells)
+                    except torch.cuda.OutOfMemoryError:
+                        if not stack.shrink():
+                            raise
+                        continue
+                    for a, lo in zip(cells, losses):
                         acc.add(a, lo - clean, ok, rows)
-                    bar.update(1)
+                    bar.update(len(cells))
+                    s += len(cells)
     finally:
         bar.close()
     return acc, clean_sum
+
+
+def _patched_losses(runner: LayerRunner, target: Target, layer: int, resid: Tensor, toks: Tensor, rows: Tensor,
+                    cells: Sequence[Ablation]) -> Tensor:
+    """Per-token losses ``[cells, rows, pos-1]`` of ``cells`` stacked in one forward from ``layer``."""
+    g = len(cells)
+    hook = stacked_hook(target, cells, rows)
+    with torch.no_grad():
+        logits = runner.logits_from(layer, resid.repeat(g, 1, 1), toks.repeat(g, 1), [hook])
+    return token_losses(logits, toks.repeat(g, 1)).reshape(g, len(rows), -1)

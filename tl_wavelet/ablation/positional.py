@@ -376,6 +376,36 @@ class ZBands(Target):
         return _z_hook_fn(ab.layer, [ab.head], [ab.index[0]], self.spec, self.method, self.ref.get(ab.layer),
                           self._source(rows), self.seed)
 
+    def stacked_hook_fn(self, abls, rows):
+        """All cells in one patch: the blocks enter equal, so one band split of the swept heads
+        serves every cell; each block then gets its cell's head minus that band (plus its
+        replacement), in the same arithmetic as the one-cell patch (equal results)."""
+        heads = sorted({a.head for a in abls})
+        col = {h: i for i, h in enumerate(heads)}
+        cell_head = torch.tensor([a.head for a in abls], device="cpu")
+        cell_col = torch.tensor([col[a.head] for a in abls], device="cpu")
+        cell_band = torch.tensor([a.index[0] for a in abls], device="cpu")
+        ref, source, b = self.ref.get(abls[0].layer), self._source(rows), len(rows)
+
+        def fn(z: Tensor, hook) -> Tensor:
+            g = z.shape[0] // b
+            dev = z.device
+            idx = torch.tensor(heads, device=dev)
+            comps = _components(z[:b].index_select(2, idx), self.spec)  # [bands, b, n, heads, d]
+            ch, cc, cb = cell_head.to(dev), cell_col.to(dev), cell_band.to(dev)
+            removed = comps[cb, :, :, cc]  # [g, b, n, d]: cell i's band of its head
+            zz = z.reshape(g, b, *z.shape[1:]).clone()
+            ar = torch.arange(g, device=dev)
+            out = zz[ar, :, :, ch] - removed
+            if self.method != "zero":
+                ref_comps = _components(ref.to(dev).index_select(2, idx).to(z.dtype), self.spec)[cb, :, :, cc]
+                out = out + (ref_comps.mean(1, keepdim=True) if self.method == "mean"
+                             else ref_comps[:, source.to(dev)])
+            zz[ar, :, :, ch] = out.to(z.dtype)
+            return zz.reshape(z.shape)
+
+        return fn
+
     def directions(self, layer, act, rows, head_idx):
         """New-minus-removed components of every (band, swept head): ``[bands, batch, pos, head, d]``.
 

@@ -317,6 +317,24 @@ class RopePairs(Target):
     def hook_fn(self, ab, rows):
         return _mask_hook([ab.head], list(ab.index), "query", self.shape.n_heads)
 
+    def stacked_hook_fn(self, abls, rows):
+        """All cells in one product: block ``g`` times cell ``g``'s keep mask (as the one-cell patch)."""
+        b, h = len(rows), self.shape.n_heads
+        masks: dict = {}  # per (device, dtype, d_head): built once on the host, copied once
+
+        def fn(x: Tensor, hook) -> Tensor:
+            if x.ndim != 4 or x.shape[2] != h:
+                raise ValueError(f"{hook.name}: expected [batch, pos, {h} query heads, d_head], got {tuple(x.shape)}.")
+            key = (x.device, x.dtype, x.shape[3])
+            if key not in masks:
+                keep = torch.stack([rope_keep_mask(h, x.shape[3], [a.head], list(a.index), dtype=x.dtype, device="cpu")
+                                    for a in abls])
+                masks[key] = keep.to(x.device)[:, None, None]  # [g, 1, 1, heads, d]
+            g = x.shape[0] // b
+            return (x.reshape(g, b, *x.shape[1:]) * masks[key]).reshape(x.shape)
+
+        return fn
+
     def directions(self, layer, act, rows, head_idx):
         # removing pairs moves the activation by minus its value on those dims: keep the value
         return act

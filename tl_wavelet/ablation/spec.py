@@ -273,6 +273,19 @@ class Target(ABC):
     def hook_fn(self, ab: Ablation, rows: Tensor) -> Callable[[Tensor, object], Tensor]:
         """The patch of one cell on the swept sequences ``rows`` (global indices)."""
 
+    def stacked_hook_fn(self, abls: Sequence[Ablation], rows: Tensor) -> Callable[[Tensor, object], Tensor]:
+        """One patch for ``len(abls)`` cells of one layer stacked along the batch: block ``g`` of
+        ``len(rows)`` rows gets cell ``g``. The blocks enter equal (one cached residual feeds
+        the patched forward), which targets may use to patch them all in a few operations;
+        this default runs each cell's own patch on its block."""
+        fns = [self.hook_fn(ab, rows) for ab in abls]
+        b = len(rows)
+
+        def fn(x, hook):
+            return torch.cat([f(x[g * b:(g + 1) * b], hook) for g, f in enumerate(fns)], 0)
+
+        return fn
+
     @abstractmethod
     def directions(self, layer: int, act: Tensor, rows: Tensor, head_idx: Tensor) -> Tensor:
         """What attribution needs from the clean activation ``act`` of ``layer`` to build each

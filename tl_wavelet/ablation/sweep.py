@@ -106,6 +106,7 @@ def band_sweep(
     fisher_samples: int | None = None,
     seed: int = 0,
     seq_len: int | None = None,
+    cells_per_forward: int | None = None,
     on_checkpoint: Callable[[dict], None] | None = None,
     resume: dict | None = None,
 ) -> pd.DataFrame:
@@ -179,10 +180,16 @@ def band_sweep(
         Resample permutation, and the sampled next tokens of ``atp2``.
     seq_len : int, optional
         Text: window length (default 256); token ids: keep the first ``seq_len`` positions.
+    cells_per_forward : int, optional
+        Exact cells of one layer stacked along the batch in one patched forward (the clean
+        prefix runs once, the cells from the patched layer on). ``None``: on a GPU as many
+        as 70 % of the free memory holds (sized on the first patched forward; halved on an
+        out-of-memory error), on the CPU ``batch_size // sequences`` (compute-bound:
+        stacking saves nothing there). Results do not depend on it.
     on_checkpoint : callable, optional
         Called with the sweep's state (plain containers, ``torch.save``-able) after the
-        attribution pass and after every group of 8 exact cells per rank (each group
-        repeats the clean pass: about 1/8 more forwards); save it to resume.
+        attribution pass and after every group of exact cells per rank (8 on the CPU, 256
+        on a GPU; each group repeats the clean pass); save it to resume.
     resume : dict, optional
         A state passed to ``on_checkpoint`` by an interrupted call with the same model,
         tokens and options: its attribution estimates and finished cells are kept, and
@@ -223,6 +230,7 @@ def band_sweep(
     batch_size, verify_top_k, ig_steps = (check_int(v, k) for k, v in
                                           (("batch_size", batch_size), ("verify_top_k", verify_top_k), ("ig_steps", ig_steps)))
     fisher_samples = check_optional_int(fisher_samples, "fisher_samples", minimum=1)
+    cells_per_forward = check_optional_int(cells_per_forward, "cells_per_forward", minimum=1)
     progress = check_bool(progress, "progress")
     _check_callback(on_checkpoint)
     n_rope_bands = None if n_rope_bands is None else check_int(n_rope_bands, "n_rope_bands", minimum=1)
@@ -284,7 +292,8 @@ def band_sweep(
         def local():
             if not mine:  # fewer cells to verify than ranks: this rank idles
                 return {}, None
-            acc, clean = run_exact(model, runner, cells, tokens, valid, mine, buckets, batch_size, progress)
+            acc, clean = run_exact(model, runner, cells, tokens, valid, mine, buckets, batch_size, progress,
+                                   cells_per_forward)
             return {_key(a): acc.row(a) for a in mine}, clean
 
         parts = D.run_collectively(local, "band_sweep (exact)")
@@ -296,7 +305,8 @@ def band_sweep(
     def exact(cells_to_run) -> tuple[dict, float]:
         """``({cell: result row}, clean loss sum)``, skipping cells a resumed state holds."""
         todo = [a for a in cells_to_run if _key(a) not in saved["rows"]]
-        size = len(todo) if on_checkpoint is None else _CELLS_PER_CHECKPOINT * world
+        per_rank = _CELLS_PER_CHECKPOINT if tokens.device.type == "cpu" else _CELLS_PER_CHECKPOINT_GPU
+        size = len(todo) if on_checkpoint is None else per_rank * world
         for i in range(0, len(todo), max(size, 1)):
             exact_group(todo[i:i + size])
         return {a: saved["rows"][_key(a)] for a in cells_to_run}, saved["clean_sum"]
@@ -398,8 +408,10 @@ def _check_options(target, method, attribution, batch_size, verify_top_k, ig_ste
     return estimator
 
 
-#: exact cells per rank between two checkpoints (each group repeats the clean pass once)
+#: exact cells per rank between two checkpoints (each group repeats the clean pass once); on a
+#: GPU more, so that a group fills a stacked forward
 _CELLS_PER_CHECKPOINT = 8
+_CELLS_PER_CHECKPOINT_GPU = 256
 
 
 def _key(a) -> tuple:

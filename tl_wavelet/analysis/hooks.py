@@ -14,7 +14,9 @@ The hooks are ordinary TransformerLens ``(name, fn)`` pairs that compose with
 """
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
@@ -24,31 +26,58 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .. import metrics as M
-from ..adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
+from ..adapter import ModelShape, hook_name, is_causal, model_shape, require_hooks, resolve_layers
 from ..rope import describe_positions, rope_frequencies, rotary_hooks
 from ..signals import offset_aligned_rows, received_attention, without_first_key
 from ..state import check_fingerprint, model_fingerprint
-from ..stats import MIN_CORRELATION_N, RunningCorrelation, RunningMoments
-from ..transforms import causal_bands
+from ..stats import MIN_CORRELATION_N, RunningCorrelation, RunningMoments, to_host
+from ..transforms import causal_bands, wavedec
 from ..validate import check_bool, check_choice, check_int, check_tensor, check_type, warn_small_sample
 from .config import KEY_ORDER_SIGNALS, MetricConfig
 from .result import HeadReport
 
 __all__ = ["layer_metrics", "spectral_metrics", "rope_pair_energy", "HeadAccumulator", "metric_hooks"]
 
-def _row_subset(lengths: Tensor, min_len: int, max_rows: int) -> Tensor:
-    """Indices of evenly spaced query rows long enough for the wavelet, last row included."""
-    n = lengths.shape[0]
-    first = int((lengths >= min_len).nonzero()[0]) if (lengths >= min_len).any() else n - 1
-    count = min(max_rows, n - first)
-    return torch.linspace(first, n - 1, count, device="cpu").round().long().unique()
+_HALF = (torch.float16, torch.bfloat16)
 
 
-def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None):
+@functools.lru_cache(maxsize=64)
+def _row_plan(n: int, drop_first_key: bool, min_len: int, max_rows: int, paper: bool) -> tuple[Tensor, Tensor]:
+    """(query rows, their valid lengths) of ``pattern_rows``, on the CPU.
+
+    A function of the length alone, so it is computed on the host once per length: the
+    hooks never ask the device which rows are long enough. Rows: evenly spaced query rows
+    long enough for the wavelet, the last one included (``paper``: the last row only).
+    """
+    lengths = torch.arange(n, device="cpu") + 1 - int(drop_first_key)
+    if paper:
+        idx = torch.tensor([n - 1], device="cpu")
+    else:
+        long_enough = (lengths >= min_len).nonzero()
+        first = int(long_enough[0]) if len(long_enough) else n - 1
+        count = min(max_rows, n - first)
+        idx = torch.linspace(first, n - 1, count, device="cpu").round().long().unique()
+    return idx, lengths[idx]
+
+
+def _on(t: Tensor, device: torch.device, cache: dict) -> Tensor:
+    """``t`` (a small host table) on ``device``, copied once per device and kept."""
+    key = (id(t), device)
+    if key not in cache:
+        cache[key] = t.to(device)
+    return cache[key]
+
+
+_DEVICE_TABLES: dict = {}
+
+
+def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None, causal: bool | None = None):
     """(rows, lengths, full, short) for an attention pattern [b, h, q, k].
 
     ``aligned``: ``offset_aligned_rows(pattern, cfg.drop_first_key)`` when the caller already
-    has it (several signals from one gather).
+    has it (several signals from one gather). ``causal``: whether the model is causal, when
+    the caller knows (else read off the pattern: a host round trip). Nothing here waits on
+    the device: lengths and row choices are functions of the length, made on the host.
     """
     n = pattern.shape[-1]
     shorts = {}
@@ -57,9 +86,11 @@ def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None):
     if cfg.signal == "offset_profile":
         # The cut sequence's profile (a causal prefix) needs only a partial sum over the
         # same offset-aligned rows: one gather serves the full and every cut profile.
-        aligned, row_len = aligned
+        aligned = aligned[0]
+
         def profile(m: int) -> Tensor:
-            count = (row_len[:m, None] > torch.arange(m, device=pattern.device)).sum(0)
+            # queries q >= d contribute at offset d (q > d without the first key)
+            count = torch.arange(m, 0, -1, device=pattern.device, dtype=torch.float64) - int(cfg.drop_first_key)
             # gathered in the pattern's dtype (an exact copy), summed in float64
             return aligned[..., :m, :m].sum(-2, dtype=torch.float64) / count.clamp(min=1)
 
@@ -81,20 +112,18 @@ def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None):
             shorts[a] = last(pattern[..., m - 1 : m, :m])
     elif cfg.signal == "received":
         p = without_first_key(pattern) if cfg.drop_first_key else pattern
-        causal = bool((pattern.triu(1) == 0).all())  # checked once: the prefixes inherit it
+        if causal is None:
+            causal = bool((pattern.triu(1) == 0).all())  # checked once: the prefixes inherit it
         full = received_attention(p, dtype=torch.float64, causal=causal)[..., None, :]
         rows, lengths = full, None
         for a in cfg.alphas:
             m = math.floor(a * n)
             shorts[a] = received_attention(p[..., :m, :m], dtype=torch.float64, causal=causal)[..., None, :]
     else:  # pattern_rows
-        all_rows, all_lengths = aligned
-        if cfg.paper:
-            idx = torch.tensor([n - 1], device=pattern.device)
-        else:
-            idx = _row_subset(all_lengths, min(cfg.min_length(), n), cfg.max_rows).to(pattern.device)
-        rows = all_rows[..., idx, :]
-        lengths = all_lengths[idx]
+        all_rows = aligned[0]
+        idx, lengths = _row_plan(n, cfg.drop_first_key, min(cfg.min_length(), n), cfg.max_rows, cfg.paper)
+        rows = all_rows[..., _on(idx, pattern.device, _DEVICE_TABLES), :]
+        lengths = _on(lengths, pattern.device, _DEVICE_TABLES)
         # The DWT metrics need one signal of full length: the last query row, the only
         # one that sees the whole sequence, in key order (the paper's a_h(t)).
         full = pattern[..., -1:, :]
@@ -112,6 +141,16 @@ def _signals_from_z(z: Tensor, cfg: MetricConfig):
     return x, None, x, shorts
 
 
+def _working_copy(activation: Tensor, kind: str, cfg: MetricConfig) -> Tensor:
+    """The activation the metrics read: detached; bf16/fp16 kept for a pattern (gathered as
+    is, every sum in float64) unless renormalised without the first key, else float32."""
+    act = activation.detach()
+    keep_half = kind == "pattern" and not cfg.drop_first_key and cfg.signal in ("offset_profile", "pattern_rows")
+    if not act.is_floating_point() or (act.dtype in _HALF and not keep_half):
+        act = act.float()
+    return act
+
+
 def layer_metrics(
     activation: Tensor, cfg: MetricConfig, kind: str = "pattern"
 ) -> dict[str, Float[Tensor, "batch head *k"]]:
@@ -125,38 +164,47 @@ def layer_metrics(
 
     Returns
     -------
-    dict of name -> Tensor [batch, head, ...]: ``band_energy`` [.., level+1],
-    ``spectral_shares`` [.., 3], ``spectral_entropy``, ``selectivity``,
+    dict of name -> Tensor [batch, head, ...] on the activation's device: ``band_energy``
+    [.., level+1], ``spectral_shares`` [.., 3], ``spectral_entropy``, ``selectivity``,
     ``positional_entropy``, ``wavelet_entropy`` [.., level+1], ``reconstruction_error``,
     ``sigma_t``, ``delta_w``, ``efficiency``, ``scale_sensitivity_<alpha>``.
     """
-    # The pattern stays in its dtype (a float64 copy of [b, h, n, n] costs more than every
-    # metric together); signals are reduced to [b, h, r, n] before the metrics, which run
-    # in float64 internally.
     check_choice(kind, "kind", ("pattern", "z"))
     check_type(cfg, "cfg", MetricConfig, "a MetricConfig")
     check_tensor(activation, "activation", ndim=4,
                  shape="([batch, head, q, k] for kind='pattern', [batch, pos, head, d_head] for 'z')")
-    act = activation.detach()
-    if not act.is_floating_point() or act.dtype in (torch.float16, torch.bfloat16):
-        act = act.float()
+    cfg.check_length(activation.shape[-1] if kind == "pattern" else activation.shape[1])
+    if activation.is_floating_point() and not torch.isfinite(activation).all():
+        raise ValueError("activation contains NaN or inf: pass a finite attention pattern (or hook_z).")
+    return _layer_values(_working_copy(activation, kind, cfg), cfg, kind)
+
+
+def _layer_values(act: Tensor, cfg: MetricConfig, kind: str, causal: bool | None = None) -> dict[str, Tensor]:
+    """:func:`layer_metrics` on a checked working copy: device work only, no host round trip.
+
+    The pattern stays in its dtype (a float64 copy of [b, h, n, n] costs more than every
+    metric together); signals are reduced to [b, h, r, n] before the metrics, which run
+    in float64 (the metrics' private cores: the public functions' argument and NaN checks
+    would each wait on the device).
+    """
     n = act.shape[-1] if kind == "pattern" else act.shape[1]
-    cfg.check_length(n)
     if kind == "pattern":
-        rows, lengths, full, shorts = _signals_from_pattern(act, cfg)
+        rows, lengths, full, shorts = _signals_from_pattern(act, cfg, causal=causal)
     else:
         rows, lengths, full, shorts = _signals_from_z(act, cfg)
 
     out: dict[str, Tensor] = {}
+    dt, dt_full = M._out_dtype(rows), M._out_dtype(full)  # the public functions' output dtypes
     # Band energies: which dyadic scale the head works at. "band_energy_deep" runs to the
     # depth that reaches every offset, so the characteristic scale sees attention far back;
     # "band_energy" folds the levels beyond cfg.level into A_J for the reported shares.
+    # one DWT of the full-length signal serves every DWT metric below
+    coeffs = wavedec(full.to(torch.float64), cfg.wavelet, cfg.mode, cfg.level)
     if cfg.paper or cfg.signal in KEY_ORDER_SIGNALS:
-        energy = M.dwt_band_energy(full, cfg.wavelet, cfg.level, cfg.mode)
+        energy = M._dwt_band_energy(full, cfg.wavelet, cfg.level, cfg.mode, coeffs).to(dt_full)
     elif kind == "pattern":
         # Seen from the query: attention at distance d in the dyadic band holding d.
-        depth = M.full_depth(n, cfg.level)
-        energy = M.anchored_band_energy(rows, cfg.band_wavelet, depth, lengths, fold_coarse=False)
+        energy = M._anchored_bands(rows, cfg.band_wavelet, M.full_depth(n, cfg.level), lengths).to(dt).pow(2)
     else:
         bands = causal_bands(rows, cfg.band_wavelet, cfg.level)  # [J+1, b, h, d, p]
         energy = rearrange(bands.pow(2).sum(-1), "j ... -> ... j")
@@ -166,12 +214,12 @@ def layer_metrics(
     out.update(spectral_metrics(rows, lengths, cfg))
 
     if kind == "pattern":
-        h_pos = M.positional_entropy(rows, lengths, weights="mass")
+        h_pos = M._positional_entropy(rows, lengths, "mass").to(dt)
     else:
-        h_pos = M.positional_entropy(rows.pow(2).sum(-2, keepdim=True), None, weights="mass")
+        h_pos = M._positional_entropy(rows.pow(2).sum(-2, keepdim=True), None, "mass").to(dt)
     out["positional_entropy"] = h_pos.mean(-1)
 
-    unc = M.uncertainty(rows, lengths)
+    unc = {k: v.to(dt) for k, v in M._uncertainty(rows, lengths).items()}
     out["sigma_t"] = unc["sigma_t"].mean(-1)
     out["efficiency"] = unc["efficiency"].mean(-1)
     # delta_w is inf for rows with no lag-1 correlation (attention on one token); average
@@ -183,14 +231,14 @@ def layer_metrics(
         n_fin > 0, torch.where(finite, dw, 0).sum(-1) / n_fin.clamp(min=1), torch.full_like(dw[..., 0], math.inf)
     )
 
-    out["wavelet_entropy"] = M.wavelet_entropy(
-        full, cfg.wavelet, cfg.level, cfg.mode, normalized=not cfg.paper
-    ).mean(-2)
-    out["reconstruction_error"] = M.reconstruction_error(full, cfg.wavelet, cfg.level, cfg.mode).mean(-1)
+    out["wavelet_entropy"] = M._wavelet_entropy(full, cfg.wavelet, cfg.level, cfg.mode, normalized=not cfg.paper,
+                                                coeffs=coeffs).to(dt_full).mean(-2)
+    out["reconstruction_error"] = M._reconstruction_error(full, cfg.wavelet, cfg.level, cfg.mode,
+                                                          coeffs).to(dt_full).mean(-1)
     for a, short in shorts.items():
-        out[f"scale_sensitivity_{a:g}"] = M.scale_sensitivity(
-            full, short, cfg.wavelet, cfg.level, paper=cfg.paper
-        ).mean(-1)
+        out[f"scale_sensitivity_{a:g}"] = M._scale_sensitivity(full, short, cfg.wavelet, cfg.level, cfg.mode,
+                                                               paper=cfg.paper, full_coeffs=(cfg.level, coeffs)
+                                                               ).to(dt_full).mean(-1)
     return out
 
 
@@ -208,7 +256,7 @@ def spectral_metrics(
     # the multiverse's time. Same dtype path as the public functions (power in the signal's
     # dtype, summed, then float64), so the numbers are unchanged.
     dt = M._out_dtype(rows)
-    P64, freqs = M._power_spectrum(rows, M._lengths(rows, lengths), cfg.nfft(rows.shape[-1]), cfg.dc_removed, cfg.window)
+    P64, freqs = M._power_spectrum(rows, M._full_lengths(rows, lengths), cfg.nfft(rows.shape[-1]), cfg.dc_removed, cfg.window)
     power = P64.to(dt)
     total = reduce(power, "b h r f -> b h f", "sum").to(torch.float64)
     out = {
@@ -235,7 +283,11 @@ def rope_pair_energy(
     rotary_dim = check_int(rotary_dim, "rotary_dim", minimum=2, maximum=x.shape[-1])
     if rotary_dim % 2:
         raise ValueError(f"rotary_dim must be even (dims come in rotary pairs), got {rotary_dim}.")
-    adjacent_pairs = check_bool(adjacent_pairs, "adjacent_pairs")
+    return _pair_energy(x, rotary_dim, check_bool(adjacent_pairs, "adjacent_pairs"))
+
+
+def _pair_energy(x: Tensor, rotary_dim: int, adjacent_pairs: bool) -> Tensor:
+    """rope_pair_energy's core (checked arguments; float64 on x's device)."""
     rot = x[..., :rotary_dim].double()
     if adjacent_pairs:
         pairs = rearrange(rot, "b p h (i two) -> b p h i two", two=2)
@@ -249,6 +301,7 @@ class _LayerState:
     moments: dict[str, RunningMoments] = field(default_factory=dict)
     rho: RunningCorrelation = field(default_factory=RunningCorrelation)
     n_seen: int = 0
+    nonfinite: Tensor | None = None  # sequences fed a NaN/inf activation (a device counter)
 
     def add(self, values: dict[str, Tensor]) -> None:
         for key, val in values.items():
@@ -276,6 +329,7 @@ class HeadAccumulator:
 
     def __init__(self, model, layers: int | Iterable[int] | None = None, rope: bool | None = None, **config):
         self.shape: ModelShape = model_shape(model)
+        self._causal: bool | None = is_causal(model)  # "received" counts the queries that see each key
         self.model_name = getattr(getattr(model, "cfg", None), "model_name", None)
         self.config = MetricConfig(**config)
         self.layers = resolve_layers(self.shape, layers)
@@ -299,6 +353,7 @@ class HeadAccumulator:
         self._state = {L: _LayerState() for L in self.layers}
         self._rope_q = {L: RunningMoments() for L in self.layers}
         self._rope_k = {L: RunningMoments() for L in self.layers}
+        self._pending: dict[tuple[int, str], tuple[dict, int, int]] = {}  # this forward pass, not yet committed
         self.seq_len: int | None = None
         self.fingerprint = {
             "model": model_fingerprint(model),
@@ -319,6 +374,7 @@ class HeadAccumulator:
         """
         self = cls.__new__(cls)
         self.shape = shape
+        self._causal = None  # read off the patterns
         self.model_name = None  # no TransformerLens model here
         self.config = MetricConfig(**config)
         self.layers = resolve_layers(shape, layers)
@@ -327,12 +383,14 @@ class HeadAccumulator:
         self._state = {L: _LayerState() for L in self.layers}
         self._rope_q = {L: RunningMoments() for L in self.layers} if self.rope else {}
         self._rope_k = {L: RunningMoments() for L in self.layers} if self.rope else {}
+        self._pending = {}
         return self
 
     def add_rope(self, layer: int, which: str, activation: Float[Tensor, "batch pos head d_head"]) -> None:
         """Fold one layer's queries (``which="q"``) or keys (``"k"``) [batch, pos, head, d_head] into the RoPE usage.
 
-        Rotated or not: RoPE rotates each pair, which keeps its norm.
+        Rotated or not: RoPE rotates each pair, which keeps its norm. Folded at once (what
+        :meth:`hooks` feeds is committed per forward pass instead).
         """
         if not self.rope:
             raise ValueError("this accumulator measures no RoPE usage: build it with rope_meta=... to feed q/k.")
@@ -340,15 +398,17 @@ class HeadAccumulator:
             raise ValueError(f"layer {layer!r} is not measured by this accumulator (layers={self.layers}).")
         check_choice(which, "which", ("q", "k"))
         check_tensor(activation, "activation", ndim=4, floating=True, shape="[batch, pos, head, d_head]")
-        self._rope_hook(layer, which)(activation, None)
+        self._rope_hook(layer, which, staged=False)(activation, None)
 
     def add(self, layer: int, activation: Tensor, kind: str = "pattern") -> None:
-        """Fold one layer's ``hook_pattern``-shaped [batch, head, q, k] (or ``hook_z``) activation in."""
+        """Fold one layer's ``hook_pattern``-shaped [batch, head, q, k] (or ``hook_z``) activation in, at once."""
         if layer not in self._state:
             raise ValueError(f"layer {layer} is not measured by this accumulator (layers={self.layers}).")
         check_choice(kind, "kind", ("pattern", "z"))
         check_tensor(activation, "activation", ndim=4)
-        self._metric_hook(layer, kind)(activation, None)
+        if activation.is_floating_point() and not torch.isfinite(activation).all():
+            raise ValueError("activation contains NaN or inf: pass a finite attention pattern (or hook_z).")
+        self._metric_hook(layer, kind, staged=False)(activation, None)
 
     def _kinds(self) -> list[str]:
         main = "z" if self.config.signal == "z" else "pattern"
@@ -370,27 +430,86 @@ class HeadAccumulator:
                 "accumulator per length."
             )
 
-    def _metric_hook(self, layer: int, kind: str):
+    def _metric_hook(self, layer: int, kind: str, staged: bool = True):
+        cfg = self.config
+
         def fn(activation: Tensor, hook) -> None:
-            self._check_seq_len(activation.shape[-1] if kind == "pattern" else activation.shape[1])
-            values = layer_metrics(activation, self.config, kind)
-            state = self._state[layer]
-            state.add(values)
-            state.rho.update(values["positional_entropy"], values["spectral_entropy"])
-            state.n_seen += activation.shape[0]
-            self.seq_len = activation.shape[-1] if kind == "pattern" else activation.shape[1]
+            n = activation.shape[-1] if kind == "pattern" else activation.shape[1]
+            self._check_seq_len(n)
+            cfg.check_length(n)
+            act = _working_copy(activation, kind, cfg)
+            values = _layer_values(act, cfg, kind, self._causal)
+            # sequences whose activation holds NaN/inf (e.g. fp16 overflow): their NaN metrics are
+            # left out of the sums; counted on the device and reported by report()
+            values["_nonfinite"] = (~torch.isfinite(act)).flatten(1).any(1).sum()
+            self._put((layer, "main"), values, activation.shape[0], n, staged)
 
         return fn
 
-    def _rope_hook(self, layer: int, which: str):
+    def _rope_hook(self, layer: int, which: str, staged: bool = True):
         meta = self.rope_meta[layer]
-        store = self._rope_q if which == "q" else self._rope_k
 
         def fn(activation: Tensor, hook) -> None:
             self._check_seq_len(activation.shape[1])
-            store[layer].update(rope_pair_energy(activation.detach(), meta["rotary_dim"], meta["adjacent_pairs"]))
+            values = _pair_energy(activation.detach(), meta["rotary_dim"], meta["adjacent_pairs"])
+            self._put((layer, which), values, activation.shape[0], activation.shape[1], staged)
 
         return fn
+
+    # ------------------------------------------------------------- one forward pass, all or nothing
+    # What the hooks measure in one forward pass is kept aside until every hook of the pass
+    # has fired, then added to the running sums (device-side: no host round trip). A pass
+    # that fails part-way (a later hook raised, the user stopped early) is dropped whole,
+    # so every layer always counts the same sequences.
+    def _put(self, key: tuple[int, str], values, batch: int, n: int, staged: bool) -> None:
+        if not staged:
+            self._fold(key, values, batch, n)
+            return
+        if key in self._pending:  # this hook fires again: the pass before stopped part-way
+            self._drop_pending()
+        self._pending[key] = (values, batch, n)
+        if len(self._pending) == len(self.layers) * (3 if self.rope else 1):
+            pending, self._pending = self._pending, {}
+            if len({b for _, b, _ in pending.values()}) != 1:
+                raise ValueError(
+                    "One forward pass fed these hooks batches of different sizes "
+                    f"({sorted({b for _, b, _ in pending.values()})}): run every measured layer on the same sequences."
+                )
+            for k, (v, b, m) in pending.items():
+                self._fold(k, v, b, m)
+
+    def _fold(self, key: tuple[int, str], values, batch: int, n: int) -> None:
+        layer, part = key
+        if part == "main":
+            state = self._state[layer]
+            values = dict(values)
+            bad = values.pop("_nonfinite")
+            state.nonfinite = bad if state.nonfinite is None else state.nonfinite + bad
+            state.add(values)
+            state.rho.update(values["positional_entropy"], values["spectral_entropy"])
+            state.n_seen += batch
+        else:
+            (self._rope_q if part == "q" else self._rope_k)[layer].update(values)
+        self.seq_len = n
+
+    def _drop_pending(self, quiet: bool = False) -> set:
+        """Forget what a forward pass that did not complete fed (a warning says which layers); returns its keys."""
+        dropped = set(self._pending)
+        if self._pending and not quiet:
+            fed = sorted({L for L, _ in self._pending})
+            warnings.warn(
+                f"HeadAccumulator: a forward pass fed layer(s) {fed} of {self.layers} and then stopped (an error "
+                "in the forward, or a stop before the last measured layer); what it measured is left out, so every "
+                "layer counts the same sequences.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        self._pending = {}
+        return dropped
+
+    def _rollback(self) -> None:
+        """Drop the current, failed forward pass (:func:`~tl_wavelet.analysis.stream` calls it on an error)."""
+        self._drop_pending(quiet=True)
 
     def hooks(self) -> list[tuple[str, object]]:
         """``(hook_name, fn)`` pairs for ``model.hooks(fwd_hooks=...)`` / ``run_with_hooks``."""
@@ -405,6 +524,7 @@ class HeadAccumulator:
 
     @property
     def n_sequences(self) -> int:
+        """Sequences every measured layer has counted (complete forward passes only)."""
         return min(s.n_seen for s in self._state.values())
 
     # ------------------------------------------------------------- saved / merged state
@@ -415,13 +535,14 @@ class HeadAccumulator:
         ``torch.load(path, weights_only=True)``, and :meth:`load_state_dict` or
         :meth:`merge` it into an accumulator built with the same model and options.
         """
+        self._drop_pending()
         return {
             "version": 1,
             "fingerprint": self.fingerprint,
             "seq_len": self.seq_len,
             "layers": {
                 L: {"n_seen": st.n_seen, "moments": {k: m.state_dict() for k, m in st.moments.items()},
-                    "rho": st.rho.state_dict()}
+                    "rho": st.rho.state_dict(), "nonfinite": 0 if st.nonfinite is None else int(st.nonfinite)}
                 for L, st in self._state.items()
             },
             "rope_q": {L: m.state_dict() for L, m in self._rope_q.items()},
@@ -453,7 +574,7 @@ class HeadAccumulator:
 
     def reset(self) -> None:
         """Forget every sequence seen so far (the hooks stay valid)."""
-        self._state, self.seq_len = {L: _LayerState() for L in self.layers}, None
+        self._state, self.seq_len, self._pending = {L: _LayerState() for L in self.layers}, None, {}
         for L in self.layers:
             self._rope_q[L], self._rope_k[L] = RunningMoments(), RunningMoments()
 
@@ -469,6 +590,7 @@ class HeadAccumulator:
         >>> a.merge(b).report()       # == one pass over tokens      # doctest: +SKIP
         """
         sd = self._checked(other, "other (the state to merge)")
+        self._drop_pending()
         if sd["seq_len"] is not None:
             if self.seq_len is not None and sd["seq_len"] != self.seq_len:
                 raise ValueError(
@@ -479,6 +601,8 @@ class HeadAccumulator:
         for L in self.layers:
             theirs, mine = sd["layers"][L], self._state[L]
             mine.n_seen += int(theirs["n_seen"])
+            if theirs.get("nonfinite"):  # states saved before this count existed hold none
+                mine.nonfinite = int(theirs["nonfinite"]) + (0 if mine.nonfinite is None else mine.nonfinite)
             for key, m in theirs["moments"].items():
                 mine.moments.setdefault(key, RunningMoments()).merge(m)
             mine.rho.merge(theirs["rho"])
@@ -487,23 +611,38 @@ class HeadAccumulator:
         return self
 
     def report(self):
-        """Freeze the running sums into a :class:`tl_wavelet.HeadReport`."""
+        """Freeze the running sums into a :class:`tl_wavelet.HeadReport` (float64, on the CPU)."""
+        dropped = self._drop_pending()
+        missing_rope = [L for L in self.layers if (L, "main") in dropped and (L, "q") not in dropped]
+        if self.n_sequences == 0 and self.rope and missing_rope:
+            L = missing_rope[0]
+            raise RuntimeError(
+                f"Layer {L}: the RoPE-usage hooks ({', '.join(hook_name(k, L) for k in self._rope_kinds)}) "
+                "never fired while the head metrics did. Run the model with every hook of "
+                "acc.hooks(), or build the accumulator with rope=False."
+            )
         if self.n_sequences == 0:
             raise RuntimeError(
                 "No sequences were measured: run the model with these hooks first "
                 "(e.g. model.run_with_hooks(tokens, fwd_hooks=acc.hooks()))."
             )
         n = self.n_sequences
+        bad = {L: int(st.nonfinite) for L, st in self._state.items() if st.nonfinite is not None and int(st.nonfinite)}
+        if bad:
+            warnings.warn(
+                f"Non-finite (NaN/inf) activations in {sum(bad.values())} (sequence, layer) pair(s), layers "
+                f"{sorted(bad)}: their undefined metrics are left out of the means (a float16 overflow? run the model "
+                "in bfloat16 or float32).", RuntimeWarning, stacklevel=2)
         if n < 2:
             warn_small_sample("The standard errors (columns *_se)", n, 2)
         if n < MIN_CORRELATION_N:
             warn_small_sample("rho (a correlation over sequences) and rho_se", n, MIN_CORRELATION_N)
-        # statistics are float64 on the CPU (the running sums' home, tl_wavelet.stats.to_host)
+        # the sums cross to the host here, once per report: statistics are float64 on the CPU
         stats = {}
         for L, st in self._state.items():
             for key, mom in st.moments.items():
-                stats[(L, key)] = (mom.mean, mom.se)
-            stats[(L, "rho")] = (st.rho.r, st.rho.se)
+                stats[(L, key)] = (to_host(mom.mean), to_host(mom.se))
+            stats[(L, "rho")] = (to_host(st.rho.r), to_host(st.rho.se))
         rope = None
         if self.rope:
             rope = {}
@@ -515,8 +654,8 @@ class HeadAccumulator:
                         "never fired while the head metrics did. Run the model with every hook of "
                         "acc.hooks(), or build the accumulator with rope=False."
                     )
-                q = self._rope_q[L].mean
-                k = self._rope_k[L].mean.repeat_interleave(g, dim=0)
+                q = to_host(self._rope_q[L].mean)
+                k = to_host(self._rope_k[L].mean).repeat_interleave(g, dim=0)
                 rope[L] = {"q": q, "k": k, **self.rope_meta[L]}
         return HeadReport(
             config=self.config,

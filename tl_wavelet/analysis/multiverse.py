@@ -283,6 +283,7 @@ class MultiverseAccumulator:
         if not isinstance(model, ModelShape):
             require_hooks(model, [hook_name("pattern", L) for L in self.layers], "the multiverse reads attention patterns")
         self._seen = {L: 0 for L in self.layers}
+        self._pending: dict[int, tuple[dict, int]] = {}  # this forward pass, not yet committed
         self._acc: dict[int, _Grouped] = {}
         self._layout: dict[tuple, tuple[int, tuple]] | None = None
         self._levels: dict[tuple[str, object], int] = {}
@@ -302,7 +303,7 @@ class MultiverseAccumulator:
 
         def make(layer: int):
             def fn(pattern: Tensor, hook) -> None:
-                self.update(layer, pattern)
+                self._update(layer, pattern, staged=True)
 
             return fn
 
@@ -336,9 +337,16 @@ class MultiverseAccumulator:
         return lv
 
     # ------------------------------------------------------------------ feeding
-    @torch.no_grad()
     def update(self, layer: int, pattern: Float[Tensor, "batch head q k"]) -> None:
-        """Fold one layer's attention pattern (``hook_pattern``) into every reading."""
+        """Fold one layer's attention pattern (``hook_pattern``) into every reading, at once.
+
+        (What :meth:`hooks` feed is committed per forward pass, once every layer has fired:
+        a pass that fails part-way is dropped whole.)
+        """
+        self._update(layer, pattern, staged=False)
+
+    @torch.no_grad()
+    def _update(self, layer: int, pattern: Tensor, staged: bool) -> None:
         if layer not in self._seen:
             raise ValueError(f"layer {layer} is not measured by this accumulator (layers {self.layers}).")
         act = pattern.detach()
@@ -348,8 +356,6 @@ class MultiverseAccumulator:
         if self.seq_len is None:
             self.check_length(n)
         self.seq_len = n
-        groups = (torch.arange(b, device="cpu") + self._seen[layer]) % self.n_groups
-        self._seen[layer] += b
         values: dict[tuple, Tensor] = {}
         singles, multi = {}, {}
         gathered = {}  # one offset gather per first-key choice serves offset_profile and pattern_rows
@@ -381,10 +387,29 @@ class MultiverseAccumulator:
             rows = torch.cat([multi[k][0] for k in keys])
             lengths = torch.cat([multi[k][1].expand(b, 1, -1) for k in keys])  # [K*b, 1, r]
             self._spectral(values, keys, b, rows, lengths)
-        self._fold(layer, values, groups)
+        if not staged:
+            self._fold(layer, values, b)
+            return
+        if layer in self._pending:  # the pass before stopped part-way: drop it whole
+            warnings.warn(
+                f"MultiverseAccumulator: a forward pass fed layer(s) {sorted(self._pending)} of {self.layers} and then "
+                "stopped; what it measured is left out, so every layer counts the same sequences.",
+                RuntimeWarning, stacklevel=3)
+            self._pending = {}
+        self._pending[layer] = (values, b)
+        if len(self._pending) == len(self.layers):
+            pending, self._pending = self._pending, {}
+            for L, (v, bb) in pending.items():
+                self._fold(L, v, bb)
 
-    def _fold(self, layer: int, values: dict[tuple, Tensor], groups: Tensor) -> None:
+    def _rollback(self) -> None:
+        """Drop the current, failed forward pass (:func:`~tl_wavelet.analysis.stream` calls it on an error)."""
+        self._pending = {}
+
+    def _fold(self, layer: int, values: dict[tuple, Tensor], b: int) -> None:
         """All readings of one layer as one [batch, features] block: one update per forward."""
+        groups = (torch.arange(b, device="cpu") + self._seen[layer]) % self.n_groups
+        self._seen[layer] += b
         if self._layout is None:
             self._layout, start = {}, 0
             for key, v in values.items():
@@ -465,6 +490,11 @@ class MultiverseAccumulator:
         the paper's ``paper_low, paper_high`` with ``in_paper_range``.
         A reading undefined at this sample size is NaN, with a warning.
         """
+        if self._pending:
+            warnings.warn(
+                f"MultiverseAccumulator: a forward pass fed layer(s) {sorted(self._pending)} of {self.layers} and then "
+                "stopped; what it measured is left out.", RuntimeWarning, stacklevel=2)
+            self._pending = {}
         if self.n_sequences == 0:
             raise RuntimeError(
                 "No sequences were measured: run the model with these hooks first "

@@ -161,7 +161,13 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
 
     def run(ranges) -> None:
         for start, stop_ in tqdm(ranges, desc="analyze_heads", unit="batch", disable=not progress or rank != 0):
-            f.run_until(tokens[start:stop_], hooks, stop_at=stop)
+            try:
+                f.run_until(tokens[start:stop_], hooks, stop_at=stop)
+            except BaseException:  # this batch counts nowhere: drop what its pass fed (then raise)
+                for acc in accumulators:
+                    if hasattr(acc, "_rollback"):
+                        acc._rollback()
+                raise
 
     if world == 1:
         run(D.batch_ranges(n, batch_size))
