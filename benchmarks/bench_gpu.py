@@ -1,7 +1,8 @@
 """GPU: analysis, band sweeps and transforms beside what a user runs anyway, on a Llama-3.2-1B shape in bf16.
 
     python benchmarks/bench_gpu.py                 # on a CUDA machine: the 1B shape, bf16 (issue 20's table)
-    python benchmarks/bench_gpu.py --tiny          # anywhere: a tiny shape on the CPU (checks the script, op counts)
+    python benchmarks/bench_gpu.py --cpu           # the CPU proxies: SmolLM2-135M's shape, float32, 8 x 256
+    python benchmarks/bench_gpu.py --tiny          # anywhere: a tiny shape on the CPU (checks the script)
 
 Rows (medians; wall time with the device synchronised; peak = torch.cuda.max_memory_allocated,
 weights included):
@@ -39,12 +40,16 @@ from tl_wavelet.analysis import HeadAccumulator, stream  # noqa: E402
 GiB = 2**30
 
 
-def build(tiny: bool, device: str, dtype: torch.dtype):
+def build(tiny: bool, device: str, dtype: torch.dtype, smollm2: bool = False):
     from models_for_tests import word_tokenizer
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    if tiny:
+    if smollm2:
+        cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                          num_attention_heads=9, num_key_value_heads=3, head_dim=64, max_position_embeddings=2048,
+                          rope_theta=100000.0, attn_implementation="eager", tie_word_embeddings=True)
+    elif tiny:
         cfg = LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
                           num_attention_heads=8, num_key_value_heads=2, head_dim=16, max_position_embeddings=8192,
                           attn_implementation="eager")
@@ -88,8 +93,18 @@ def peak(fn) -> float:
     return torch.cuda.max_memory_allocated() / GiB
 
 
+_VIEWS = {"aten::as_strided", "aten::slice", "aten::narrow", "aten::view", "aten::reshape", "aten::unsqueeze",
+          "aten::select", "aten::expand", "aten::permute", "aten::transpose", "aten::t", "aten::alias", "aten::squeeze",
+          "aten::split", "aten::split_with_sizes", "aten::unbind", "aten::result_type", "aten::empty", "aten::empty_strided",
+          "aten::empty_like", "aten::to", "aten::lift_fresh", "aten::detach", "aten::_unsafe_view", "aten::contiguous",
+          "aten::flatten", "aten::broadcast_to", "aten::chunk", "aten::_reshape_alias", "aten::movedim", "aten::expand_as",
+          "aten::view_as", "aten::is_nonzero", "aten::item", "aten::_local_scalar_dense", "aten::resolve_conj",
+          "aten::resolve_neg", "detach_"}
+
+
 def op_counts(fn, n_layers: int) -> dict:
-    """Kernel launches, host syncs and copies of one call, per analysed layer."""
+    """Kernel launches (CUDA) or computing ATen ops (their CPU stand-in: views and dtype moves left
+    out), host synchronisations (``aten::_local_scalar_dense``) and copies of one call, per layer."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
@@ -98,23 +113,42 @@ def op_counts(fn, n_layers: int) -> dict:
         sync()
     ev = prof.key_averages()
     by = {e.key: e.count for e in ev}
-    kernels = sum(e.count for e in ev if getattr(e, "device_type", None) is not None
-                  and str(e.device_type).endswith("CUDA") and e.device_time_total > 0 and not e.key.startswith("Memcpy"))
+    if torch.cuda.is_available():
+        kernels = sum(e.count for e in ev if str(getattr(e, "device_type", "")).endswith("CUDA")
+                      and e.device_time_total > 0 and not e.key.startswith("Memcpy"))
+    else:
+        kernels = sum(c for k, c in by.items() if k.startswith("aten::") and k not in _VIEWS)
     return {"kernels_per_layer": kernels / n_layers, "item_per_layer": by.get("aten::_local_scalar_dense", 0) / n_layers,
-            "copies_per_layer": (by.get("aten::copy_", 0)) / n_layers, "cpu_ops_per_layer": sum(by.values()) / n_layers}
+            "copies_per_layer": (by.get("aten::copy_", 0)) / n_layers}
+
+
+def hook_costs(model, toks, accs, n_layers: int) -> dict:
+    """What the hooks add to one forward: ops and host synchronisations, per layer (forward with
+    every accumulator's hooks minus the same forward without them)."""
+    from tl_wavelet.adapter import facts, last_fired
+
+    f = facts(model)
+    hooks = [h for a in accs for h in a.hooks()]
+    stop = last_fired(a.stop_hook for a in accs)
+    bare = op_counts(lambda: f.run_until(toks, [], stop_at=stop), n_layers)
+    hooked = op_counts(lambda: f.run_until(toks, hooks, stop_at=stop), n_layers)
+    for a in accs:
+        a._rollback()
+    return {k: hooked[k] - bare[k] for k in bare}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiny", action="store_true", help="a tiny model on the CPU: checks the script and op counts")
+    ap.add_argument("--cpu", action="store_true", help="the CPU proxies: SmolLM2-135M's shape, float32, 8 x 256")
     ap.add_argument("--skip", nargs="*", default=[], help="sections to skip: analysis sweep transforms")
     args = ap.parse_args(argv)
-    device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
+    device = "cuda" if torch.cuda.is_available() and not (args.tiny or args.cpu) else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model, cfg = build(args.tiny, device, dtype)
+    model, cfg = build(args.tiny, device, dtype, smollm2=args.cpu)
     L = cfg.num_hidden_layers
     rows, notes = [], {}
-    shapes = [(2, 128), (1, 256)] if args.tiny else [(8, 1024), (2, 4096)]
+    shapes = [(2, 128), (1, 256)] if args.tiny else [(8, 256)] if args.cpu else [(8, 1024), (2, 4096)]
     g = torch.Generator().manual_seed(0)
     if "analysis" not in args.skip:
         for b, n in shapes:
@@ -137,7 +171,7 @@ def main(argv=None) -> int:
 
             t_f, t_a = timed(forward), timed(analysis, repeats=3)
             m_f, m_a, m_c = peak(forward), peak(analysis), peak(cache)
-            ops = op_counts(analysis, L)
+            ops = hook_costs(model, toks, [HeadAccumulator(model), HeadAccumulator(model, paper=True)], L)
             rows.append((f"analysis {b} x {n}", t_a, t_f, t_a / t_f, m_a, m_f, m_c, ops))
             print(rows[-1], flush=True)
     if "sweep" not in args.skip:
@@ -188,8 +222,11 @@ def main(argv=None) -> int:
             print(rows[-2:], flush=True)
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-    md = [f"# GPU benchmark ({'tiny shape, CPU check' if args.tiny else 'Llama-3.2-1B shape, bf16, eager'})", "",
-          f"Command: `python benchmarks/bench_gpu.py{' --tiny' if args.tiny else ''}`  ",
+    what = ("tiny shape, CPU check" if args.tiny else "CPU proxies, SmolLM2-135M shape, float32" if args.cpu
+            else "Llama-3.2-1B shape, bf16, eager")
+    flag = " --tiny" if args.tiny else " --cpu" if args.cpu else ""
+    md = [f"# GPU benchmark ({what})", "",
+          f"Command: `python benchmarks/bench_gpu.py{flag}`  ",
           f"Device: {name}; torch {torch.__version__}; TransformerLens bridge; random weights.", "",
           "| work | tl_wavelet s | baseline s | ratio (ours / baseline) | peak GiB ours | peak GiB forward | "
           "peak GiB run_with_cache | kernels / layer | syncs / layer | copies / layer |",
@@ -200,13 +237,16 @@ def main(argv=None) -> int:
                   f"{fmt(m_f, '.2f')} | {fmt(m_c, '.2f')} | {fmt(ops.get('kernels_per_layer'), '.0f')} | "
                   f"{fmt(ops.get('item_per_layer'), '.0f')} | {fmt(ops.get('copies_per_layer'), '.0f')} |")
     md += ["", "Baselines: analysis rows against the plain forward (logits); the sweep row against one "
-           "run_with_hooks per cell (ratio = speed-up); transforms against ptwt (ratio < 1: ours faster).",
+           "run_with_hooks per cell (ratio = speed-up); transforms against ptwt (ratio < 1: ours faster). "
+           "Kernels / syncs / copies per layer: what the default + paper hooks add to one forward (the same forward "
+           "without them subtracted); on the CPU 'kernels' counts computing ATen ops (views and dtype moves left out).",
            *[f"- {k}: {v}" for k, v in notes.items()]]
     text = "\n".join(md) + "\n"
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).resolve().parent / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / ("gpu_tiny.md" if args.tiny else "gpu.md")).write_text(text)
-    (out / ("gpu_tiny.json" if args.tiny else "gpu.json")).write_text(json.dumps(rows, default=str))
+    stem = "gpu_tiny" if args.tiny else "gpu_cpu_proxies" if args.cpu else "gpu"
+    (out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.json").write_text(json.dumps(rows, default=str))
     print(text)
     return 0
 

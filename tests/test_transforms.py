@@ -354,3 +354,29 @@ def test_row_blocking_is_invisible(monkeypatch):
     assert rel_err(waverec(ours, "sym3", mode="antisymmetric", dim=1), back, 1.0) <= 1e-10
     sum(c.sum() for c in ours).backward()  # gradients flow through the blocks
     assert x.grad is not None and x.grad.shape == x.shape
+
+
+# ------------------------------------------------------------------ the accelerator path (issue 20)
+@pytest.mark.parametrize("wavelet", ["haar", "db2", "db4", "sym5", "coif2", "bior3.5", "rbio2.4"])
+def test_convolution_path_equals_pywt(wavelet, monkeypatch):
+    """On a GPU large transforms run as one strided convolution per level (ptwt's way). The path is
+    device-independent code: run here by listing the CPU among its devices, against PyWavelets."""
+    import tl_wavelet.transforms as T
+
+    monkeypatch.setattr(T, "CONV_DEVICES", ("cpu",))
+    g = torch.Generator().manual_seed(3)
+    for mode in pywt.Modes.modes:
+        for n in (600, 777):
+            x = torch.randn(40, n, dtype=torch.float64, generator=g)
+            for level in (1, 3):
+                ref = pywt.wavedec(x.numpy(), wavelet, mode=mode, level=level)
+                got = T.wavedec(x, wavelet, mode, level)
+                scale = max(float(np.abs(r).max()) for r in ref)
+                assert all(np.abs(a.numpy() - b).max() <= 1e-12 * scale for a, b in zip(got, ref)), (mode, n, level)
+                rec = T.waverec([torch.from_numpy(r) for r in ref], wavelet, mode).numpy()
+                assert np.abs(rec - pywt.waverec(ref, wavelet, mode=mode)).max() <= 1e-12 * scale, (mode, n, level)
+            cA, cD = T.dwt(x, wavelet, mode)
+            rA, rD = pywt.dwt(x.numpy(), wavelet, mode=mode)
+            assert np.allclose(cA.numpy(), rA, rtol=0, atol=1e-12 * scale) and np.allclose(cD.numpy(), rD, rtol=0, atol=1e-12 * scale)
+            y = T.idwt(cA, cD, wavelet, mode).numpy()
+            assert np.allclose(y, pywt.idwt(rA, rD, wavelet, mode=mode), rtol=0, atol=1e-12 * scale)

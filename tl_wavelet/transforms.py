@@ -284,12 +284,26 @@ def _pad_terms(n: int, mode: str, positions: tuple[int, ...]) -> tuple[tuple[Ten
     return tuple(cols)
 
 
+_ON_DEVICE: dict = {}
+
+
+def _on_device(t: Tensor, device: torch.device) -> Tensor:
+    """A cached host table on ``device``: copied once per device (a copy per call would make an
+    accelerator wait for the host)."""
+    if device.type == "cpu":
+        return t
+    key = (id(t), device)
+    if key not in _ON_DEVICE:
+        _ON_DEVICE[key] = t.to(device)
+    return _ON_DEVICE[key]
+
+
 def _pad(x: Float[Tensor, "rows n"], n: int, mode: str, positions: tuple[int, ...]) -> Float[Tensor, "rows p"]:
     """Extension samples at ``positions`` (all outside ``0..n-1``)."""
     out = None
     for idx, coef in _pad_terms(n, mode, positions) if positions else ():
-        v = x.index_select(-1, idx.to(x.device))
-        v = v if coef is None else v * coef.to(device=x.device, dtype=x.dtype)
+        v = x.index_select(-1, _on_device(idx, x.device))
+        v = v if coef is None else v * _on_device(coef, x.device).to(x.dtype)
         out = v if out is None else out + v
     return x.new_zeros(x.shape[0], len(positions)) if out is None else out
 
@@ -481,6 +495,8 @@ def _analyse(rows: Float[Tensor, "rows n"], bank: _Bank, level: int, mode: str) 
     if n <= SMALL_N and _small(rows.shape[0], n, n + level * bank.flen):
         m, sizes = _analysis_matrix(bank, mode, rows.shape[-1], level, rows.device)
         return list(_product(rows, m).split_with_sizes(sizes, dim=-1))
+    if rows.device.type in CONV_DEVICES:
+        return _conv_wavedec(rows, bank, level, mode)
     parts = [_wavedec_rows(chunk, bank, level, mode) for chunk in _row_chunks(rows)]
     return [torch.cat(c, dim=0) if len(c) > 1 else c[0] for c in zip(*parts)]
 
@@ -491,6 +507,8 @@ def _synthesise(rows: list[Float[Tensor, "rows _"]], bank: _Bank, mode: str) -> 
     if _small(rows[0].shape[0], sum(lengths), sum(lengths)):
         m = _synthesis_matrix(bank, mode, lengths, rows[0].device)
         return _product(torch.cat(rows, dim=-1), m)
+    if rows[0].device.type in CONV_DEVICES:
+        return _waverec_rows(rows, bank, mode, _conv_idwt_rows)
     chunks = zip(*(_row_chunks(r, width=rows[-1].shape[-1] * 2) for r in rows))
     out = [_waverec_rows(list(c), bank, mode) for c in chunks]
     return torch.cat(out, dim=0) if len(out) > 1 else out[0]
@@ -713,7 +731,8 @@ def waverec(
     return _from_rows(_synthesise(rows, bank, mode), shapes[0], dim)
 
 
-def _waverec_rows(rows: list[Float[Tensor, "rows _"]], bank: _Bank, mode: str) -> Float[Tensor, "rows n"]:
+def _waverec_rows(rows: list[Float[Tensor, "rows _"]], bank: _Bank, mode: str, idwt_rows=None) -> Float[Tensor, "rows n"]:
+    idwt_rows = _idwt_rows if idwt_rows is None else idwt_rows
     a = rows[0]
     for j, d in enumerate(rows[1:]):
         if a.shape[-1] == d.shape[-1] + 1:
@@ -723,8 +742,85 @@ def _waverec_rows(rows: list[Float[Tensor, "rows _"]], bank: _Bank, mode: str) -
                 f"coeffs: coefficient length mismatch at entry {j + 1}: approximation has {a.shape[-1]}, detail has "
                 f"{d.shape[-1]}. Pass the list exactly as wavedec returned it (zero bands with torch.zeros_like)."
             )
-        a = _idwt_rows(a, d, bank, mode)
+        a = idwt_rows(a, d, bank, mode)
     return a
+
+
+# ------------------------------------------------------------------ accelerators: one convolution per level
+#: Devices whose large transforms run as one strided convolution per level (ptwt's way) instead
+#: of one fused multiply-add per filter tap: on a GPU each op is a kernel launch, and the tap
+#: loop (about 40 ops a level) is launch-bound. On the CPU the tap loop is faster (mkldnn
+#: handles these 1-channel convolutions badly; see the filtering note above).
+CONV_DEVICES = ("cuda", "xpu", "mps")
+
+
+@functools.lru_cache(maxsize=64)
+def _conv_weights(bank: _Bank, kind: str) -> Tensor:
+    """Float64 host weights: ``"dec"`` [2, 1, F] (flipped analysis filters, lo and hi), ``"rec"``
+    [2, 2, F/2] (output phase p reads a and d through flipped taps ``rec[p::2]``)."""
+    if kind == "dec":
+        return torch.tensor([bank.dec_lo[::-1], bank.dec_hi[::-1]], dtype=torch.float64, device="cpu")[:, None, :]
+    w = [[bank.rec_lo[p::2][::-1], bank.rec_hi[p::2][::-1]] for p in (0, 1)]
+    return torch.tensor(w, dtype=torch.float64, device="cpu")
+
+
+def _conv(x: Tensor, w: Tensor, stride: int) -> Tensor:
+    """``conv1d`` in x's dtype with TF32 off: float32 convolutions on NVIDIA GPUs default to
+    10-bit mantissas, which would lose PyWavelets' agreement (1e-7 -> 1e-3)."""
+    w = _on_device(w, x.device).to(x.dtype)
+    if x.device.type != "cuda":
+        return torch.nn.functional.conv1d(x, w, stride=stride)
+    cudnn = torch.backends.cudnn
+    with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False):
+        return torch.nn.functional.conv1d(x, w, stride=stride)
+
+
+def _conv_dwt_rows(x: Float[Tensor, "rows n"], bank: _Bank, mode: str) -> tuple[Tensor, Tensor]:
+    """:func:`_dwt_rows` as one stride-2 convolution of the extended signal with both filters."""
+    n, flen = x.shape[-1], bank.flen
+    if mode in ("reflect", "antireflect") and n < 2:
+        raise ValueError(f"mode={mode!r} needs at least 2 positions per level (as pywt), got {n}: use another mode.")
+    if mode == "periodization":
+        n_out, lo, first = (n + 1) // 2, 1 - flen // 2, flen // 2
+    else:
+        n_out, lo, first = (n + flen - 1) // 2, 2 - flen, 1
+    hi = first + 2 * (n_out - 1)
+    # ext covers positions lo..hi; out[o] = sum_j taps[j] ext(first + 2o - j), and first - lo = F - 1
+    ext = torch.cat([_pad(x, n, mode, tuple(range(lo, 0))), x[:, : hi + 1], _pad(x, n, mode, tuple(range(n, hi + 1)))], -1)
+    out = _conv(ext[:, None, :], _conv_weights(bank, "dec"), 2)
+    return out[:, 0], out[:, 1]
+
+
+def _conv_wavedec(rows: Float[Tensor, "rows n"], bank: _Bank, level: int, mode: str) -> list[Tensor]:
+    details = []
+    for _ in range(level):
+        rows, d = _conv_dwt_rows(rows, bank, mode)
+        details.append(d)
+    return [rows, *details[::-1]]
+
+
+def _conv_idwt_rows(a: Float[Tensor, "rows m"], d: Float[Tensor, "rows m"], bank: _Bank, mode: str) -> Tensor:
+    """:func:`_idwt_rows` as one convolution: sample 2k+p = sum_j g_p[j] c[k + F/2 - 1 - j]."""
+    m, half = a.shape[-1], bank.flen // 2
+    if mode == "periodization":
+        idx = _on_device(_wrap_index(m, half), a.device)
+        a, d = a.index_select(-1, idx), d.index_select(-1, idx)
+        shift = (1 if half % 2 == 0 else 0) - 2 * (bank.flen // 4)
+    elif m < half:
+        raise ValueError(
+            f"{bank.name or 'wavelet'} reconstruction needs at least {half} coefficients per band, got {m}: "
+            "pass coefficients as returned by wavedec."
+        )
+    else:
+        shift = 0
+    phases = _conv(torch.stack([a, d], 1), _conv_weights(bank, "rec"), 1)  # [rows, 2, count]
+    out = rearrange(phases, "r p k -> r (k p)")
+    return torch.roll(out, shifts=shift, dims=-1) if shift else out
+
+
+@functools.lru_cache(maxsize=256)
+def _wrap_index(m: int, half: int) -> Tensor:
+    return torch.arange(-(half - 1), m, device="cpu") % m
 
 
 def band_labels(level: int) -> list[str]:
