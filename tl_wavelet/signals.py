@@ -13,6 +13,8 @@ All functions are vectorised with ``gather``; there is no Python loop over queri
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from einops import rearrange, reduce
 from jaxtyping import Float, Int
@@ -20,7 +22,7 @@ from torch import Tensor
 
 from .validate import check_bool, check_tensor
 
-__all__ = ["offset_aligned_rows", "offset_profile", "received_attention", "without_first_key"]
+__all__ = ["offset_aligned_rows", "offset_profile", "received_attention", "without_first_key", "row_plan"]
 
 
 def _check_pattern(pattern: Tensor) -> int:
@@ -175,3 +177,22 @@ def received_attention(
     else:
         out = total / n
     return out.to(pattern.dtype if dtype is None else dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def row_plan(n: int, drop_first_key: bool, min_len: int, max_rows: int, paper: bool) -> tuple[Tensor, Tensor]:
+    """(query rows, their valid lengths) of ``pattern_rows``, on the CPU.
+
+    A function of the length alone, so it is computed on the host once per length: the
+    hooks never ask the device which rows are long enough. Rows: evenly spaced query rows
+    long enough for the wavelet, the last one included (``paper``: the last row only).
+    """
+    lengths = torch.arange(n, device="cpu") + 1 - int(drop_first_key)
+    if paper:
+        idx = torch.tensor([n - 1], device="cpu")
+    else:
+        long_enough = (lengths >= min_len).nonzero()
+        first = int(long_enough[0]) if len(long_enough) else n - 1
+        count = min(max_rows, n - first)
+        idx = torch.linspace(first, n - 1, count, device="cpu").round().long().unique()
+    return idx, lengths[idx]

@@ -14,7 +14,6 @@ The hooks are ordinary TransformerLens ``(name, fn)`` pairs that compose with
 """
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ from torch import Tensor
 from .. import metrics as M
 from ..adapter import ModelShape, hook_name, is_causal, model_shape, require_hooks, resolve_layers
 from ..rope import describe_positions, rope_frequencies, rotary_hooks
-from ..signals import offset_aligned_rows, received_attention, without_first_key
+from ..signals import offset_aligned_rows, received_attention, row_plan, without_first_key
 from ..state import check_fingerprint, model_fingerprint
 from ..stats import MIN_CORRELATION_N, RunningCorrelation, RunningMoments, to_host
 from ..transforms import causal_bands, wavedec
@@ -39,25 +38,6 @@ from .result import HeadReport
 __all__ = ["layer_metrics", "spectral_metrics", "rope_pair_energy", "HeadAccumulator", "metric_hooks"]
 
 _HALF = (torch.float16, torch.bfloat16)
-
-
-@functools.lru_cache(maxsize=64)
-def _row_plan(n: int, drop_first_key: bool, min_len: int, max_rows: int, paper: bool) -> tuple[Tensor, Tensor]:
-    """(query rows, their valid lengths) of ``pattern_rows``, on the CPU.
-
-    A function of the length alone, so it is computed on the host once per length: the
-    hooks never ask the device which rows are long enough. Rows: evenly spaced query rows
-    long enough for the wavelet, the last one included (``paper``: the last row only).
-    """
-    lengths = torch.arange(n, device="cpu") + 1 - int(drop_first_key)
-    if paper:
-        idx = torch.tensor([n - 1], device="cpu")
-    else:
-        long_enough = (lengths >= min_len).nonzero()
-        first = int(long_enough[0]) if len(long_enough) else n - 1
-        count = min(max_rows, n - first)
-        idx = torch.linspace(first, n - 1, count, device="cpu").round().long().unique()
-    return idx, lengths[idx]
 
 
 def _on(t: Tensor, device: torch.device, cache: dict) -> Tensor:
@@ -121,15 +101,19 @@ def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None, caus
             shorts[a] = received_attention(p[..., :m, :m], dtype=torch.float64, causal=causal)[..., None, :]
     else:  # pattern_rows
         all_rows = aligned[0]
-        idx, lengths = _row_plan(n, cfg.drop_first_key, min(cfg.min_length(), n), cfg.max_rows, cfg.paper)
+        idx, lengths = row_plan(n, cfg.drop_first_key, min(cfg.min_length(), n), cfg.max_rows, cfg.paper)
         rows = all_rows[..., _on(idx, pattern.device, _DEVICE_TABLES), :]
         lengths = _on(lengths, pattern.device, _DEVICE_TABLES)
         # The DWT metrics need one signal of full length: the last query row, the only
-        # one that sees the whole sequence, in key order (the paper's a_h(t)).
-        full = pattern[..., -1:, :]
+        # one that sees the whole sequence, in key order (the paper's a_h(t)); without the
+        # first key when it is dropped, as every other signal
+        def last(p: Tensor) -> Tensor:
+            return without_first_key(p) if cfg.drop_first_key else p
+
+        full = last(pattern[..., -1:, :])
         for a in cfg.alphas:
             m = math.floor(a * n)
-            shorts[a] = pattern[..., m - 1 : m, :m]
+            shorts[a] = last(pattern[..., m - 1 : m, :m])
     return rows, lengths, full, shorts
 
 
@@ -189,10 +173,17 @@ def _layer_values(act: Tensor, cfg: MetricConfig, kind: str, causal: bool | None
     """
     n = act.shape[-1] if kind == "pattern" else act.shape[1]
     if kind == "pattern":
-        rows, lengths, full, shorts = _signals_from_pattern(act, cfg, causal=causal)
+        signals = _signals_from_pattern(act, cfg, causal=causal)
     else:
-        rows, lengths, full, shorts = _signals_from_z(act, cfg)
+        signals = _signals_from_z(act, cfg)
+    return _signal_metrics(signals, cfg, kind, n)
 
+
+def _signal_metrics(signals: tuple, cfg: MetricConfig, kind: str, n: int) -> dict[str, Tensor]:
+    """Every metric of one layer from its signals ``(rows, lengths, full, shorts)`` (of
+    :func:`_signals_from_pattern`, :func:`_signals_from_z`, or the blockwise attention of
+    :mod:`tl_wavelet.analysis.blockwise`), for sequences of ``n`` positions."""
+    rows, lengths, full, shorts = signals
     out: dict[str, Tensor] = {}
     dt, dt_full = M._out_dtype(rows), M._out_dtype(full)  # the public functions' output dtypes
     # Band energies: which dyadic scale the head works at. "band_energy_deep" runs to the
@@ -354,6 +345,7 @@ class HeadAccumulator:
         self._rope_q = {L: RunningMoments() for L in self.layers}
         self._rope_k = {L: RunningMoments() for L in self.layers}
         self._pending: dict[tuple[int, str], tuple[dict, int, int]] = {}  # this forward pass, not yet committed
+        self.attention_path = "patterns"  # set by analysis.stream: "patterns" or "blockwise"
         self.seq_len: int | None = None
         self.fingerprint = {
             "model": model_fingerprint(model),
@@ -384,6 +376,7 @@ class HeadAccumulator:
         self._rope_q = {L: RunningMoments() for L in self.layers} if self.rope else {}
         self._rope_k = {L: RunningMoments() for L in self.layers} if self.rope else {}
         self._pending = {}
+        self.attention_path = "patterns"
         return self
 
     def add_rope(self, layer: int, which: str, activation: Float[Tensor, "batch pos head d_head"]) -> None:
@@ -445,6 +438,28 @@ class HeadAccumulator:
             self._put((layer, "main"), values, activation.shape[0], n, staged)
 
         return fn
+
+    def _feed_attention(self, layer: int, query: Tensor, key: Tensor, output: Tensor, signals: tuple | None) -> None:
+        """One layer of a blockwise forward (:mod:`tl_wavelet.analysis.blockwise`): its post-RoPE
+        ``query`` [b, h, n, d] and ``key`` [b, h_kv, n, d], the attention ``output`` [b, n, h, d]
+        (``hook_z``'s layout) and this accumulator's ``signals`` computed from them."""
+        b, n, cfg = query.shape[0], query.shape[-2], self.config
+        self._check_seq_len(n)
+        cfg.check_length(n)
+        if signals is None:  # signal="z": the attention output
+            act = _working_copy(output, "z", cfg)
+            values = _layer_values(act, cfg, "z")
+            bad = ~torch.isfinite(act).flatten(1).all(1)
+        else:
+            values = _signal_metrics(signals, cfg, "pattern", n)
+            bad = ~(torch.isfinite(query).flatten(1).all(1) & torch.isfinite(key).flatten(1).all(1))
+        values["_nonfinite"] = bad.sum()
+        self._put((layer, "main"), values, b, n, True)
+        if self.rope:
+            meta = self.rope_meta[layer]
+            for which, x in (("q", query), ("k", key)):
+                self._put((layer, which), _pair_energy(x.detach().transpose(1, 2), meta["rotary_dim"],
+                                                       meta["adjacent_pairs"]), b, n, True)
 
     def _rope_hook(self, layer: int, which: str, staged: bool = True):
         meta = self.rope_meta[layer]
@@ -666,6 +681,7 @@ class HeadAccumulator:
             stats=stats,
             rope=rope,
             model_name=self.model_name,
+            attention=self.attention_path,
         )
 
 

@@ -47,6 +47,8 @@ class HeadReport:
     stats: dict = field(repr=False)
     rope: dict | None = field(default=None, repr=False)
     model_name: str | None = None
+    #: how the heads were measured: "patterns" (hook_pattern) or "blockwise" (queries and keys)
+    attention: str = "patterns"
 
     # ------------------------------------------------------------ display
     def __post_init__(self):

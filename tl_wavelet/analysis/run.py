@@ -7,11 +7,16 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import distributed as D
-from ..adapter import as_tokens, facts, is_text, last_fired
+from ..adapter import as_tokens, facts, is_causal, is_text, last_fired
 from ..state import tensor_digest
-from ..validate import check_bool, check_int, check_right_padding
+from ..validate import check_bool, check_choice, check_int, check_optional_int, check_right_padding
+from . import blockwise as B
 from .hooks import HeadAccumulator
 from .result import HeadReport
+
+#: attention="auto" measures blockwise from this many tokens on (patterns cost n^2 per head)
+AUTO_BLOCKWISE_FROM = 1024
+ATTENTION_PATHS = ("auto", "patterns", "blockwise")
 
 __all__ = ["analyze_heads", "stream"]
 
@@ -32,6 +37,8 @@ def analyze_heads(
     rope: bool | None = None,
     drop_first_key: bool = False,
     attention_mask=None,
+    attention: str = "auto",
+    block_size: int | None = None,
 ) -> "HeadReport":
     """Measure every (layer, head) over a corpus, streaming: nothing is cached.
 
@@ -57,6 +64,14 @@ def analyze_heads(
         batch of token ids. Every metric compares sequences of one length, so the
         sequences are cut to the shortest real length (a warning says how many real
         tokens that drops); causal attention keeps the pads invisible to real tokens.
+    attention : "auto" | "patterns" | "blockwise". ``"patterns"`` reads ``hook_pattern``
+        (eager attention, batch x heads x n x n per layer). ``"blockwise"`` computes the
+        same signals from each layer's queries and keys a block of queries at a time while
+        the model runs its fast attention (SDPA), never holding n x n
+        (:mod:`tl_wavelet.analysis.blockwise`; TransformerBridge models, checked once per
+        model against their own patterns). ``"auto"``: blockwise from
+        :data:`AUTO_BLOCKWISE_FROM` tokens on where it is exact for the model, else patterns.
+    block_size : queries per block of the blockwise path (None: from a memory budget).
 
     Returns
     -------
@@ -98,7 +113,7 @@ def analyze_heads(
             f"{D.world_size()} ranks but only {tokens.shape[0]} sequences: every rank needs at least one. "
             "Pass more sequences or launch fewer ranks (torchrun --nproc_per_node)."
         )
-    stream(model, tokens, [acc], batch_size=batch_size, progress=progress)
+    stream(model, tokens, [acc], batch_size=batch_size, progress=progress, attention=attention, block_size=block_size)
     return acc.report()
 
 
@@ -131,12 +146,15 @@ def _check_accumulators(accumulators, n: int) -> None:
             raise ValueError(f"tokens: {e}") from None
 
 
-def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool = True) -> None:
+def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool = True, attention: str = "patterns",
+           block_size: int | None = None) -> None:
     """Run ``tokens`` through ``model`` in batches with every accumulator's hooks at once.
 
     One forward pass feeds several accumulators (e.g. default and ``paper=True`` metrics,
     or several signals), and each pass ends after the last hook any of them needs.
     ``tokens`` takes the forms of :func:`tl_wavelet.adapter.as_tokens` (token ids).
+    ``attention`` / ``block_size``: which forward measures the heads (see :func:`analyze_heads`);
+    the blockwise path feeds HeadAccumulators only.
 
     Distributed: when ``torch.distributed`` is initialised with several ranks, every rank
     must pass the same ``tokens`` and accumulators (checked by one ``all_gather`` of
@@ -150,19 +168,20 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
     """
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     progress = check_bool(progress, "progress")
+    block_size = check_optional_int(block_size, "block_size", minimum=1)
     tokens = as_tokens(model, tokens)
     _check_accumulators(accumulators, tokens.shape[1])
-    hooks = [h for acc in accumulators for h in acc.hooks()]
-    stop = last_fired(acc.stop_hook for acc in accumulators)
     f = facts(model)
     f.placement()  # a model the backend cannot run is refused before any batch
+    forward = _batch_runner(f, accumulators, _attention_path(f, accumulators, tokens.shape[1], attention), block_size,
+                            progress and tokens.shape[1] >= 4096)
     world, rank = D.world_size(), D.rank()
     n = tokens.shape[0]
 
     def run(ranges) -> None:
         for start, stop_ in tqdm(ranges, desc="analyze_heads", unit="batch", disable=not progress or rank != 0):
             try:
-                f.run_until(tokens[start:stop_], hooks, stop_at=stop)
+                forward(tokens[start:stop_])
             except BaseException:  # this batch counts nowhere: drop what its pass fed (then raise)
                 for acc in accumulators:
                     if hasattr(acc, "_rollback"):
@@ -201,3 +220,67 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
     for part in parts:  # rank order on every rank: the same sums everywhere
         for acc, sd in zip(accumulators, part, strict=True):
             acc.merge(sd)
+
+
+def _batch_runner(f, accumulators, path: str, block_size: int | None, bar: bool):
+    """``forward(batch)``: one forward pass feeding every accumulator, by hooks on the patterns or blockwise."""
+    for acc in accumulators:
+        acc.attention_path = path
+    if path == "blockwise":
+        return _blockwise_batches(f, accumulators, block_size, bar)
+    hooks = [h for acc in accumulators for h in acc.hooks()]
+    stop = last_fired(acc.stop_hook for acc in accumulators)
+
+    def forward(batch) -> None:
+        f.run_until(batch, hooks, stop_at=stop)
+
+    return forward
+
+
+def _attention_path(f, accumulators, n: int, attention: str) -> str:
+    """``"patterns"`` or ``"blockwise"``: what ``attention`` means for this model, length and accumulators."""
+    check_choice(attention, "attention", ATTENTION_PATHS)
+    if attention == "patterns" or (attention == "auto" and n < AUTO_BLOCKWISE_FROM):
+        return "patterns"
+    why = None
+    if not all(hasattr(acc, "_feed_attention") for acc in accumulators):
+        why = "the definition multiverse reads full attention patterns"
+    elif not is_causal(f.model):
+        why = "the model is a bidirectional encoder (the blockwise rows assume causal attention)"
+    else:
+        why = B.check_against_patterns(f)
+    if why is None:
+        return "blockwise"
+    if attention == "blockwise":
+        raise ValueError(f"attention='blockwise' is not available here: {why}. Use attention='patterns'.")
+    warnings.warn(f"attention='auto' at {n} tokens measures from attention patterns (n x n per head): the blockwise "
+                  f"path is not available here ({why}).", stacklevel=4)
+    return "patterns"
+
+
+def _blockwise_batches(f, accumulators, block_size: int | None, bar: bool):
+    """A batch runner for the blockwise path: one pass over each layer's query blocks serves every accumulator."""
+    needed = sorted({L for acc in accumulators for L in acc.layers})
+
+    def forward(batch) -> None:
+        progress = tqdm(total=None, desc="blockwise attention", unit="block", disable=not bar, leave=False)
+
+        def feed(layer, query, key, value, mask, kwargs):
+            users = [acc for acc in accumulators if layer in acc.layers]
+            if not users:
+                return
+            cfgs = [acc.config for acc in users if acc.config.signal != "z"]
+            wants_z = any(acc.config.signal == "z" for acc in users)
+            signals, z = B.block_signals(query, key, cfgs, scaling=B._scaling(kwargs, query), softcap=kwargs.get("softcap"),
+                                         sliding_window=kwargs.get("sliding_window"), mask=mask, block=block_size,
+                                         on_block=lambda: progress.update(1), value=value if wants_z else None)
+            signals = iter(signals)
+            for acc in users:
+                acc._feed_attention(layer, query, key, z, None if acc.config.signal == "z" else next(signals))
+
+        try:
+            B.blockwise_forward(f.model, f.backend, f.to_device(batch), B.BlockwiseRun(feed, last_layer=needed[-1]))
+        finally:
+            progress.close()
+
+    return forward
