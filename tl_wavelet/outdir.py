@@ -266,6 +266,11 @@ def _exchange(final: Path, staging: Path) -> Path:
     """``staging`` becomes ``final``; returns where the old ``final`` now is."""
     if _renameat2_exchange(final, staging):
         return staging
+    return _swap_by_renames(final, staging)
+
+
+def _swap_by_renames(final: Path, staging: Path) -> Path:
+    """The exchange in two renames, where the system has no atomic one (e.g. NFS); undone if the second fails."""
     backup = final.parent / f".{final.name}.{_BACKUP}{os.getpid()}-{time.time_ns()}"
     os.rename(final, backup)  # from here the old report is complete at backup ...
     try:
