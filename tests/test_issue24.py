@@ -450,5 +450,5 @@ def test_point10_list_of_short_strings_says_how_many_tokens_they_have(random_mod
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         docs = tlw.corpus.default_corpus()
-        report = tlw.analyze_heads(random_model, docs, seq_len=128, n_sequences=4, level=3, progress=False)
-    assert report.n_sequences == 4
+        report = tlw.analyze_heads(random_model, docs, seq_len=128, n_sequences=8, progress=False)
+    assert report.n_sequences == 8
