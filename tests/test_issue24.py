@@ -452,3 +452,52 @@ def test_point10_list_of_short_strings_says_how_many_tokens_they_have(random_mod
         docs = tlw.corpus.default_corpus()
         report = tlw.analyze_heads(random_model, docs, seq_len=128, n_sequences=8, progress=False)
     assert report.n_sequences == 8
+
+
+def test_point3_emergence_force_replaces_the_experiment_and_keeps_the_users_files(tmp_path, capsys):
+    out = tmp_path / "em"
+    out.mkdir()
+    (out / "report.html").write_text("an earlier experiment")
+    (out / "runs").mkdir()
+    (out / "runs" / "old_seed0.csv").write_text("an earlier run's log")
+    (out / "notes.txt").write_text("mine")
+    args = ["emergence", "--ci", "--out", str(out), "--steps", "4", "--every", "2", "--seeds", "0", "--positions",
+            "rope", "--data", "synthetic", "--workers", "1", "--quiet"]
+    assert main(args) == 2 and "--force" in capsys.readouterr().err  # occupied: refused, untouched
+    assert (out / "report.html").read_text() == "an earlier experiment"
+    assert main(args + ["--force"]) == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        "rope_seed0.csv", "rope_seed0_layers.csv", "rope_seed0_multiverse.csv"]
+    assert "an earlier experiment" not in (out / "report.html").read_text()
+    assert (out / "notes.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["em"]
+    assert json.loads((out / "config.json").read_text())["steps"] == 4
+
+
+def _sigint_as_at_a_terminal():
+    # a child started from a background job inherits SIGINT ignored (see tests/test_resume.py)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def test_point3_emergence_force_interrupted_keeps_the_earlier_experiment_and_the_new_logs(tmp_path):
+    out = tmp_path / "em"
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "old_seed0.csv").write_text("an earlier run's log")
+    (out / "report.html").write_text("an earlier experiment")
+    before = _snapshot(out)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tl_wavelet.cli", "emergence", "--ci", "--out", str(out), "--force", "--steps", "2000",
+         "--every", "10", "--seeds", "0", "--positions", "rope", "--data", "synthetic", "--workers", "1", "--quiet"],
+        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_sigint_as_at_a_terminal)
+    t0 = time.time()
+    while not any(p.stat().st_size for p in tmp_path.rglob("rope_seed0.csv")):  # the new run has logged
+        assert proc.poll() is None and time.time() - t0 < 240, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert _snapshot(out) == before  # the earlier experiment, as it was
+    staged = [p for p in tmp_path.iterdir() if p.name != "em"]
+    assert len(staged) == 1 and str(staged[0] / "runs") in err and "unchanged" in err
+    assert (staged[0] / "runs" / "rope_seed0.csv").stat().st_size  # the finished steps' log, kept and named
