@@ -137,3 +137,19 @@ def test_in_place_needs_the_folder(tmp_path):
     od = claim(tmp_path / "o", force=False, ours=_ours, in_place=True)  # occupied: fine in place
     assert not od.staged
     od.release()
+
+
+def test_a_checkpoint_left_by_an_interrupted_run_points_to_resume(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"state")
+    with pytest.raises(OutError, match="holds checkpoint.pt from an interrupted run: add --resume"):
+        claim(out, force=False, ours=_ours, resume_file="checkpoint.pt")
+    od = claim(out, force=False, ours=_ours, resume_file="checkpoint.pt", resume=True)  # continues in place
+    assert not od.staged
+    od.release()
+    (out / "checkpoint.pt").unlink()
+    (out / "report.html").write_text("x")
+    with pytest.raises(OutError, match="--resume: .* holds no checkpoint.pt to resume from"):
+        claim(out, force=False, ours=_ours, resume_file="checkpoint.pt", resume=True)
+    assert sorted(p.name for p in out.iterdir()) == ["report.html"]

@@ -284,12 +284,14 @@ def _claim(args, ours, *, resume_file: str | None = None, in_place: bool = False
 
     try:
         od = claim(args.out, force=getattr(args, "force", False), ours=ours, resume_file=resume_file,
-                   in_place=in_place, command="tl-wavelet " + shlex.join(args.argv))
+                   resume=getattr(args, "resume", False), in_place=in_place,
+                   command="tl-wavelet " + shlex.join(args.argv))
     except OutError as e:
         raise UserError(str(e)) from None
     for p in od.leftovers:
-        print(f"tl-wavelet: note: {p} was left by an interrupted --force run into {od.final} (it may hold a "
-              "complete report); delete it if you do not need it.", file=sys.stderr)
+        print(f"tl-wavelet: note: {p} was left by an interrupted --force run into {od.final}: it may hold a "
+              "complete report, and files of yours moved there for the swap; look inside, then delete it.",
+              file=sys.stderr)
     return od
 
 
@@ -527,7 +529,7 @@ def _analyze_run(args) -> int:
         def prepare():  # rank 0 alone claims --out and reads the checkpoint; the others get its answer
             if not is_main:
                 return None
-            held["out"] = od = _claim(args, _ours_analyze, resume_file=CHECKPOINT if args.resume else None)
+            held["out"] = od = _claim(args, _ours_analyze, resume_file=CHECKPOINT)
             return od.final, od.work, _read_checkpoint(args, od.final)
 
         # the checkpoint is written where the report files go: --out, or with --force into an

@@ -55,20 +55,9 @@ class _Lock:
 
     @classmethod
     def take(cls, path: Path, command: str) -> "_Lock":
-        import fcntl
-
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise _Busy(_holder(path)) from None
-            except OSError as e:  # a filesystem without flock: the pid check stands in
-                if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-                    os.close(fd)
-                    raise
-                _refuse_if_alive(path, fd)
+            _flock_or_pid_check(path, fd)
             # the previous holder may have removed the file after we opened it: hold the live one
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(path))
@@ -93,6 +82,25 @@ class _Lock:
             pass
         os.close(self.fd)
         self.fd = -1
+
+
+def _flock_or_pid_check(path: Path, fd: int) -> None:
+    """Hold ``flock`` on ``fd``, or raise _Busy with the holder; where there is no flock, check the pid."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: the pid check stands in
+        _refuse_if_alive(path, fd)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise _Busy(_holder(path)) from None
+    except OSError as e:  # a filesystem without flock: the pid check stands in
+        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            os.close(fd)
+            raise
+        _refuse_if_alive(path, fd)
 
 
 class _Busy(Exception):
@@ -320,12 +328,13 @@ def _leftovers(final: Path) -> list[Path]:
 
 
 def claim(out: str | os.PathLike, *, force: bool, ours: Callable[[str], bool], resume_file: str | None = None,
-          in_place: bool = False, command: str | None = None) -> OutDir:
+          resume: bool = False, in_place: bool = False, command: str | None = None) -> OutDir:
     """Check, create and lock ``--out`` for one run; with ``force`` into an occupied folder, stage.
 
     ``ours(name)``: whether an entry of ``--out`` is one this command writes (replaced by a
-    --force run; every other entry is the user's and is kept). ``resume_file``: a file whose
-    presence means "continue in place" (``--resume``); None when the command cannot resume.
+    --force run; every other entry is the user's and is kept). ``resume_file``: the file an
+    interrupted run leaves (None when the command cannot resume); with ``resume`` (``--resume``)
+    its presence means "continue in place".
     ``in_place``: the run works on what the folder holds (e.g. rebuilds a report from its
     logs): the folder must exist and is only locked.
     Raises :class:`OutError` (nothing changed) when the folder cannot be used.
@@ -350,7 +359,7 @@ def claim(out: str | os.PathLike, *, force: bool, ours: Callable[[str], bool], r
     try:
         od.leftovers = _leftovers(final)
         if not in_place:
-            _decide(od, force, ours, resume_file)
+            _decide(od, force, ours, resume_file, resume)
     except BaseException:
         od.release()
         raise
@@ -365,17 +374,22 @@ def _remove_created(created: list[Path]) -> None:
             break
 
 
-def _decide(od: OutDir, force: bool, ours: Callable[[str], bool], resume_file: str | None) -> None:
+def _decide(od: OutDir, force: bool, ours: Callable[[str], bool], resume_file: str | None, resume: bool) -> None:
     """Under the lock: write in place (new, empty, or resuming), or stage a --force run."""
-    if resume_file is not None and (od.final / resume_file).exists():
+    resumable = resume_file is not None and (od.final / resume_file).exists()
+    if resume and resumable:
         return  # resuming in place: the checkpoint and the files written so far stay
     if not any(p.name != LOCK for p in od.final.iterdir()):
         return
-    if not force:
-        hint = ("rerun without --resume into a new folder, or add --force to start over there"
-                if resume_file is not None else "choose a new folder, or pass --force")
-        what = (f"holds no {resume_file} to resume from (and is not empty)" if resume_file is not None
-                else "exists and is not empty")
-        raise OutError(f"--out {str(od.final)!r} {what}: {hint} (earlier report files there are replaced only once "
-                       "the new run has finished).")
-    od._stage(ours)
+    if force:
+        od._stage(ours)
+        return
+    if resume:
+        raise OutError(f"--resume: --out {str(od.final)!r} holds no {resume_file} to resume from (and is not empty): "
+                       "rerun without --resume into a new folder, or add --force to start over there.")
+    if resumable:
+        raise OutError(f"--out {str(od.final)!r} holds {resume_file} from an interrupted run: add --resume to "
+                       "continue it, or --force to start over there (the files there are replaced only once the new "
+                       "run has finished), or choose a new folder.")
+    raise OutError(f"--out {str(od.final)!r} exists and is not empty: choose a new folder, or pass --force to write "
+                   "into it (earlier report files there are replaced only once the new run has finished).")
