@@ -51,8 +51,14 @@ def _check(row, truth, tol=2e-5):
 
 
 def test_position_buckets():
-    assert position_buckets(64) == [(0, 15), (16, 63)]
-    assert position_buckets(300) == [(0, 15), (16, 63), (64, 255), (256, 1023)]
+    # issue 24.9: the last bucket ends at the last predicting position n - 2, not at the dyadic edge
+    assert position_buckets(64) == [(0, 15), (16, 62)]
+    assert position_buckets(128) == [(0, 15), (16, 63), (64, 126)]
+    assert position_buckets(300) == [(0, 15), (16, 63), (64, 255), (256, 298)]
+    assert position_buckets(17) == [(0, 15)] and position_buckets(2) == [(0, 0)]
+    for n in range(2, 600):  # a partition of 0..n-2, whatever the length
+        b = position_buckets(n)
+        assert b[0][0] == 0 and b[-1][1] == n - 2 and all(x[1] + 1 == y[0] for x, y in zip(b, b[1:]))
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 9])  # 9 rows: 3 ablations stacked per forward

@@ -10,10 +10,20 @@ measures every head with our default and the paper's literal definitions in one 
 writes the report (so an interrupted sweep still leaves a complete analysis report),
 then runs the band-ablation sweep and rewrites the report with it.
 
-User errors (unknown model, missing package, bad text, occupied output folder, bad
-option values) print one ``tl-wavelet: error: ...`` message and exit with status 2;
-Ctrl-C exits with 130 after saying which (complete) files were written. Set
-``TL_WAVELET_DEBUG=1`` to get Python tracebacks instead.
+User errors (unknown model, missing package, bad text, an occupied, unwritable or busy
+output folder, an unreadable checkpoint, bad option values) print one ``tl-wavelet: error:
+...`` line and exit with status 2, before any model is loaded where they can be seen then;
+a failure the system reports later (a --force swap that cannot be made, a disk that fills)
+is one line and status 1; Ctrl-C exits with 130 after saying which (complete) files were
+written. Set ``TL_WAVELET_DEBUG=1`` to get Python tracebacks instead.
+
+The output folder (:mod:`tl_wavelet.outdir`): every command checks that it can write
+``--out``, creates it and takes a lock in it (``.tl-wavelet.lock``, held with ``flock``,
+naming the run) before loading anything, so a second run into the same folder is refused
+while the first lives, and a killed run never leaves it locked. ``--force`` into an
+occupied folder builds the new report in a staging folder beside it and swaps the two
+folders in one step once the run has finished (your own files in --out are carried over);
+if the swap cannot be made, the earlier report is unchanged and the new one is kept, named.
 
 Resuming: the analysis state is saved atomically to ``--out/checkpoint.pt`` every
 ``--checkpoint-every`` batches; after Ctrl-C or a killed process, the same command with
@@ -30,9 +40,7 @@ import argparse
 import os
 import re
 import shlex
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -94,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure every attention head (default and paper definitions), run the band-ablation "
         "sweep, and write tables, figures and report.html into --out.",
     )
-    _model_corpus_args(a, force_help="write into a non-empty --out, replacing earlier report files")
+    _model_corpus_args(a, force_help="replace the earlier report in a non-empty --out once this run has finished "
+                       "(other files there are kept)")
     a.add_argument("--level", type=int, default=5, help="wavelet decomposition level (default 5: bands A5, D5..D1)")
     a.add_argument("--wavelet", default="db2", help="PyWavelets wavelet for the paper's DWT metrics (default db2)")
     a.add_argument("--signal", default="offset_profile", choices=["offset_profile", "pattern_rows", "z"],
@@ -126,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"], help="RoPE decoders to compare")
     c.add_argument("--encoder", default="minilm-l6", help="absolute-position reference ('none' to skip)")
     c.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
-    c.add_argument("--force", action="store_true", help="replace earlier comparison files in --out")
+    c.add_argument("--force", action="store_true",
+                   help="replace earlier comparison files in --out once this run has finished (other files are kept)")
     c.add_argument("--seq-len", type=int, default=256, help="tokens per sequence (default 256)")
     c.add_argument("--n-sequences", type=int, default=16, help="sequences per model (default 16)")
     c.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
@@ -142,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         "report.html, CSVs, tracker logs (runs/) and checkpoints (checkpoints/) into --out.",
     )
     e.add_argument("--out", required=True, help="output folder (must be empty or new unless --force)")
-    e.add_argument("--force", action="store_true", help="write into a non-empty --out (runs/ and checkpoints/ are replaced)")
+    e.add_argument("--force", action="store_true",
+                   help="replace an earlier experiment in a non-empty --out once this one has finished (runs/, "
+                   "checkpoints/ and the report are replaced, other files kept)")
     e.add_argument("--ci", action="store_true", help="the shortened CI version (1 seed, 1 layer, 120 steps)")
     e.add_argument("--steps", type=int, default=None, help="training steps per run (default 500; --ci 120)")
     e.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --ci 0)")
@@ -170,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
         "padding, attention sink, correlation axis, wavelet, level, ...) in one pass; write multiverse.csv, "
         "one specification-curve figure per metric (spec_<metric>.png) and summary.md into --out.",
     )
-    _model_corpus_args(m, force_help="write into a non-empty --out, replacing earlier files")
+    _model_corpus_args(m, force_help="replace earlier multiverse files in a non-empty --out once this run has "
+                       "finished (other files there are kept)")
     m.add_argument("--axis", action="append", default=[], metavar="NAME=V1,V2",
                    help="restrict or extend one axis, e.g. --axis signal=offset_profile,last_row --axis level=4,5 "
                    "(repeatable; default: every axis at its default values)")
@@ -195,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     debug = os.environ.get("TL_WAVELET_DEBUG", "") not in ("", "0")
     from .distributed import RankError
+    from .outdir import SwapError
 
     try:
         return args.func(args)
@@ -203,10 +217,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tl-wavelet: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except RankError as e:  # another rank failed (it prints its own error)
+    except (RankError, SwapError) as e:  # another rank failed (it prints its own error); a swap that could not be made
         if debug:
             raise
         print(f"tl-wavelet: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as e:  # the system refused a write (disk full, a folder changed under the run): one line, no traceback
+        if debug:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"tl-wavelet: error: {e.strerror or e}{where}. Finished files stay where they are; "
+              "set TL_WAVELET_DEBUG=1 for a traceback.", file=sys.stderr)
         return EXIT_FAILED
 
 
@@ -247,50 +268,39 @@ def _ours(name: str) -> bool:
     return name in OUTPUT_FILES or _EXTRA_OUTPUT.match(name) is not None
 
 
-def _prepare_out(args) -> tuple[Path, Path]:
-    """(the --out folder, the folder this run writes into).
+def _ours_analyze(name: str) -> bool:
+    """An entry of --out that `analyze` writes: replaced by a --force run, never carried over."""
+    return _ours(name) or name == CHECKPOINT or (name.startswith(".") and ".tmp-" in name)
 
-    Without --force the two are one new or empty folder. With --force into an occupied
-    folder the run writes into a temporary folder beside it, and :func:`_swap_in` moves
-    the files over only when the run has finished: an error or Ctrl-C leaves the previous
-    report as it was.
+
+def _claim(args, ours, *, resume_file: str | None = None, in_place: bool = False):
+    """Check, create and lock --out before any model is loaded (:func:`tl_wavelet.outdir.claim`).
+
+    Without --force the folder must be new or empty (or hold ``resume_file`` to continue);
+    with --force into an occupied folder the run writes into a staging folder beside it,
+    swapped in by :func:`_commit` only once the run has finished.
     """
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
-    if getattr(args, "resume", False) and (out / CHECKPOINT).exists():
-        return out, out  # resuming in place: the checkpoint and the files written so far stay
-    if out.is_dir() and any(out.iterdir()):
-        if getattr(args, "resume", False) and not args.force:
-            raise UserError(
-                f"--resume: --out {str(out)!r} holds no {CHECKPOINT} to resume from (and is not empty): "
-                "rerun without --resume into a new folder, or add --force to start over there."
-            )
-        if not args.force:
-            raise UserError(
-                f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force to write "
-                "into it (earlier report files there are replaced once the new run has finished)."
-            )
-        return out, Path(tempfile.mkdtemp(prefix=f".{out.name}.tl-wavelet-", dir=out.parent))
-    return out, out
+    from .outdir import OutError, claim
+
+    try:
+        od = claim(args.out, force=getattr(args, "force", False), ours=ours, resume_file=resume_file,
+                   resume=getattr(args, "resume", False), in_place=in_place,
+                   command="tl-wavelet " + shlex.join(args.argv))
+    except OutError as e:
+        raise UserError(str(e)) from None
+    for p in od.leftovers:
+        print(f"tl-wavelet: note: {p} was left by an interrupted --force run into {od.final}: it may hold a "
+              "complete report, and files of yours moved there for the swap; look inside, then delete it.",
+              file=sys.stderr)
+    return od
 
 
-def _swap_in(out: Path, staging: Path) -> None:
-    """Move a finished run's files from ``staging`` into ``out``, replacing earlier report files.
-
-    Each file is replaced with one rename (never half-written); report files of the earlier
-    run that this one did not write (e.g. an old sweep.csv beside a --no-sweep report) are
-    removed; other files in ``out`` are left alone.
-    """
-    if staging == out:
-        return
-    new = {f.name for f in staging.iterdir()}
-    for f in staging.iterdir():
-        os.replace(f, out / f.name)
-    for f in out.iterdir():
-        if f.is_file() and _ours(f.name) and f.name not in new:
-            f.unlink()
-    shutil.rmtree(staging, ignore_errors=True)
+def _commit(od) -> None:
+    """Swap a finished --force run into place; say where the earlier report's leftovers are."""
+    backup = od.commit()
+    if backup is not None:
+        print(f"tl-wavelet: warning: the earlier report in {od.final} was replaced, but some of its files could not "
+              f"be removed; they are in {backup}: delete that folder when you no longer need them.", file=sys.stderr)
 
 
 def _load_model(args):
@@ -380,18 +390,45 @@ def _drilldown(args, model, tokens, sweep):
 
 
 def _read_checkpoint(args, out: Path):
-    """The checkpoint to resume from (None: start afresh); a corrupt file is a UserError."""
-    from .state import load_state
+    """The checkpoint to resume from (None: start afresh); an unreadable file is a UserError.
+
+    Nothing in --out is touched here: a refused checkpoint leaves the folder as it was.
+    """
+    from .state import StateFileError, load_state
 
     path = out / CHECKPOINT
     if not (args.resume and path.exists()):
         return None
-    for stale in out.glob(f".{CHECKPOINT}.tmp-*"):  # a save cut short by a killed process
-        stale.unlink()
     try:
         return load_state(path, _CHECKPOINT_KIND)
+    except StateFileError as e:
+        raise UserError(
+            f"--resume: {e.path} is corrupt or truncated, or not a tl_wavelet checkpoint: {e.reason}. Nothing in "
+            "--out was changed. To start over there, delete that file and rerun with --force (without --resume); "
+            "or choose a new --out."
+        ) from None
     except ValueError as e:
         raise UserError(f"--resume: {e} Nothing in --out was changed.") from None
+
+
+def _check_resumable(ckpt, fingerprint, final: Path, is_main: bool) -> None:
+    """Refuse a checkpoint of another run (listing what differs); accept it, sweeping a killed save's leftovers."""
+    if ckpt is None:
+        return
+    from .state import fingerprint_diff
+
+    diff = fingerprint_diff(fingerprint, ckpt.get("fingerprint", {}))
+    if diff:
+        raise UserError(
+            f"--resume: {final / CHECKPOINT} was saved by a run on something else; it differs in\n  "
+            + "\n  ".join(d.replace(" here vs ", " now vs ").replace(" in the other state", " in the checkpoint")
+                           for d in diff)
+            + "\nNothing in --out was changed. Rerun with that run's arguments, or without --resume "
+            "into another folder."
+        )
+    if is_main:
+        for stale in final.glob(f".{CHECKPOINT}.tmp-*"):  # a save cut short by a killed process
+            stale.unlink()
 
 
 def _resolve_layer_option(model, option: str, values: list[int]) -> list[int]:
@@ -477,182 +514,186 @@ def _analyze(args) -> int:
             dist.destroy_process_group()
 
 
-def _analyze_run(args) -> int:  # noqa: C901 (the CLI pipeline, step by step; to split)
-    import tl_wavelet
-
-    from .distributed import all_gather_objects, rank, run_collectively, world_size
+def _analyze_run(args) -> int:
+    from .distributed import rank, run_collectively, world_size
 
     is_main = rank() == 0
     if not is_main:
         args.quiet = True
     if world_size() > 1 and args.device.startswith("cuda") and ":" not in args.device:
         args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # one GPU per rank on the node
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-    out: Path | None = None
-    final: Path | None = None
-    staging: Path | None = None
+    held = {}  # rank 0's claim on --out: released (and an unfinished staging folder dropped) whatever happens
     try:
         _validate(args)
 
-        def prepare():  # rank 0 alone reads --out and the checkpoint; the others get its answer
+        def prepare():  # rank 0 alone claims --out and reads the checkpoint; the others get its answer
             if not is_main:
                 return None
-            fin, stg = _prepare_out(args)
-            return fin, stg, _read_checkpoint(args, fin)
+            held["out"] = od = _claim(args, _ours_analyze, resume_file=CHECKPOINT)
+            return od.final, od.work, _read_checkpoint(args, od.final)
 
         # the checkpoint is written where the report files go: --out, or with --force into an
-        # occupied --out the temporary folder, which an interruption drops with everything else
+        # occupied --out the staging folder, which an interruption drops with everything else
         # (the earlier report stays untouched; such a run cannot be resumed)
-        final, staging, ckpt = run_collectively(prepare, "preparing --out")[0]
-        out = staging
-        if args.text:  # read the files before the slow model load, so a bad path fails fast
-            from .corpus import read_text_files
+        final, work, ckpt = run_collectively(prepare, "preparing --out")[0]
+        return _analyze_in(args, final, work, ckpt, held.get("out"), is_main)
+    except KeyboardInterrupt:
+        return _analyze_interrupted(held.get("out"), is_main)
+    finally:
+        if "out" in held:
+            held["out"].release()
 
-            try:
-                read_text_files(args.text)
-            except (ValueError, FileNotFoundError, UnicodeDecodeError) as e:
-                raise UserError(str(e)) from None
 
-        _log(args, f"Loading model {args.model!r} ...")
-        t = time.perf_counter()
-        model = _load_model(args)
-        timings["load_model_s"] = time.perf_counter() - t
+def _analyze_in(args, final: Path, work: Path, ckpt, od, is_main: bool) -> int:
+    """The run itself, once --out is held: analysis (checkpointed), interim report, sweep, report, swap."""
+    from .distributed import all_gather_objects, world_size
 
-        if args.sweep_layers and not args.no_sweep:
-            args.sweep_layers = _resolve_layer_option(model, "--sweep-layers", args.sweep_layers)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    if args.text:  # read the files before the slow model load, so a bad path fails fast
+        from .corpus import read_text_files
 
-        t = time.perf_counter()
-        tokens = _tokens(args, model)
-        timings["tokenize_s"] = time.perf_counter() - t
-        if world_size() > tokens.shape[0]:
-            raise UserError(
-                f"{world_size()} ranks but only {tokens.shape[0]} sequences: launch at most {tokens.shape[0]} "
-                "ranks, or pass more text / a larger --n-sequences."
-            )
-        fingerprint = _run_fingerprint(args, model, tokens)
-        if ckpt is not None:
-            from .state import fingerprint_diff
-
-            diff = fingerprint_diff(fingerprint, ckpt.get("fingerprint", {}))
-            if diff:
-                raise UserError(
-                    f"--resume: {final / CHECKPOINT} was saved by a run on something else; it differs in\n  "
-                    + "\n  ".join(d.replace(" here vs ", " now vs ").replace(" in the other state", " in the checkpoint")
-                                   for d in diff)
-                    + "\nNothing in --out was changed. Rerun with that run's arguments, or without --resume "
-                    "into another folder."
-                )
-        _log(args, f"Analysing {tokens.shape[0]} sequences x {tokens.shape[1]} tokens (default + paper definitions, one pass)"
-             + (f" on {world_size()} ranks" if world_size() > 1 else "") + " ...")
-
-        from .analysis import HeadAccumulator
-
-        t = time.perf_counter()
-        common = dict(signal=args.signal, wavelet=args.wavelet, level=args.level)
         try:
-            accs = {"default": HeadAccumulator(model, **common), "paper": HeadAccumulator(model, paper=True, **common)}
-        except ValueError as e:
+            read_text_files(args.text)
+        except (ValueError, FileNotFoundError, UnicodeDecodeError) as e:
             raise UserError(str(e)) from None
-        _stream_with_checkpoints(args, model, tokens, accs, ckpt, fingerprint, staging, is_main)
-        reports = {k: a.report() for k, a in accs.items()}
-        timings["analysis_s"] = time.perf_counter() - t
+    _log(args, f"Loading model {args.model!r} ...")
+    t = time.perf_counter()
+    model = _load_model(args)
+    timings["load_model_s"] = time.perf_counter() - t
+    if args.sweep_layers and not args.no_sweep:
+        args.sweep_layers = _resolve_layer_option(model, "--sweep-layers", args.sweep_layers)
+    t = time.perf_counter()
+    tokens = _tokens(args, model)
+    timings["tokenize_s"] = time.perf_counter() - t
+    if world_size() > tokens.shape[0]:
+        raise UserError(
+            f"{world_size()} ranks but only {tokens.shape[0]} sequences: launch at most {tokens.shape[0]} "
+            "ranks, or pass more text / a larger --n-sequences."
+        )
+    fingerprint = _run_fingerprint(args, model, tokens)
+    _check_resumable(ckpt, fingerprint, final, is_main)
+    t = time.perf_counter()
+    accs = _analysis(args, model, tokens, ckpt, fingerprint, work, is_main)
+    reports = {k: a.report() for k, a in accs.items()}
+    timings["analysis_s"] = time.perf_counter() - t
+    meta = _meta(args, tokens, timings)
+    from .report import write_report
 
-        meta = {
-            "command": "tl-wavelet " + shlex.join(args.argv),
-            "model": args.model,
-            "tokens": {
-                "source": ", ".join(args.text) if args.text else "packaged default corpus",
-                "n_sequences": int(tokens.shape[0]),
-                "seq_len": int(tokens.shape[1]),
-                "n_tokens": int(tokens.numel()),
-            },
-            "timings": timings,
-            "device": args.device,
-            "dtype": str(args.torch_dtype).removeprefix("torch."),
-            "tl_wavelet": tl_wavelet.__version__,
-        }
-        if world_size() > 1:
-            meta["ranks"] = world_size()
-        from .report import write_report
-
-        # interim report: complete without the sweep, in case the sweep is interrupted
-        meta["sweep_status"] = "Band sweep not run yet (interim report written before the sweep)."
-        if not args.no_sweep and is_main:
-            write_report(out, model_name=args.model, reports=reports, sweep=None, meta=meta)
-            _log(args, f"Analysis report written to {out / 'report.html'}; running the band sweep ...")
-
-        t = time.perf_counter()
-        from .state import save_state
-
-        analysis_state = {"kind": _CHECKPOINT_KIND, "fingerprint": fingerprint, "analysis_done": int(tokens.shape[0]),
-                          "accumulators": {k: a.state_dict() for k, a in accs.items()}}
-
-        resume_sweep = ckpt.get("sweep") if ckpt is not None else None
-        saved_so_far = {"rows": len(resume_sweep["rows"]) if resume_sweep else 0,
-                        "estimates": bool(resume_sweep and resume_sweep.get("estimates") is not None)}
-
-        def sweep_checkpoint(state):  # the finished analysis and the sweep's cells so far
-            if not is_main:
-                return
-            save_state(staging / CHECKPOINT, {**analysis_state, "sweep": state})
-            # what this run added since the last save: a resumed run reports only new work
-            if state.get("estimates") is not None and not saved_so_far["estimates"]:
-                _log(args, "Band sweep: attribution estimates computed and saved to the checkpoint.")
-            new = len(state["rows"]) - saved_so_far["rows"]
-            if new:
-                _log(args, f"Band sweep: {new} more exact cells verified, {len(state['rows'])} in the checkpoint.")
-            saved_so_far.update(rows=len(state["rows"]), estimates=state.get("estimates") is not None)
-
-        if resume_sweep is not None:
-            _log(args, f"Resuming the band sweep: {len(resume_sweep['rows'])} exact cells already done"
-                 + (", attribution estimates kept." if resume_sweep.get("estimates") is not None else "."))
-        sweep, status = _run_sweep(args, model, tokens, resume_sweep, sweep_checkpoint)
-        if sweep is not None:
-            timings["sweep_s"] = time.perf_counter() - t
-        meta["sweep_status"] = status
-        _log(args, status)
-
-        timings["total_s"] = time.perf_counter() - t_start
-        all_gather_objects(None)  # every rank done before rank 0 writes and removes the checkpoint
-        if not is_main:
-            return 0
-        drill = _drilldown(args, model, tokens, sweep)
-        html_path = write_report(out, model_name=args.model, reports=reports, sweep=sweep, meta=meta, drilldown=drill)
-        (staging / CHECKPOINT).unlink(missing_ok=True)  # the run is complete: nothing to resume
-        _swap_in(final, staging)
-        (final / CHECKPOINT).unlink(missing_ok=True)  # nor an earlier run's, replaced by --force
-        out = final
-        print(f"Report: {final / html_path.name}")
-        print(f"Tables and figures: {out}/ (heads.csv, layers.csv, paper_comparison.csv, *.png)")
+    # interim report: complete without the sweep, in case the sweep is interrupted
+    meta["sweep_status"] = "Band sweep not run yet (interim report written before the sweep)."
+    if not args.no_sweep and is_main:
+        write_report(work, model_name=args.model, reports=reports, sweep=None, meta=meta)
+        _log(args, f"Analysis report written to {work / 'report.html'}; running the band sweep ...")
+    t = time.perf_counter()
+    sweep, status = _sweep_checkpointed(args, model, tokens, accs, ckpt, fingerprint, work, is_main)
+    if sweep is not None:
+        timings["sweep_s"] = time.perf_counter() - t
+    meta["sweep_status"] = status
+    _log(args, status)
+    timings["total_s"] = time.perf_counter() - t_start
+    all_gather_objects(None)  # every rank done before rank 0 writes and removes the checkpoint
+    if not is_main:
         return 0
-    except BaseException as e:
-        if not is_main:  # rank 0 speaks for the run and owns --out
-            if isinstance(e, KeyboardInterrupt):
-                return EXIT_INTERRUPTED
-            raise
-        hint = (f"Rerun the same command with --resume to continue from {final / CHECKPOINT}."
-                if final is not None and staging == final and (final / CHECKPOINT).exists() else None)
-        if staging is not None and staging != final and staging.exists():
-            # --force into an earlier report: this run's files are dropped, the earlier report stays
-            shutil.rmtree(staging, ignore_errors=True)
-            if isinstance(e, KeyboardInterrupt):
-                print(f"\nInterrupted; the earlier report in {final} is unchanged.", file=sys.stderr)
-                return EXIT_INTERRUPTED
-        if not isinstance(e, KeyboardInterrupt):
-            raise
-        print("\nInterrupted.", file=sys.stderr)
-        if out is not None and out.is_dir():
-            done = sorted(f.name for f in out.iterdir() if f.is_file() and not f.name.startswith("."))
-            if done:
-                print(f"Files in {out} (each one complete): {', '.join(done)}", file=sys.stderr)
-            else:
-                print(f"Nothing was written to {out}.", file=sys.stderr)
-            if hint:
-                print(hint, file=sys.stderr)
-        else:
-            print("Nothing was written.", file=sys.stderr)
+    drill = _drilldown(args, model, tokens, sweep)
+    html_path = write_report(work, model_name=args.model, reports=reports, sweep=sweep, meta=meta, drilldown=drill)
+    (work / CHECKPOINT).unlink(missing_ok=True)  # the run is complete: nothing to resume
+    _commit(od)
+    print(f"Report: {final / html_path.name}")
+    print(f"Tables and figures: {final}/ (heads.csv, layers.csv, paper_comparison.csv, *.png)")
+    return 0
+
+
+def _analysis(args, model, tokens, ckpt, fingerprint, work: Path, is_main: bool) -> dict:
+    """The default and paper accumulators, streamed over ``tokens`` with checkpoints."""
+    from .analysis import HeadAccumulator
+    from .distributed import world_size
+
+    _log(args, f"Analysing {tokens.shape[0]} sequences x {tokens.shape[1]} tokens (default + paper definitions, one pass)"
+         + (f" on {world_size()} ranks" if world_size() > 1 else "") + " ...")
+    common = dict(signal=args.signal, wavelet=args.wavelet, level=args.level)
+    try:
+        accs = {"default": HeadAccumulator(model, **common), "paper": HeadAccumulator(model, paper=True, **common)}
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    _stream_with_checkpoints(args, model, tokens, accs, ckpt, fingerprint, work, is_main)
+    return accs
+
+
+def _meta(args, tokens, timings: dict) -> dict:
+    import tl_wavelet
+
+    from .distributed import world_size
+
+    meta = {
+        "command": "tl-wavelet " + shlex.join(args.argv),
+        "model": args.model,
+        "tokens": {
+            "source": ", ".join(args.text) if args.text else "packaged default corpus",
+            "n_sequences": int(tokens.shape[0]),
+            "seq_len": int(tokens.shape[1]),
+            "n_tokens": int(tokens.numel()),
+        },
+        "timings": timings,
+        "device": args.device,
+        "dtype": str(args.torch_dtype).removeprefix("torch."),
+        "tl_wavelet": tl_wavelet.__version__,
+    }
+    if world_size() > 1:
+        meta["ranks"] = world_size()
+    return meta
+
+
+def _sweep_checkpointed(args, model, tokens, accs, ckpt, fingerprint, work: Path, is_main: bool):
+    """The band sweep, its finished cells saved with the analysis state in the checkpoint."""
+    from .state import save_state
+
+    analysis_state = {"kind": _CHECKPOINT_KIND, "fingerprint": fingerprint, "analysis_done": int(tokens.shape[0]),
+                      "accumulators": {k: a.state_dict() for k, a in accs.items()}}
+    resume_sweep = ckpt.get("sweep") if ckpt is not None else None
+    saved_so_far = {"rows": len(resume_sweep["rows"]) if resume_sweep else 0,
+                    "estimates": bool(resume_sweep and resume_sweep.get("estimates") is not None)}
+
+    def sweep_checkpoint(state):  # the finished analysis and the sweep's cells so far
+        if not is_main:
+            return
+        save_state(work / CHECKPOINT, {**analysis_state, "sweep": state})
+        # what this run added since the last save: a resumed run reports only new work
+        if state.get("estimates") is not None and not saved_so_far["estimates"]:
+            _log(args, "Band sweep: attribution estimates computed and saved to the checkpoint.")
+        new = len(state["rows"]) - saved_so_far["rows"]
+        if new:
+            _log(args, f"Band sweep: {new} more exact cells verified, {len(state['rows'])} in the checkpoint.")
+        saved_so_far.update(rows=len(state["rows"]), estimates=state.get("estimates") is not None)
+
+    if resume_sweep is not None:
+        _log(args, f"Resuming the band sweep: {len(resume_sweep['rows'])} exact cells already done"
+             + (", attribution estimates kept." if resume_sweep.get("estimates") is not None else "."))
+    return _run_sweep(args, model, tokens, resume_sweep, sweep_checkpoint)
+
+
+def _analyze_interrupted(od, is_main: bool) -> int:
+    """Ctrl-C: say what is complete where, and how to continue."""
+    if not is_main:  # rank 0 speaks for the run and owns --out
         return EXIT_INTERRUPTED
+    if od is None:
+        print("\nInterrupted. Nothing was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if od.staged:
+        # --force into an earlier report: an unfinished run's files are dropped on release
+        kept = f"; the new report is complete in {od.work}" if od.complete else ""
+        print(f"\nInterrupted; the earlier report in {od.final} is unchanged{kept}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    out = od.final
+    print("\nInterrupted.", file=sys.stderr)
+    done = sorted(f.name for f in out.iterdir() if f.is_file() and not f.name.startswith("."))
+    if done:
+        print(f"Files in {out} (each one complete): {', '.join(done)}", file=sys.stderr)
+    else:
+        print(f"Nothing was written to {out}.", file=sys.stderr)
+    if (out / CHECKPOINT).exists():
+        print(f"Rerun the same command with --resume to continue from {out / CHECKPOINT}.", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 # --------------------------------------------------------------------------- compare
@@ -663,55 +704,71 @@ def _file_slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name or "model")
 
 
-def _compare(args) -> int:
-    from .analysis.compare import position_encoding_table, scale_sensitivity_rerun
-    from .corpus import chunk_tokens, default_corpus
-    from .report import atomic_write, markdown_table
+def _ours_compare(name: str) -> bool:
+    return name in ("position_encoding.csv", "summary.md") or re.match(r"^heads_.+\.csv$", name) is not None
 
+
+def _compare(args) -> int:
     for name, val, lo in (("--seq-len", args.seq_len, 16), ("--n-sequences", args.n_sequences, 2),
                           ("--batch-size", args.batch_size, 1)):
         if val < lo:
             raise UserError(f"{name} must be at least {lo}, got {val}.")
     _check_device_args(args)
+    od = _claim(args, _ours_compare)  # --force into an occupied folder: a staging folder, swapped in at the end
+    try:
+        return _compare_in(args, od)
+    except KeyboardInterrupt:
+        if od.staged:
+            print(f"\nInterrupted; the earlier files in {od.final} are unchanged.", file=sys.stderr)
+        else:
+            print(f"\nInterrupted; per-model files written so far in {od.final} are complete.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        od.release()
+
+
+def _compare_tokens(model, texts, args, prepend_bos: bool = True):
+    from .corpus import chunk_tokens
+
+    try:
+        return chunk_tokens(model, texts, args.seq_len, n_sequences=args.n_sequences, prepend_bos=prepend_bos)
+    except ValueError as e:  # e.g. more sequences than the packaged corpus holds at this length
+        msg = str(e).replace("n_sequences=", "--n-sequences ").replace("seq_len=", "--seq-len ")
+        raise UserError(msg.replace("Lower n_sequences or seq_len", "Lower --n-sequences or --seq-len")) from None
+
+
+def _compare_in(args, od) -> int:
+    from .analysis.compare import position_encoding_table, scale_sensitivity_rerun
+    from .corpus import default_corpus
+    from .report import atomic_write, markdown_table
+
+    out = od.work
     names = ["position_encoding.csv", "summary.md"]
-    final, out = _prepare_out(args)  # --force into an occupied folder: a temporary folder, swapped in at the end
-    out.mkdir(parents=True, exist_ok=True)
     args.offline = getattr(args, "offline", False)
     results = {}
     texts = default_corpus()
-    try:
-        for model_name in args.models:
-            args.model = model_name
-            _log(args, f"Loading {model_name!r} ...")
-            model = _load_model(args)
-            tokens = chunk_tokens(model, texts, args.seq_len, n_sequences=args.n_sequences)
-            df = scale_sensitivity_rerun(model, tokens, batch_size=args.batch_size, progress=not args.quiet)
-            results[model_name] = ("rotary" if model.cfg.positional_embedding_type == "rotary" else
-                                   str(model.cfg.positional_embedding_type), df)
-            atomic_write(out / f"heads_{_file_slug(model_name)}.csv", df.to_csv(index=False))
-            del model
-        if args.encoder != "none":
-            from .models import load_encoder
+    for model_name in args.models:
+        args.model = model_name
+        _log(args, f"Loading {model_name!r} ...")
+        model = _load_model(args)
+        tokens = _compare_tokens(model, texts, args)
+        df = scale_sensitivity_rerun(model, tokens, batch_size=args.batch_size, progress=not args.quiet)
+        results[model_name] = ("rotary" if model.cfg.positional_embedding_type == "rotary" else
+                               str(model.cfg.positional_embedding_type), df)
+        atomic_write(out / f"heads_{_file_slug(model_name)}.csv", df.to_csv(index=False))
+        del model
+    if args.encoder != "none":
+        from .models import load_encoder
 
-            _log(args, f"Loading encoder {args.encoder!r} ...")
-            try:
-                enc = load_encoder(args.encoder, device=args.device, dtype=args.torch_dtype)
-            except (ValueError, ImportError, NotImplementedError) as e:
-                raise UserError(str(e)) from None
-            tokens = chunk_tokens(enc, texts, args.seq_len, n_sequences=args.n_sequences, prepend_bos=False)
-            df = scale_sensitivity_rerun(enc, tokens, batch_size=args.batch_size, progress=not args.quiet)
-            results[args.encoder] = ("absolute (BERT)", df)
-            atomic_write(out / f"heads_{_file_slug(args.encoder)}.csv", df.to_csv(index=False))
-    except BaseException as e:
-        if out != final:
-            shutil.rmtree(out, ignore_errors=True)
-            if isinstance(e, KeyboardInterrupt):
-                print(f"\nInterrupted; the earlier files in {final} are unchanged.", file=sys.stderr)
-                return EXIT_INTERRUPTED
-        if not isinstance(e, KeyboardInterrupt):
-            raise
-        print(f"\nInterrupted; per-model files written so far in {out} are complete.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        _log(args, f"Loading encoder {args.encoder!r} ...")
+        try:
+            enc = load_encoder(args.encoder, device=args.device, dtype=args.torch_dtype)
+        except (ValueError, ImportError, NotImplementedError) as e:
+            raise UserError(str(e)) from None
+        tokens = _compare_tokens(enc, texts, args, prepend_bos=False)
+        df = scale_sensitivity_rerun(enc, tokens, batch_size=args.batch_size, progress=not args.quiet)
+        results[args.encoder] = ("absolute (BERT)", df)
+        atomic_write(out / f"heads_{_file_slug(args.encoder)}.csv", df.to_csv(index=False))
     table = position_encoding_table(results)
     atomic_write(out / names[0], table.to_csv(index=False))
     md = [
@@ -728,21 +785,29 @@ def _compare(args) -> int:
         "",
     ]
     atomic_write(out / names[1], "\n".join(md))
-    _swap_in(final, out)
-    out = final
-    print(f"Comparison: {out / names[0]} and {out / names[1]}")
+    _commit(od)
+    print(f"Comparison: {od.final / names[0]} and {od.final / names[1]}")
     return 0
 
 
 # --------------------------------------------------------------------------- emergence
 
 
-def _emergence(args) -> int:
-    import dataclasses
-    import json
-    import shutil
+# what `emergence` writes into --out (emergence.write_emergence_report and run_emergence):
+# replaced by a --force run, never carried over
+_EMERGENCE_OUTPUT = {"runs", "checkpoints", "config.json", "report.html", "summary.md", "meta.json"} | {
+    f"{n}.csv" for n in ("heads", "layers", "specialisation", "timing", "layer_trends", "answers", "timings",
+                         "english_scales", "english_trends", "english_answers", "multiverse", "multiverse_summary")}
 
-    from .emergence import CI_CONFIG, EmergenceConfig, run_emergence, write_emergence_report
+
+def _ours_emergence(name: str) -> bool:
+    return name in _EMERGENCE_OUTPUT or (name.startswith(".") and ".tmp-" in name)
+
+
+def _emergence_config(args):
+    import dataclasses
+
+    from .emergence import CI_CONFIG, EmergenceConfig
 
     cfg = CI_CONFIG if args.ci else EmergenceConfig()
     changes = {k: v for k, v in (("steps", args.steps), ("every", args.every), ("threads", args.threads),
@@ -755,43 +820,67 @@ def _emergence(args) -> int:
     if args.positions is not None:
         changes["positions"] = tuple(dict.fromkeys(args.positions))
     try:
-        cfg = dataclasses.replace(cfg, **changes)
+        return dataclasses.replace(cfg, **changes)
     except (ValueError, TypeError) as e:
         raise UserError(str(e).replace("EmergenceConfig.", "--")) from None
-    out = Path(args.out).expanduser()
+
+
+def _emergence(args) -> int:
+    cfg = _emergence_config(args)
     command = "tl-wavelet " + shlex.join(args.argv)
     if args.report_only:
-        from .emergence import load_runs, summarize
-
+        out = Path(args.out).expanduser()
         if not (out / "config.json").exists() or not (out / "runs").is_dir():
             raise UserError(f"--report-only needs an earlier run in --out (config.json and runs/), not found in {str(out)!r}.")
-        cfg = EmergenceConfig.from_json(json.loads((out / "config.json").read_text()))
-        heads, layers, mv = load_runs(out)
-        result = {"heads": heads, "layers": layers, **summarize(heads, layers, cfg, mv)}
-        if mv is not None:
-            result["multiverse"] = mv
-        path = write_emergence_report(out, result, cfg, command=command)
-        _log(args, f"emergence: wrote {path}")
-        return 0
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
-    if out.is_dir() and any(out.iterdir()):
-        if not args.force:
-            raise UserError(f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force.")
-        for sub in ("runs", "checkpoints"):  # tracker logs refuse to append to an old run
-            shutil.rmtree(out / sub, ignore_errors=True)
+        od = _claim(args, _ours_emergence, in_place=True)  # rebuilt in place; no other run writes meanwhile
+        try:
+            return _emergence_report_only(args, od.final, command)
+        finally:
+            od.release()
+    # --force into an occupied folder: the runs train in a staging folder, swapped in at the end
+    od = _claim(args, _ours_emergence)
+    try:
+        return _emergence_in(args, cfg, od, command)
+    finally:
+        od.release()
+
+
+def _emergence_report_only(args, out: Path, command: str) -> int:
+    import json
+
+    from .emergence import EmergenceConfig, load_runs, summarize, write_emergence_report
+
+    cfg = EmergenceConfig.from_json(json.loads((out / "config.json").read_text()))
+    heads, layers, mv = load_runs(out)
+    result = {"heads": heads, "layers": layers, **summarize(heads, layers, cfg, mv)}
+    if mv is not None:
+        result["multiverse"] = mv
+    path = write_emergence_report(out, result, cfg, command=command)
+    _log(args, f"emergence: wrote {path}")
+    return 0
+
+
+def _emergence_in(args, cfg, od, command: str) -> int:
+    from .emergence import run_emergence, write_emergence_report
+
     t0 = time.perf_counter()
     try:
         result = run_emergence(
-            out, cfg, progress=not args.quiet,
+            od.work, cfg, progress=not args.quiet,
             on_run=lambda d, p, s, dt: _log(args, f"{d} {p} seed {s}: {dt:.0f} s"),
         )
     except KeyboardInterrupt:
-        print(f"tl-wavelet: interrupted; finished runs' tracker logs are in {out / 'runs'}", file=sys.stderr)
+        if od.staged:  # the finished runs' logs are kept beside the earlier report, which stays as it was
+            od.keep()
+            print(f"tl-wavelet: interrupted; the earlier report in {od.final} is unchanged; finished runs' tracker "
+                  f"logs are in {od.work / 'runs'}", file=sys.stderr)
+        else:
+            print(f"tl-wavelet: interrupted; finished runs' tracker logs are in {od.work / 'runs'}", file=sys.stderr)
         return EXIT_INTERRUPTED
     seconds = time.perf_counter() - t0
-    path = write_emergence_report(out, result, cfg, command=command, seconds=seconds)
-    _log(args, f"emergence: {seconds:.0f} s; wrote {path}")
+    write_emergence_report(od.work, result, cfg, command=command, seconds=seconds)
+    _commit(od)
+    _log(args, f"emergence: {seconds:.0f} s; wrote {od.final / 'report.html'}")
     return 0
 
 
@@ -818,11 +907,11 @@ def _parse_axes(specs: list[str]) -> dict | None:
     return axes
 
 
-def _multiverse(args) -> int:
-    from .analysis.multiverse import MultiverseAccumulator
-    from .analysis.run import stream
-    from .report import atomic_write, multiverse_summary, specification_curve
+def _ours_multiverse(name: str) -> bool:
+    return name in ("multiverse.csv", "summary.md") or re.match(r"^spec_.+\.png$", name) is not None
 
+
+def _multiverse(args) -> int:
     for name, val, lo in (("--seq-len", args.seq_len, 2), ("--batch-size", args.batch_size, 1)):
         if val < lo:
             raise UserError(f"{name} must be at least {lo}, got {val}.")
@@ -830,33 +919,49 @@ def _multiverse(args) -> int:
         raise UserError(f"--n-sequences must be at least 2 (standard errors need two), got {args.n_sequences}.")
     _check_device_args(args)
     axes = _parse_axes(args.axis)
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {str(out)!r} exists and is a file, not a folder: choose a folder path.")
-    if out.is_dir() and any(out.iterdir()):
-        if not args.force:
-            raise UserError(f"--out {str(out)!r} exists and is not empty: choose a new folder, or pass --force.")
-        for f in out.iterdir():
-            if f.is_file() and (f.name in ("multiverse.csv", "summary.md") or re.match(r"^spec_.+\.png$", f.name)):
-                f.unlink()
+    if args.text:  # read the files before the slow model load, so a bad path fails fast
+        from .corpus import read_text_files
+
+        try:
+            read_text_files(args.text)
+        except (ValueError, FileNotFoundError, UnicodeDecodeError) as e:
+            raise UserError(str(e)) from None
+    od = _claim(args, _ours_multiverse)  # --force into an occupied folder: a staging folder, swapped in at the end
+    try:
+        return _multiverse_in(args, axes, od)
+    except KeyboardInterrupt:
+        what = f"the earlier files in {od.final} are unchanged" if od.staged else "nothing was written"
+        print(f"\nInterrupted; {what}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        od.release()
+
+
+def _multiverse_in(args, axes, od) -> int:
+    import warnings
+
+    from .analysis.multiverse import MultiverseAccumulator
+    from .analysis.run import stream
+    from .report import atomic_write, multiverse_summary, specification_curve
+
     _log(args, f"Loading model {args.model!r} ...")
     model = _load_model(args)
     tokens = _tokens(args, model)
     try:
-        acc = MultiverseAccumulator(model, axes)
-        acc.check_length(tokens.shape[1])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            acc = MultiverseAccumulator(model, axes)
+            acc.check_length(tokens.shape[1])
     except ValueError as e:
         raise UserError(str(e).replace("seq_len", "--seq-len")) from None
+    for w in caught:  # default readings that do not fit this length: said once, on stderr
+        print(f"tl-wavelet: warning: {w.message}", file=sys.stderr)
     _log(args, f"Multiverse over {tokens.shape[0]} sequences x {tokens.shape[1]} tokens (one pass) ...")
     t = time.perf_counter()
-    try:
-        stream(model, tokens, [acc], batch_size=args.batch_size, progress=not args.quiet)
-    except KeyboardInterrupt:
-        print("\nInterrupted; nothing was written.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    stream(model, tokens, [acc], batch_size=args.batch_size, progress=not args.quiet)
     df = acc.to_dataframe()
     elapsed = time.perf_counter() - t
-    out.mkdir(parents=True, exist_ok=True)
+    out = od.work
     atomic_write(out / "multiverse.csv", df.to_csv(index=False))
     figures = []
     for metric in df["metric"].unique():
@@ -875,7 +980,9 @@ def _multiverse(args) -> int:
         "",
     ]
     atomic_write(out / "summary.md", "\n".join(md))
-    print(f"Multiverse: {out / 'multiverse.csv'}, {out / 'summary.md'} and {len(figures)} spec_*.png figures")
+    _commit(od)
+    final = od.final
+    print(f"Multiverse: {final / 'multiverse.csv'}, {final / 'summary.md'} and {len(figures)} spec_*.png figures")
     return 0
 
 

@@ -22,7 +22,8 @@ import torch
 
 from .adapter import model_shape
 
-__all__ = ["digest", "model_fingerprint", "fingerprint_diff", "check_fingerprint", "save_state", "load_state", "tensor_digest"]
+__all__ = ["digest", "model_fingerprint", "fingerprint_diff", "check_fingerprint", "save_state", "load_state", "tensor_digest",
+           "StateFileError"]
 
 # elements read from each end of every parameter for the weight digest: enough to tell two
 # checkpoints apart, cheap for a model spread over several devices (a few KB copied per tensor)
@@ -116,21 +117,48 @@ def save_state(path: str | os.PathLike, state: dict) -> Path:
     return path
 
 
+class StateFileError(ValueError):
+    """A state file that cannot be read; ``reason`` says why in words, without torch's text.
+
+    torch's own messages are not passed on: for a file it cannot unpickle safely they advise
+    loading with ``weights_only=False``, which runs code from the file (unsafe for a file
+    from elsewhere, and never needed for a state tl_wavelet wrote).
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"State file {str(path)!r} is corrupt or truncated: {reason}. Delete it to start over.")
+
+
+def _unreadable_reason(path: Path, size: int, e: BaseException) -> str:
+    """Why ``torch.load`` failed on ``path``, in words (never torch's own message)."""
+    if isinstance(e, OSError):
+        return f"it cannot be opened ({e.strerror or type(e).__name__})"
+    if size == 0:
+        return "it is empty (0 bytes)"
+    if not zipfile.is_zipfile(path):
+        return f"it is not a file torch.save writes (not a zip archive; {size} bytes)"
+    if isinstance(e, pickle.UnpicklingError):
+        # a real torch file holding more than tensors and plain containers: refused, never run
+        return "it holds Python objects other than tensors and plain containers, which tl_wavelet does not load"
+    return f"its torch archive is damaged or cut short ({type(e).__name__}; {size} bytes)"
+
+
 def load_state(path: str | os.PathLike, kind: str) -> dict:
     """Read a state saved by :func:`save_state`; a corrupt, truncated or foreign file is a ValueError.
 
     ``kind`` is the ``"kind"`` entry the state must carry (e.g. ``"tl_wavelet.analyze"``).
+    Any file that cannot be read raises :class:`StateFileError` (a ValueError) naming the
+    file and why, in one line.
     """
     path = Path(path)
+    if path.is_dir():
+        raise StateFileError(path, "it is a folder, not a file")
+    size = path.stat().st_size  # FileNotFoundError passes through: there is no state
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
-        raise ValueError(
-            f"State file {str(path)!r} is corrupt or truncated ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-            "delete it to start over."
-        ) from None
+    except Exception as e:  # unpickling bad bytes raises anything: KeyError, IndexError, EOFError ...
+        raise StateFileError(path, _unreadable_reason(path, size, e)) from None
     if not isinstance(state, dict) or state.get("kind") != kind:
         got = state.get("kind") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"State file {str(path)!r} is not a {kind} state (it holds {got!r}).")

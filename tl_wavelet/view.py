@@ -52,8 +52,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .ablation.positional import band_ablation_hook, resolve_bands
-from .adapter import facts, hook_name, model_shape, require_hooks, resolve_heads, resolve_layers
+from .adapter import facts, hook_name, model_shape, require_hooks, resolve_heads, resolve_layers, vocab_size
 from .transforms import band_labels, causal_bands
+from .validate import check_bool
 
 __all__ = ["head", "compare_heads", "top_heads", "HeadView", "HeadViews", "circuitsvis_html", "circuitsvis_parts",
            "circuitsvis_script"]
@@ -281,11 +282,18 @@ def _tokens(model, text, truncate: bool) -> Tensor:
     if isinstance(text, str):
         if not text:
             raise ValueError("text is empty: pass a string of at least a few words.")
+        if getattr(model, "tokenizer", None) is None:  # TransformerLens would assert without a message
+            raise ValueError("text is a string, but the model has no tokenizer (model.tokenizer is None): pass the "
+                             "token ids as a tensor, or load the model with its tokenizer.")
         toks = model.to_tokens(text, truncate=False)  # TL would cut it silently; we say so (below)
     elif isinstance(text, Tensor):
         if text.dtype not in (torch.int32, torch.int64) or text.ndim not in (1, 2) or (text.ndim == 2 and text.shape[0] != 1):
             raise ValueError(f"text as tokens must be an integer tensor [pos] or [1, pos], got {text.dtype} {tuple(text.shape)}.")
         toks = text.reshape(1, -1).long()
+        n_vocab = vocab_size(model)
+        if toks.numel() and n_vocab is not None and not (0 <= int(toks.min()) and int(toks.max()) < n_vocab):
+            raise ValueError(f"text holds token ids outside the model's vocabulary 0..{n_vocab - 1} "
+                             f"(min {int(toks.min())}, max {int(toks.max())}).")
     else:
         raise TypeError(f"text must be a string or a token tensor, got {type(text).__name__}.")
     n_ctx = getattr(model.cfg, "n_ctx", None)
@@ -339,7 +347,7 @@ def _views(model, text, heads, bands, level, wavelet, ablate, truncate) -> list[
         # run_with_cache removes its hooks itself, also when the forward raises
         logits, cache = model.run_with_cache(toks, names_filter=lambda nm: nm in names)
         clean = _token_loss(logits, toks)
-        str_tokens = [str(t) for t in model.to_str_tokens(toks[0])]
+        str_tokens = _str_tokens(model, toks[0])
         out = []
         for L, h in pairs:
             a = cache[hook_name("pattern", L)][0, h].double().cpu()
@@ -361,6 +369,13 @@ def _views(model, text, heads, bands, level, wavelet, ablate, truncate) -> list[
                     tab[f"delta_loss_{b}"] = np.append(ablated - clean, np.nan)
             out.append(HeadView(L, h, labels, str_tokens, a.float(), band_a.float(), band_z.float(), pd.DataFrame(tab)))
     return out
+
+
+def _str_tokens(model, ids: Tensor) -> list[str]:
+    """The tokens as text; without a tokenizer, the ids themselves (TransformerLens would assert)."""
+    if getattr(model, "tokenizer", None) is None:
+        return [f"[{int(i)}]" for i in ids]
+    return [str(t) for t in model.to_str_tokens(ids)]
 
 
 def _token_loss(logits: Float[Tensor, "1 pos vocab"], toks) -> np.ndarray:
@@ -406,7 +421,8 @@ def head(
     >>> v.to_dataframe().columns[:4].tolist()                          # doctest: +SKIP
     ['position', 'token', 'attn_A3', 'attn_D3']
     """
-    return _views(model, text, [(layer, head)], bands, level, wavelet, bool(ablate), truncate)[0]
+    return _views(model, text, [(layer, head)], bands, level, wavelet, check_bool(ablate, "ablate"),
+                  check_bool(truncate, "truncate"))[0]
 
 
 def compare_heads(
@@ -433,4 +449,5 @@ def compare_heads(
     >>> vs = compare_heads(model, text, [(1, 3), (2, 0)])      # doctest: +SKIP
     >>> vs.wide("z_norm_{band}")                               # doctest: +SKIP
     """
-    return HeadViews(_views(model, text, list(heads), bands, level, wavelet, bool(ablate), truncate))
+    return HeadViews(_views(model, text, list(heads), bands, level, wavelet, check_bool(ablate, "ablate"),
+                            check_bool(truncate, "truncate")))

@@ -66,10 +66,13 @@ def _prepare(model, tokens, attention_mask, seq_len=None, name="tokens") -> tupl
 def position_buckets(n: int) -> list[tuple[int, int]]:
     """Dyadic (factor 4) buckets of predicting positions ``0..n-2``: (0,15), (16,63), (64,255), ...
 
+    The last bucket ends at the last predicting position ``n - 2``, so the sweep's
+    ``delta_loss_pos_<lo>_<hi>`` columns name the positions they average.
+
     Examples
     --------
     >>> position_buckets(128)
-    [(0, 15), (16, 63), (64, 255)]
+    [(0, 15), (16, 63), (64, 126)]
     """
     n = check_int(n, "n", minimum=2)  # positions: at least one next-token prediction
     edges, out, lo = [0, 16], [], 0
@@ -77,7 +80,7 @@ def position_buckets(n: int) -> list[tuple[int, int]]:
         edges.append(edges[-1] * 4)
     for lo, hi in zip(edges, edges[1:]):
         if lo <= n - 2:
-            out.append((lo, hi - 1))
+            out.append((lo, min(hi - 1, n - 2)))
     return out
 
 

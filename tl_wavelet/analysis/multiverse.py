@@ -274,10 +274,11 @@ class MultiverseAccumulator:
             for w in self.axes["window"]
             for p in self.axes["padding"]
         }
-        # the config stream() checks lengths with: the most demanding (wavelet, int level)
-        ints = [lv for lv in self.axes["level"] if lv != "max"] or [1]
-        w_need = max(self.axes["wavelet"], key=lambda w: min_length(w, max(ints)))
-        self.config = MetricConfig(wavelet=w_need, level=max(ints), alphas=self.alphas)
+        # the (wavelet, level) readings computed; check_length leaves out default ones a length cannot hold
+        self._explicit = set(axes) if axes is not None else set()
+        self.wavelet_levels = list(itertools.product(self.axes["wavelet"], self.axes["level"]))
+        self.dropped: list[tuple[str, object]] = []
+        self._set_config()
         self.shape = model if isinstance(model, ModelShape) else model_shape(model)
         self.layers = resolve_layers(self.shape, layers)
         if not isinstance(model, ModelShape):
@@ -310,26 +311,62 @@ class MultiverseAccumulator:
         return [(hook_name("pattern", L), make(L)) for L in self.layers]
 
     # ------------------------------------------------------------------ checks
-    def check_length(self, n: int) -> None:
-        """Raise, naming the fix, when sequences of ``n`` tokens are too short for some reading."""
-        for w in self.axes["wavelet"]:
+    def _set_config(self) -> None:
+        # the config stream() checks lengths with: the most demanding (wavelet, int level) computed
+        ints = [(w, lv) for w, lv in self.wavelet_levels if lv != "max"]
+        if ints:
+            w_need, lv_need = max(ints, key=lambda p: min_length(*p))
+        else:
+            w_need, lv_need = max((w for w, _ in self.wavelet_levels), key=lambda w: min_length(w, 1)), 1
+        self.config = MetricConfig(wavelet=w_need, level=lv_need, alphas=self.alphas)
+
+    def _unfit(self, n: int) -> dict[tuple[str, object], tuple[bool, str]]:
+        """(wavelet, level) readings ``n`` tokens cannot hold -> (the whole wavelet fails, why and the fix)."""
+        out = {}
+        for w, lv in self.wavelet_levels:
             deepest = dwt_max_level(n, w)
-            for lv in self.axes["level"]:
-                if lv != "max" and lv > deepest:
-                    raise ValueError(
-                        f"level {lv} of {w} needs sequences of at least {min_length(w, lv)} tokens, but the corpus "
-                        f"has {n}: pass longer sequences (seq_len >= {min_length(w, lv)}), or drop that level from "
-                        f"axes['level'] ({w} supports up to {deepest} at {n} tokens; 'max' always fits)."
-                    )
+            short = [a for a in self.alphas if math.floor(a * n) < 2 or dwt_max_level(math.floor(a * n), w) < 1]
             if deepest < 1:
-                raise ValueError(f"{w} needs at least {min_length(w, 1)} tokens for one DWT level, got {n}.")
-            for a in self.alphas:
-                m = math.floor(a * n)
-                if m < 2 or dwt_max_level(m, w) < 1:
-                    raise ValueError(
-                        f"alpha={a} cuts {n} tokens to {m}, too short for one {w} level: use sequences of at least "
-                        f"{math.ceil(min_length(w, 1) / a)} tokens or a larger alpha."
-                    )
+                out[(w, lv)] = (True, f"{w} needs at least {min_length(w, 1)} tokens for one DWT level, got {n}.")
+            elif short:
+                a = short[0]
+                out[(w, lv)] = (True, f"alpha={a} cuts {n} tokens to {math.floor(a * n)}, too short for one {w} level: "
+                                      f"use sequences of at least {math.ceil(min_length(w, 1) / a)} tokens or a larger alpha.")
+            elif lv != "max" and lv > deepest:
+                out[(w, lv)] = (False, (
+                    f"level {lv} of {w} needs sequences of at least {min_length(w, lv)} tokens, but the corpus has "
+                    f"{n}: pass longer sequences (seq_len >= {min_length(w, lv)}), or drop that level from "
+                    f"axes['level'] ({w} supports up to {deepest} at {n} tokens; 'max' always fits)."))
+        return out
+
+    def check_length(self, n: int) -> None:
+        """Fit the readings to sequences of ``n`` tokens.
+
+        A (wavelet, level) reading the length cannot hold is left out with a ``UserWarning``
+        naming it when it comes from the defaults (db4 at level 5 needs 224 tokens, so at 128
+        the defaults keep db4 at level "max" = 4). One you asked for raises, naming the fix:
+        its wavelet and level both given in ``axes``, or a wavelet given that fits at no level.
+        """
+        unfit = self._unfit(n)
+        if not unfit:
+            return
+        for whole_wavelet, why in unfit.values():
+            if "wavelet" in self._explicit and (whole_wavelet or "level" in self._explicit):
+                raise ValueError(why)
+        kept = [p for p in self.wavelet_levels if p not in unfit]
+        if not kept:
+            raise ValueError(next(iter(unfit.values()))[1])
+        self.wavelet_levels = kept
+        self.dropped += list(unfit)
+        self._set_config()
+        names = ", ".join(f"wavelet={w} level={lv}" for w, lv in unfit)
+        warnings.warn(
+            f"{len(unfit)} default multiverse reading(s) cannot be computed on {n}-token sequences and are left out: "
+            f"{names} ({next(iter(unfit.values()))[1]}) Pass longer sequences to include them, or set axes['wavelet'] / "
+            "axes['level'] yourself.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def _level(self, wavelet: str, level, n: int) -> int:
         lv = dwt_max_level(n, wavelet) if level == "max" else level
@@ -452,7 +489,7 @@ class MultiverseAccumulator:
         """Wavelet readings of the single-row signals stacked as [K, b, h, 1, n]."""
         ax = self.axes
         done: dict[tuple, Tensor] = {}  # levels that resolve alike ("max" may equal 5) are computed once
-        for w, lv in itertools.product(ax["wavelet"], ax["level"]):
+        for w, lv in self.wavelet_levels:
             level = self._level(w, lv, n)
             for norm in ax["entropy_norm"]:
                 if (w, level, norm) not in done:
@@ -469,7 +506,7 @@ class MultiverseAccumulator:
             }
             # both samplings stacked on a new leading axis: the full signal's DWT is shared
             short = torch.stack([cut[sm] for sm in ax["sampling"]])  # [S, K, b, h, 1, m]
-            for w, lv in itertools.product(ax["wavelet"], ax["level"]):
+            for w, lv in self.wavelet_levels:
                 level = self._level(w, lv, n)
                 for align in ax["alignment"]:
                     if (a, w, level, align) not in done:
