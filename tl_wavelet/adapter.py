@@ -276,6 +276,21 @@ class ModelFacts:
                     f"(e.g. {wrong[0]!r} in {dict(model.named_parameters())[wrong[0]].dtype}): model.to({dtype}) casts it."
                 )
 
+    def check_context(self, n: int, allow: bool = False, what: str = "tokens") -> None:
+        """Refuse sequences longer than the model's stated context (``allow``: measure them, with a warning)."""
+        ctx = self.context_length
+        if ctx is None or n <= ctx:
+            return
+        if not allow:
+            raise ValueError(
+                f"{what} have {n} positions but the model's stated context is {ctx} (its configuration's maximum "
+                f"position): pass sequences of at most {ctx} positions, or allow_beyond_context=True to measure "
+                "positions the model was not trained on."
+            )
+        warnings.warn(
+            f"{what}: {n} positions, beyond the model's stated context of {ctx}: the heads are measured where the "
+            "model was not trained (RoPE extrapolation).", stacklevel=3)
+
     def to_device(self, tokens: Tensor) -> Tensor:
         """``tokens`` on the model's input device."""
         return tokens.to(self.device)

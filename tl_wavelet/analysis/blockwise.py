@@ -73,12 +73,15 @@ def attention_rows(
         m = mask[..., q0:q1, :q1]
         s = s.masked_fill(~m, torch.finfo(s.dtype).min) if m.dtype == torch.bool else s + m.to(s.dtype)
     else:
+        # causal: only keys q0..q1-1 can be in a row's future; with a sliding window, keys
+        # from 0 on can be behind it
+        lo = 0 if sliding_window is not None else q0
         qi = torch.arange(q0, q1, device=s.device)[:, None]
-        ki = torch.arange(q1, device=s.device)[None, :]
+        ki = torch.arange(lo, q1, device=s.device)[None, :]
         keep = ki <= qi
         if sliding_window is not None:
             keep = keep & (ki > qi - sliding_window)
-        s = s.masked_fill(~keep, torch.finfo(s.dtype).min)
+        s[..., lo:] = s[..., lo:].masked_fill(~keep, torch.finfo(s.dtype).min)
     return torch.softmax(s, dim=-1, dtype=torch.float32).to(query.dtype)
 
 
@@ -109,6 +112,7 @@ class _Signals:
         needs_rows = cfg.signal in ("last_row", "pattern_rows")
         self.rows_of_interest = {n - 1, *(m - 1 for m in self.cuts.values())} if needs_rows else set()
         self.kept: dict[int, Tensor] = {}  # query row -> its probabilities (key order), for last rows
+        self.buffer: Tensor | None = None  # see _aligned
         if cfg.signal == "pattern_rows":
             idx, self.lengths = row_plan(n, cfg.drop_first_key, min(cfg.min_length(), n), cfg.max_rows, cfg.paper)
             self.row_idx = idx.tolist()
@@ -127,26 +131,38 @@ class _Signals:
         if cfg.signal in ("offset_profile", "pattern_rows"):
             aligned = self._aligned(p, q0)
             if cfg.signal == "offset_profile":
-                self.total[..., :q1] += aligned.sum(-2, dtype=torch.float64)
+                # a block's rows summed in float32 (a few hundred values: ~1e-7), blocks added in float64
+                self.total[..., :q1] += aligned.sum(-2, dtype=torch.float32)
                 for a, m in self.cuts.items():
                     if q0 < m:
-                        self.cut_total[a][..., : min(q1, m)] += aligned[..., : m - q0, : min(q1, m)].sum(-2, dtype=torch.float64)
+                        self.cut_total[a][..., : min(q1, m)] += aligned[..., : m - q0, : min(q1, m)].sum(-2, dtype=torch.float32)
             else:
                 for j, q in enumerate(self.row_idx):
                     if q0 <= q < q0 + p.shape[-2]:
                         self.rows[..., j, :q1] = aligned[..., q - q0, :]
         elif cfg.signal == "received":
-            self.total[..., :q1] += p.sum(-2, dtype=torch.float64)
+            self.total[..., :q1] += p.sum(-2, dtype=torch.float32)
             for a, m in self.cuts.items():
                 if q0 < m:
-                    self.cut_total[a][..., : min(q1, m)] += p[..., : m - q0, : min(q1, m)].sum(-2, dtype=torch.float64)
+                    self.cut_total[a][..., : min(q1, m)] += p[..., : m - q0, : min(q1, m)].sum(-2, dtype=torch.float32)
 
     def _aligned(self, p: Tensor, q0: int) -> Tensor:
-        """``A[r, d] = p[r, q0 + r - d]`` for keys ``>= 0`` (``>= 1`` without the first key), else 0."""
+        """``A[r, d] = p[r, q0 + r - d]`` for keys ``>= 0``, else 0 (key 0 is already 0 without the first key).
+
+        A strided view, not a gather: with the keys reversed and ``q1`` zeros appended, row ``r``
+        of the tile read from ``q1 - 1 - q0 - r`` on holds offsets ``0, 1, ...``, and a negative
+        key lands in the zeros.
+        """
         rows, q1 = p.shape[-2], p.shape[-1]
-        key = torch.arange(q0, q0 + rows, device=p.device)[:, None] - torch.arange(q1, device=p.device)[None, :]
-        valid = key >= (1 if self.cfg.drop_first_key else 0)
-        return p.gather(-1, key.clamp(min=0).expand(*p.shape[:-2], rows, q1)) * valid.to(p.dtype)
+        if self.buffer is None or self.buffer.shape[-2] < rows or self.buffer.dtype != p.dtype:
+            # one zeroed buffer per layer, two rows of keys wide: every block writes its reversed keys
+            # in front (keys only grow from block to block), so what lies behind stays zero
+            self.buffer = torch.zeros(*p.shape[:-2], rows, 2 * self.n, dtype=p.dtype, device=p.device)
+        width = self.buffer.shape[-1]
+        self.buffer[..., :rows, :q1] = p.flip(-1)
+        strides = self.buffer.stride()
+        return self.buffer.as_strided((*p.shape[:-2], rows, q1), (*strides[:-2], width - 1, 1),
+                                      self.buffer.storage_offset() + q1 - 1 - q0)
 
     def signals(self, causal: bool = True):
         """``(rows, lengths, full, shorts)`` as :func:`tl_wavelet.analysis.hooks._signals_from_pattern` gives them."""
@@ -192,7 +208,12 @@ def block_signals(
     (``hook_z``), as eager attention computes it (probabilities in the model's dtype times v).
     """
     b, h, n, _ = query.shape
-    sums = [_Signals(cfg, b, h, n, query.device, query.dtype) for cfg in cfgs]
+    # configs that read the same signal share its sums (e.g. the default and the paper metrics)
+    unique: dict[tuple, _Signals] = {}
+    for cfg in cfgs:
+        if _signal_key(cfg, n) not in unique:
+            unique[_signal_key(cfg, n)] = _Signals(cfg, b, h, n, query.device, query.dtype)
+    sums = list(unique.values())
     step = _block_height(b, h, n, query.device, block)
     z = None
     if value is not None:
@@ -209,7 +230,15 @@ def block_signals(
         del p
         if on_block is not None:
             on_block()
-    return [s.signals() for s in sums], None if z is None else z.transpose(1, 2)
+    done = {k: s.signals() for k, s in unique.items()}
+    return [done[_signal_key(c, n)] for c in cfgs], None if z is None else z.transpose(1, 2)
+
+
+def _signal_key(cfg: MetricConfig, n: int) -> tuple:
+    """What decides a config's signals: configs with equal keys read the same sums."""
+    rows = cfg.signal == "pattern_rows"
+    return (cfg.signal, cfg.drop_first_key, cfg.alphas, rows and cfg.max_rows, rows and cfg.paper,
+            rows and min(cfg.min_length(), n))
 
 
 # ------------------------------------------------------------------ running the model with its fast attention
@@ -249,20 +278,17 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     return out
 
 
-_REGISTERED = False
-
-
-def _register() -> None:
-    global _REGISTERED
-    if _REGISTERED:
-        return
+def _register(base: str) -> str:
+    """The name of our attention function over ``base``, registered with transformers: the masks
+    are ``base``'s own (SDPA's: none at all for plain causal attention, no n x n mask)."""
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
-    AttentionInterface.register(ATTENTION_NAME, _attention)
-    # SDPA's masks: none at all for plain causal attention (no n x n mask), booleans otherwise
-    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
-    _REGISTERED = True
+    name = f"{ATTENTION_NAME}_{base}"
+    if name not in AttentionInterface._global_mapping:
+        AttentionInterface.register(name, _attention)
+        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
+    return name
 
 
 #: the attention the model computes its own output with during a blockwise run: None picks SDPA
@@ -270,12 +296,14 @@ def _register() -> None:
 BASE_ATTENTION: str | None = None
 
 
-def _base_attention(hf) -> Callable:
-    """The attention the model computes its output with: :data:`BASE_ATTENTION`, else its own, or
-    SDPA where it ran eager and supports SDPA."""
+def _base_attention(hf) -> tuple[str, Callable]:
+    """``(name, function)`` of the attention the model computes its output with: :data:`BASE_ATTENTION`,
+    else its own, or SDPA where it ran eager and supports SDPA."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     impl = getattr(hf.config, "_attn_implementation", "eager") or "eager"
+    if impl.startswith(ATTENTION_NAME):  # left switched by an interrupted run
+        impl = impl.removeprefix(ATTENTION_NAME + "_")
     if BASE_ATTENTION is not None:
         impl = BASE_ATTENTION
     elif impl == "eager" and getattr(hf, "_supports_sdpa", False):
@@ -283,9 +311,14 @@ def _base_attention(hf) -> Callable:
     if impl == "eager":
         from importlib import import_module
 
-        module = import_module(type(hf).__module__)
-        return module.eager_attention_forward
-    return ALL_ATTENTION_FUNCTIONS[impl]
+        eager = getattr(import_module(type(hf).__module__), "eager_attention_forward", None)
+        if eager is None:
+            raise NotImplementedError(
+                f"{type(hf).__name__} does not compute its attention through transformers' attention functions "
+                "(no eager_attention_forward), so the blockwise path cannot see its queries and keys"
+            )
+        return impl, eager
+    return impl, ALL_ATTENTION_FUNCTIONS[impl]
 
 
 @contextlib.contextmanager
@@ -325,13 +358,12 @@ def blockwise_forward(model, backend: str, tokens: Tensor, run: BlockwiseRun) ->
             "attention='blockwise' runs a model's Hugging Face forward; a TransformerLens 3 HookedTransformer has none: "
             "use attention='patterns' (or load the model as a TransformerBridge on TransformerLens 4)."
         )
-    _register()
     with _hf_attention_modules(model, backend) as hf:
         prev = hf.config._attn_implementation
-        run.base = _base_attention(hf)
+        base, run.base = _base_attention(hf)
         token = _ACTIVE.set(run)
         try:
-            hf.set_attn_implementation(ATTENTION_NAME)
+            hf.set_attn_implementation(_register(base))
             with torch.no_grad():
                 hf(input_ids=tokens, use_cache=False)
         except _StopBlockwise:

@@ -439,20 +439,19 @@ class HeadAccumulator:
 
         return fn
 
-    def _feed_attention(self, layer: int, query: Tensor, key: Tensor, output: Tensor, signals: tuple | None) -> None:
+    def _feed_attention(self, layer: int, query: Tensor, key: Tensor, output: Tensor, signals: tuple | None,
+                        bad: Tensor) -> None:
         """One layer of a blockwise forward (:mod:`tl_wavelet.analysis.blockwise`): its post-RoPE
         ``query`` [b, h, n, d] and ``key`` [b, h_kv, n, d], the attention ``output`` [b, n, h, d]
-        (``hook_z``'s layout) and this accumulator's ``signals`` computed from them."""
+        (``hook_z``'s layout), this accumulator's ``signals`` computed from them, and ``bad`` [b]:
+        which sequences carry a NaN/inf query or key."""
         b, n, cfg = query.shape[0], query.shape[-2], self.config
         self._check_seq_len(n)
         cfg.check_length(n)
         if signals is None:  # signal="z": the attention output
-            act = _working_copy(output, "z", cfg)
-            values = _layer_values(act, cfg, "z")
-            bad = ~torch.isfinite(act).flatten(1).all(1)
+            values = _layer_values(_working_copy(output, "z", cfg), cfg, "z")
         else:
             values = _signal_metrics(signals, cfg, "pattern", n)
-            bad = ~(torch.isfinite(query).flatten(1).all(1) & torch.isfinite(key).flatten(1).all(1))
         values["_nonfinite"] = bad.sum()
         self._put((layer, "main"), values, b, n, True)
         if self.rope:

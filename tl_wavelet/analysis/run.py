@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import warnings
 
+import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -39,6 +40,7 @@ def analyze_heads(
     attention_mask=None,
     attention: str = "auto",
     block_size: int | None = None,
+    allow_beyond_context: bool = False,
 ) -> "HeadReport":
     """Measure every (layer, head) over a corpus, streaming: nothing is cached.
 
@@ -72,6 +74,8 @@ def analyze_heads(
         model against their own patterns). ``"auto"``: blockwise from
         :data:`AUTO_BLOCKWISE_FROM` tokens on where it is exact for the model, else patterns.
     block_size : queries per block of the blockwise path (None: from a memory budget).
+    allow_beyond_context : measure sequences longer than the model's stated context (refused
+        otherwise; with a warning when allowed).
 
     Returns
     -------
@@ -113,7 +117,8 @@ def analyze_heads(
             f"{D.world_size()} ranks but only {tokens.shape[0]} sequences: every rank needs at least one. "
             "Pass more sequences or launch fewer ranks (torchrun --nproc_per_node)."
         )
-    stream(model, tokens, [acc], batch_size=batch_size, progress=progress, attention=attention, block_size=block_size)
+    stream(model, tokens, [acc], batch_size=batch_size, progress=progress, attention=attention, block_size=block_size,
+           allow_beyond_context=allow_beyond_context)
     return acc.report()
 
 
@@ -147,14 +152,15 @@ def _check_accumulators(accumulators, n: int) -> None:
 
 
 def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool = True, attention: str = "patterns",
-           block_size: int | None = None) -> None:
+           block_size: int | None = None, allow_beyond_context: bool = False) -> None:
     """Run ``tokens`` through ``model`` in batches with every accumulator's hooks at once.
 
     One forward pass feeds several accumulators (e.g. default and ``paper=True`` metrics,
     or several signals), and each pass ends after the last hook any of them needs.
     ``tokens`` takes the forms of :func:`tl_wavelet.adapter.as_tokens` (token ids).
     ``attention`` / ``block_size``: which forward measures the heads (see :func:`analyze_heads`);
-    the blockwise path feeds HeadAccumulators only.
+    the blockwise path feeds HeadAccumulators only. Sequences longer than the model's stated
+    context are refused unless ``allow_beyond_context``.
 
     Distributed: when ``torch.distributed`` is initialised with several ranks, every rank
     must pass the same ``tokens`` and accumulators (checked by one ``all_gather`` of
@@ -173,6 +179,7 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
     _check_accumulators(accumulators, tokens.shape[1])
     f = facts(model)
     f.placement()  # a model the backend cannot run is refused before any batch
+    f.check_context(tokens.shape[1], check_bool(allow_beyond_context, "allow_beyond_context"))
     forward = _batch_runner(f, accumulators, _attention_path(f, accumulators, tokens.shape[1], attention), block_size,
                             progress and tokens.shape[1] >= 4096)
     world, rank = D.world_size(), D.rank()
@@ -275,8 +282,10 @@ def _blockwise_batches(f, accumulators, block_size: int | None, bar: bool):
                                          sliding_window=kwargs.get("sliding_window"), mask=mask, block=block_size,
                                          on_block=lambda: progress.update(1), value=value if wants_z else None)
             signals = iter(signals)
+            # a NaN/inf anywhere in a sequence's queries or keys makes its sum non-finite: one reduction, no host wait
+            bad = ~torch.isfinite(query.sum((1, 2, 3), dtype=torch.float32) + key.sum((1, 2, 3), dtype=torch.float32))
             for acc in users:
-                acc._feed_attention(layer, query, key, z, None if acc.config.signal == "z" else next(signals))
+                acc._feed_attention(layer, query, key, z, None if acc.config.signal == "z" else next(signals), bad)
 
         try:
             B.blockwise_forward(f.model, f.backend, f.to_device(batch), B.BlockwiseRun(feed, last_layer=needed[-1]))
