@@ -459,6 +459,7 @@ TABLES: dict[Any, Table] = {
     C.manifest: Table(lambda c, **k: C.manifest(), lambda c: {}, [("_", None, OK)]),
     C.available_genres: Table(lambda c, **k: C.available_genres(), lambda c: {}, [("_", None, OK)]),
     C.default_corpus: Table(lambda c, **k: C.default_corpus(), lambda c: {}, [("_", None, OK)]),
+    C.long_corpus: Table(lambda c, **k: C.long_corpus(), lambda c: {}, [("_", None, OK)]),
     C.load_texts: Table(
         lambda c, **k: C.load_texts(**k), lambda c: dict(genres=None),
         [("genres", "nosuch", Raises(ValueError, "nosuch")), ("genres", 3, TypeError), ("genres", [], ValueError),

@@ -10,12 +10,21 @@ long-range attention heads have something to do.
 Together the documents hold a little over 30,000 tokens under the SmolLM2
 tokenizer; per-file counts are recorded in ``tl_wavelet/data/corpus.json``.
 
+For long contexts there are also five long documents (a novella, a
+history-of-science essay, a technical manual, a play and a collection of
+letters; 10,000-18,000 tokens each, 70,000 in all), each long enough for at
+least one window of 8,192 tokens on its own; they are listed, with SmolLM2 and
+Gemma-3 token counts, in ``tl_wavelet/data/long/manifest.json`` and are not
+part of :func:`default_corpus`.
+
 Main entry points
 -----------------
 load_texts
     Documents of the default corpus, optionally filtered by genre.
 default_corpus
     All documents as a list of strings.
+long_corpus
+    The long documents (8k-token windows and more), as a list of strings.
 chunk_tokens
     Tokenize texts into one stream and cut it into ``[n, seq_len]`` windows.
 induction_tokens
@@ -51,6 +60,7 @@ __all__ = [
     "available_genres",
     "load_texts",
     "default_corpus",
+    "long_corpus",
     "token_stream",
     "chunk_tokens",
     "induction_tokens",
@@ -60,6 +70,8 @@ __all__ = [
 _DATA_PACKAGE = "tl_wavelet"
 _DATA_DIR = "data"
 _MANIFEST = "corpus.json"
+_LONG_DIR = "long"
+_LONG_MANIFEST = "manifest.json"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -71,6 +83,19 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 def _data_root():
     return resources.files(_DATA_PACKAGE).joinpath(_DATA_DIR)
+
+
+def _read_json(path, shown: str) -> dict[str, Any]:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:  # pragma: no cover - broken install
+        raise FileNotFoundError(
+            f"The corpus manifest {shown} is missing from the "
+            "installed tl_wavelet package. Reinstall tl_wavelet "
+            "(`pip install --force-reinstall tl_wavelet`) so its package data "
+            "is included."
+        ) from exc
+    return json.loads(raw)
 
 
 def manifest() -> list[dict[str, Any]]:
@@ -97,17 +122,14 @@ def manifest() -> list[dict[str, Any]]:
     >>> sorted(rec)
     ['description', 'file', 'genre', 'smollm2_tokens', 'title']
     """
-    path = _data_root().joinpath(_MANIFEST)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:  # pragma: no cover - broken install
-        raise FileNotFoundError(
-            f"The corpus manifest {_DATA_DIR}/{_MANIFEST} is missing from the "
-            "installed tl_wavelet package. Reinstall tl_wavelet "
-            "(`pip install --force-reinstall tl_wavelet`) so its package data "
-            "is included."
-        ) from exc
-    data = json.loads(raw)
+    data = _read_json(_data_root().joinpath(_MANIFEST), f"{_DATA_DIR}/{_MANIFEST}")
+    return list(data["documents"])
+
+
+def _long_manifest() -> list[dict[str, Any]]:
+    """Records of the long documents, in order: ``file`` (inside ``tl_wavelet/data/long``), ``genre``,
+    ``title``, ``description``, ``smollm2_tokens`` and ``gemma3_tokens`` (counts without special tokens)."""
+    data = _read_json(_data_root().joinpath(_LONG_DIR).joinpath(_LONG_MANIFEST), f"{_DATA_DIR}/{_LONG_DIR}/{_LONG_MANIFEST}")
     return list(data["documents"])
 
 
@@ -200,6 +222,72 @@ def default_corpus() -> list[str]:
     True
     """
     return list(load_texts().values())
+
+
+def long_corpus() -> list[str]:
+    """Return the long documents of the packaged corpus, in manifest order.
+
+    Five documents of original English prose written for this project, in five
+    genres: a novella (*The Winter Ledger of Sorrel Mill*), a history-of-science
+    essay (*Reading the Tide*), a technical manual with worked procedures
+    (*Thistle SSF-6 Community Slow Sand Filter*), a play in three acts (*A Tenor
+    for Saint Ebba's*) and a collection of letters (*Letters from the Farrow
+    Islands*).  Each holds 10,000-18,000 tokens under the SmolLM2 and Gemma-3
+    tokenizers, so each gives at least one window of 8,192 tokens on its own, and
+    the first two give two (or one of 16,384).  Names, numbers and constants recur,
+    and chapters refer back to earlier ones, thousands of tokens apart.
+
+    :func:`chunk_tokens` cuts each text of a list into its own windows, so
+    ``chunk_tokens(model, long_corpus(), 8192)`` never gives a window that
+    crosses two documents.  Titles, genres, descriptions and the token counts
+    under both tokenizers are in ``tl_wavelet/data/long/manifest.json``.  These
+    documents are not part of :func:`default_corpus` (whose ten documents hold
+    about 3,400 tokens each).
+
+    Returns
+    -------
+    list of str
+        The documents' texts, in manifest order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the packaged documents are missing (a broken install; reinstall
+        tl_wavelet so that its package data is included).
+
+    See Also
+    --------
+    default_corpus : the short documents.
+    chunk_tokens : cut texts into ``[n, seq_len]`` windows, document by document.
+
+    Examples
+    --------
+    >>> from tl_wavelet.corpus import long_corpus
+    >>> docs = long_corpus()
+    >>> len(docs) >= 5 and all(len(d.split()) > 7000 for d in docs)
+    True
+    >>> docs[0].splitlines()[0]
+    'The Winter Ledger of Sorrel Mill'
+
+    Under SmolLM2's or Gemma-3's tokenizer the documents give 2, 2, 1, 1 and 1
+    windows of 8,192 tokens:
+
+    >>> tokens = chunk_tokens(model, long_corpus(), 8192)  # doctest: +SKIP
+    >>> tokens.shape  # doctest: +SKIP
+    torch.Size([7, 8192])
+    """
+    root = _data_root().joinpath(_LONG_DIR)
+    texts = []
+    for rec in _long_manifest():
+        try:
+            texts.append(root.joinpath(rec["file"]).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:  # pragma: no cover - broken install
+            raise FileNotFoundError(
+                f"The long corpus document {_DATA_DIR}/{_LONG_DIR}/{rec['file']} is missing from the installed "
+                "tl_wavelet package. Reinstall tl_wavelet (`pip install --force-reinstall tl_wavelet`) so its "
+                "package data is included."
+            ) from exc
+    return texts
 
 
 # --------------------------------------------------------------------------
