@@ -208,3 +208,31 @@ def test_planted_heads_land_in_their_bands_at_4096_tokens(long_planted):
     assert dict(zip(df["head"], df["dominant_band"])) == want
     # and the characteristic scale follows the offset
     assert np.all(np.diff(df.sort_values("head")["scale_tokens"].to_numpy()) > 0)
+
+
+@needs_bridge
+def test_cli_analyze_at_4096_tokens(tmp_path):
+    """`--seq-len 4096 --level 10` just works: blockwise analysis, a sweep on the first 1024 tokens."""
+    import json
+    import random
+
+    import pandas as pd
+    from models_for_tests import tiny_llama_hf
+
+    from tl_wavelet.cli import main
+
+    d = tmp_path / "model"
+    tiny_llama_hf(planted=True, n_ctx=8192).save_pretrained(d)
+    word_tokenizer(97).save_pretrained(d)
+    r = random.Random(0)
+    (d / "words.txt").write_text(" ".join(f"w{r.randrange(4, 97)}" for _ in range(8300)), encoding="utf-8")
+    rc = main(["analyze", "--model", str(d), "--text", str(d / "words.txt"), "--seq-len", "4096", "--level", "10",
+               "--sweep-sequences", "2", "--sweep-layers", "0", "--top-k", "2", "--drilldown-heads", "0",
+               "--out", str(tmp_path / "out"), "--quiet"])
+    assert rc == 0
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["attention"] == "blockwise" and meta["tokens"]["seq_len"] == 4096
+    heads = pd.read_csv(tmp_path / "out" / "heads.csv")
+    assert {"A10", "D10", "D1"} <= set(heads.columns)
+    planted = heads[heads.layer == 0].set_index("head")["dominant_band"]
+    assert (planted[0], planted[2], planted[3]) == ("D1", "D3", "D5")  # offsets 1, 6, 16

@@ -37,6 +37,7 @@ analysis and the sweep across the ranks (docs/scaling.md); rank 0 writes every f
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shlex
@@ -114,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--sweep-layers", nargs="+", type=int, metavar="L", help="layers to sweep (default: all)")
     a.add_argument("--sweep-sequences", type=int, default=8,
                    help="sequences used by the sweep (the first N; default 8) since it needs gradients")
+    a.add_argument("--sweep-seq-len", type=int, default=1024, metavar="N",
+                   help="the sweep reads the first N tokens of each sequence (default 1024: its gradient pass keeps "
+                   "every layer's attention for the backward, n x n per head)")
+    a.add_argument("--attention", default="auto", choices=["auto", "patterns", "blockwise"],
+                   help="how heads are measured: from hook_pattern (n x n per head) or blockwise from queries and keys "
+                   "while the model runs SDPA (default auto: blockwise from 1024 tokens on where it is exact)")
+    a.add_argument("--block-size", type=int, default=None, metavar="Q",
+                   help="queries per block of the blockwise path (default: from a memory budget)")
+    a.add_argument("--allow-beyond-context", action="store_true",
+                   help="measure sequences longer than the model's stated context (refused otherwise)")
     a.add_argument("--drilldown-heads", type=int, default=3, metavar="K",
                    help="drill into the K heads with the largest verified sweep effects on 2 passages (default 3; 0: none)")
     _device_args(a)
@@ -246,7 +257,8 @@ def _validate(args):
     for name, val, lo in (("--seq-len", args.seq_len, 2), ("--batch-size", args.batch_size, 1),
                           ("--level", args.level, 1), ("--top-k", args.top_k, 0),
                           ("--sweep-sequences", args.sweep_sequences, 1), ("--drilldown-heads", args.drilldown_heads, 0),
-                          ("--checkpoint-every", args.checkpoint_every, 1)):
+                          ("--checkpoint-every", args.checkpoint_every, 1), ("--sweep-seq-len", args.sweep_seq_len, 2),
+                          ("--block-size", args.block_size or 1, 1)):
         if val < lo:
             raise UserError(f"{name} must be at least {lo}, got {val}.")
     if args.n_sequences is not None and args.n_sequences < 1:
@@ -328,10 +340,11 @@ def _load_model(args):
 
 
 def _tokens(args, model):
-    from .corpus import chunk_tokens, default_corpus, read_text_files
+    from .corpus import chunk_tokens, default_corpus, long_corpus, read_text_files
 
     try:
-        texts = read_text_files(args.text) if args.text else default_corpus()
+        # the default corpus's documents hold about 3.5k tokens each; longer windows come from the long documents
+        texts = read_text_files(args.text) if args.text else default_corpus() if args.seq_len <= 2048 else long_corpus()
         return chunk_tokens(model, texts, args.seq_len, n_sequences=args.n_sequences)
     except (ValueError, FileNotFoundError, UnicodeDecodeError, TypeError) as e:
         raise UserError(str(e)) from None
@@ -343,7 +356,8 @@ def _run_sweep(args, model, tokens, resume=None, on_checkpoint=None) -> tuple[ob
         return None, "Band sweep skipped (--no-sweep)."
     from .ablation import band_sweep
 
-    sub = tokens[: args.sweep_sequences]
+    sub = tokens[: args.sweep_sequences, : args.sweep_seq_len]
+    level = min(args.level, int(math.log2(sub.shape[1])))  # causal bands of level J need 2^J positions
     df = band_sweep(
         model,
         sub,
@@ -353,14 +367,14 @@ def _run_sweep(args, model, tokens, resume=None, on_checkpoint=None) -> tuple[ob
         # (layer, head, band), and rank zero-ablation effects far better than first order alone
         attribution="atp2",
         verify_top_k=args.top_k,
-        level=args.level,
+        level=level,
         batch_size=args.batch_size,
         progress=not args.quiet,
         resume=resume,
         on_checkpoint=on_checkpoint,
     )
     status = (
-        f"Band sweep on {sub.shape[0]} sequences × {sub.shape[1]} tokens: second-order attribution estimate "
+        f"Band sweep on {sub.shape[0]} sequences × {sub.shape[1]} tokens (level {level}): second-order attribution estimate "
         f"(attribution patching plus a Fisher curvature term) for every head and band (causal Haar bands of hook_z, zero ablation), the {args.top_k} largest verified "
         "by exact ablation."
     )
@@ -381,12 +395,19 @@ def _drilldown(args, model, tokens, sweep):
     _log(args, f"Drill-down: {', '.join(f'L{L}H{h} {b}' for L, h, b in top)} on {_DRILL_PASSAGES} passages ...")
     out = []
     n = min(_DRILL_TOKENS, tokens.shape[1])
+    # a short passage carries bands up to 2^level <= n: coarser bands of the sweep fold into its A band
+    level = min(int(sweep.attrs.get("level", args.level)), int(math.log2(n)))
     for i in range(min(_DRILL_PASSAGES, tokens.shape[0])):
         # each head is ablated in its own largest band (compare_heads ablates the bands given for every head)
-        views = [compare_heads(model, tokens[i, :n], [(L, h)], bands=[b], ablate=True, level=args.level)[0]
+        views = [compare_heads(model, tokens[i, :n], [(L, h)], bands=[_band_at(b, level)], ablate=True, level=level)[0]
                  for L, h, b in top]
         out.append((f"Passage {i + 1} (sequence {i}, first {n} tokens)", HeadViews(views)))
     return out
+
+
+def _band_at(band: str, level: int) -> str:
+    """``band`` of a deeper decomposition at ``level``: D_j stays for j <= level, the rest is A_level."""
+    return band if band.startswith("D") and int(band[1:]) <= level else f"A{level}"
 
 
 def _read_checkpoint(args, out: Path):
@@ -457,7 +478,8 @@ def _run_fingerprint(args, model, tokens) -> dict:
         "options": {"signal": args.signal, "wavelet": args.wavelet, "level": args.level,
                     "batch_size": args.batch_size, "sweep": not args.no_sweep,
                     "sweep_layers": list(args.sweep_layers) if args.sweep_layers else None,
-                    "sweep_sequences": args.sweep_sequences, "top_k": args.top_k},
+                    "sweep_sequences": args.sweep_sequences, "sweep_seq_len": args.sweep_seq_len, "top_k": args.top_k,
+                    "attention": args.attention},
     }
 
 
@@ -485,7 +507,9 @@ def _stream_with_checkpoints(args, model, tokens, accs, ckpt, fingerprint, out, 
             stop = min(done + step, n)
             with warnings.catch_warnings():  # the last slice may leave ranks idle: expected here
                 warnings.filterwarnings("ignore", message=".*some ranks idle.*")
-                stream(model, tokens[done:stop], list(accs.values()), batch_size=args.batch_size, progress=False)
+                stream(model, tokens[done:stop], list(accs.values()), batch_size=args.batch_size, progress=False,
+                       attention=args.attention, block_size=args.block_size,
+                       allow_beyond_context=args.allow_beyond_context)
             done = stop
             if is_main:
                 out.mkdir(parents=True, exist_ok=True)
@@ -617,6 +641,7 @@ def _analysis(args, model, tokens, ckpt, fingerprint, work: Path, is_main: bool)
     except ValueError as e:
         raise UserError(str(e)) from None
     _stream_with_checkpoints(args, model, tokens, accs, ckpt, fingerprint, work, is_main)
+    args.attention_used = accs["default"].attention_path  # what "auto" became, for meta.json and the report
     return accs
 
 
@@ -629,7 +654,8 @@ def _meta(args, tokens, timings: dict) -> dict:
         "command": "tl-wavelet " + shlex.join(args.argv),
         "model": args.model,
         "tokens": {
-            "source": ", ".join(args.text) if args.text else "packaged default corpus",
+            "source": ", ".join(args.text) if args.text else (
+                "packaged default corpus" if args.seq_len <= 2048 else "packaged long corpus"),
             "n_sequences": int(tokens.shape[0]),
             "seq_len": int(tokens.shape[1]),
             "n_tokens": int(tokens.numel()),
@@ -637,6 +663,7 @@ def _meta(args, tokens, timings: dict) -> dict:
         "timings": timings,
         "device": args.device,
         "dtype": str(args.torch_dtype).removeprefix("torch."),
+        "attention": getattr(args, "attention_used", args.attention),
         "tl_wavelet": tl_wavelet.__version__,
     }
     if world_size() > 1:
