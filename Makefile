@@ -6,7 +6,7 @@ VENV ?= .venv
 VENV_TL3 ?= .venv-tl3
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast test-tl3 test-pywt lint doctest compat demo results bench emergence clean
+.PHONY: test test-fast test-tl3 test-pywt test-wheel lint doctest compat demo results bench emergence clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,17 @@ test-pywt: $(VENV)/.installed
 ## make test-fast: the unit suite only (tiny local models), about a minute
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q -m "not real_model and not notebook and not pywt_slow" $(PYTEST_ARGS)
+
+## make test-wheel: build the sdist and wheel, install the wheel alone (core dependencies, no extras)
+## in a fresh venv, and check what a user gets (public names, package data, the CLI, a missing extra)
+test-wheel: $(VENV)/.installed
+	rm -rf dist build/wheel-venv
+	$(VENV)/bin/python -m build --outdir dist . > build-wheel.log 2>&1 || (tail -20 build-wheel.log; exit 1)
+	$(PYTHON) -m venv build/wheel-venv
+	build/wheel-venv/bin/pip install -q --upgrade pip
+	build/wheel-venv/bin/pip install -q torch==2.13.0
+	build/wheel-venv/bin/pip install -q dist/*.whl
+	cd build && wheel-venv/bin/python ../tests/wheel_check.py
 
 ## make lint: ruff (pyflakes, bugbear, import order, complexity; config in pyproject.toml)
 lint: $(VENV)/.installed

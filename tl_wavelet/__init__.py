@@ -16,12 +16,9 @@ A TransformerLens plugin. The folders follow the flow:
   :mod:`~tl_wavelet.cli`
 """
 import importlib
-import importlib.abc
-import importlib.util
-import sys
-import warnings
 
 from . import corpus, models  # noqa: E402  (tlw.models.load, tlw.corpus.default_corpus)
+from .ablation import band_ablation_hook, band_sweep, rope_ablation_hook  # also registers the df.sweep accessor
 from .adapter import facts
 from .analysis import HeadAccumulator, HeadReport, MetricConfig, analyze_heads, metric_hooks
 from .rope import rope_frequencies
@@ -29,57 +26,15 @@ from .transforms import band_energy, band_labels, causal_bands, dwt, dwt_max_lev
 
 __version__ = "0.1.0"
 
-# Modules that moved in 0.2; the old dotted paths keep importing (with a DeprecationWarning),
-# as TransformerLens keeps moved names importable.
-_MOVED = {
-    "hooks": "tl_wavelet.analysis.hooks",
-    "compare": "tl_wavelet.analysis.compare",
-    "patching": "tl_wavelet.ablation",
-    "sweep": "tl_wavelet.ablation.sweep",
-    "plots": "tl_wavelet.report.plots",
-}
-# Heavy modules (matplotlib, pandas-heavy) load on first attribute access, not at import.
-_LAZY = {"report", "ablation", "track", "emergence", "cli", "metrics", "signals", "paper", "stats", "adapter", "transforms",
-         "view", "figures", "display"}
-
-
-class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Makes ``import tl_wavelet.sweep`` return ``tl_wavelet.ablation.sweep``."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        short = fullname.removeprefix(__name__ + ".")
-        if fullname.startswith(__name__ + ".") and short in _MOVED:
-            return importlib.util.spec_from_loader(fullname, self)
-        return None
-
-    def create_module(self, spec):
-        short = spec.name.removeprefix(__name__ + ".")
-        warnings.warn(
-            f"tl_wavelet.{short} moved to {_MOVED[short]}; the old path will be removed in 0.3.",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        module = importlib.import_module(_MOVED[short])
-        sys.modules[spec.name] = module
-        return module
-
-    def exec_module(self, module):
-        pass  # already executed under its new name
-
-
-if not any(isinstance(f, _MovedModuleFinder) for f in sys.meta_path):
-    sys.meta_path.append(_MovedModuleFinder())
+# Modules that pull in matplotlib, the HTML report or the training code load on first use.
+_LAZY = {"report", "track", "emergence", "cli", "paper", "view", "figures", "display"}
 
 
 def __getattr__(name):
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
-    if name in _MOVED:
-        return importlib.import_module(f".{name}", __name__)
     if name == "multiverse":  # pandas-heavy tables and the paper's numbers: load on first use
         return importlib.import_module(".analysis.multiverse", __name__).multiverse
-    if name in ("band_sweep", "band_ablation_hook", "rope_ablation_hook"):
-        return getattr(importlib.import_module(".ablation", __name__), name)
     raise AttributeError(f"module 'tl_wavelet' has no attribute {name!r}")
 
 

