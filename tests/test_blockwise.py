@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from compat_models import ARCHS, tiny_hf
+from compat_models import ARCHS
 from models_for_tests import plant_heads, word_tokenizer
 
 import tl_wavelet as tlw
@@ -181,9 +181,8 @@ LONG_OFFSETS = {0: 1, 1: 6, 2: 16, 3: 300, 4: 2000}  # head -> attended offset
 
 @pytest.fixture(scope="module")
 def long_planted(tokenizer_97):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from models_for_tests import boot_bridge
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     head_dim, theta = 128, 1e6  # 64 rotary pairs: no aliasing of the planted offsets within 4096 positions
     cfg = LlamaConfig(vocab_size=97, hidden_size=320, intermediate_size=64, num_hidden_layers=1,
