@@ -247,7 +247,7 @@ TABLES: dict[Any, Table] = {
          ("drop_first_key", "no", TypeError), ("attention_mask", "all", TypeError),
          ("attention", "flash", Raises(ValueError, "attention")), ("attention", None, Raises(ValueError, "attention")),
          ("attention", "blockwise", OK), ("block_size", 0, ValueError), ("block_size", 2.5, TypeError),
-         ("allow_beyond_context", "yes", TypeError),
+         ("allow_beyond_context", "yes", TypeError), ("on_checkpoint", 3, TypeError), ("resume", "state", TypeError),
          ("tokens_or_texts", Lazy(lambda c: torch.randint(4, 97, (2, 600)), "600 positions"),
           Raises(ValueError, "stated context is 512"))],
         model=True),
@@ -325,7 +325,8 @@ TABLES: dict[Any, Table] = {
          ("tokens", TOKS_FLOAT, TypeError), ("tokens", TOKS_OOV, ValueError), ("tokens", TOKS_SHORT, ValueError),
          ("batch_size", 0, ValueError), ("batch_size", 1.5, TypeError), *BOOL_FORMS("progress"),
          ("attention", "flash", Raises(ValueError, "attention")), ("block_size", -1, ValueError),
-         *BOOL_FORMS("allow_beyond_context")],
+         *BOOL_FORMS("allow_beyond_context"), ("checkpoint_every", 0, ValueError), ("on_checkpoint", "f", TypeError),
+         ("resume", "state", TypeError), ("resume", {"kind": "other"}, TypeError)],
         model=True),
     layer_metrics: Table(
         lambda c, **k: layer_metrics(**k),

@@ -279,3 +279,44 @@ def test_sweep_resume_keeps_finished_cells(model_dir, tmp_path, capsys, monkeypa
     _same_tables(out, tmp_path / "whole")
     pd.testing.assert_frame_equal(pd.read_csv(out / "sweep.csv"), pd.read_csv(tmp_path / "whole" / "sweep.csv"),
                                   check_exact=False, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ the library's own resume (issue 23)
+class _Stop(Exception):
+    pass
+
+
+def test_library_stream_resumes_to_the_uninterrupted_result(planted):
+    """stream(on_checkpoint=..., resume=...): interrupted after its second checkpoint, resumed, equal to one call."""
+    import tl_wavelet as tlw
+    from tl_wavelet.analysis import HeadAccumulator, stream
+
+    tokens = torch.randint(4, 97, (10, 64), generator=torch.Generator().manual_seed(5))
+    whole = tlw.analyze_heads(planted, tokens, level=3, batch_size=2, progress=False).to_dataframe()
+    saved = []
+
+    def keep(state):
+        saved.append(torch.load(_roundtrip(state), weights_only=True))  # as a file would hold it
+        if len(saved) == 2:
+            raise _Stop
+
+    acc = HeadAccumulator(planted, level=3)
+    with pytest.raises(_Stop):
+        stream(planted, tokens, [acc], batch_size=2, checkpoint_every=1, on_checkpoint=keep, progress=False)
+    assert saved[-1]["done"] == 4
+    fresh = HeadAccumulator(planted, level=3)
+    stream(planted, tokens, [fresh], batch_size=2, checkpoint_every=1, resume=saved[-1], progress=False)
+    got = fresh.report().to_dataframe()
+    num = whole.select_dtypes("number").columns
+    assert ((got[num] - whole[num]).abs().fillna(0) <= 1e-12 * whole[num].abs().fillna(0).clip(lower=1)).all().all()
+    with pytest.raises(ValueError, match="tokens"):  # a state of other tokens is refused, naming what differs
+        stream(planted, tokens[:8], [HeadAccumulator(planted, level=3)], batch_size=2, resume=saved[-1], progress=False)
+
+
+def _roundtrip(state):
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return buf

@@ -484,42 +484,23 @@ def _run_fingerprint(args, model, tokens) -> dict:
 
 
 def _stream_with_checkpoints(args, model, tokens, accs, ckpt, fingerprint, out, is_main) -> None:
-    """Stream ``tokens`` in slices of ``--checkpoint-every`` batches per rank, saving after each."""
-    import warnings
-
-    from tqdm.auto import tqdm
-
+    """The library's resumable stream (:func:`tl_wavelet.analysis.stream`); here only the file I/O."""
     from .analysis import stream
-    from .distributed import world_size
     from .state import save_state
 
-    n = tokens.shape[0]
-    done = 0
-    if ckpt is not None:
-        done = int(ckpt["analysis_done"])
-        for key, acc in accs.items():
-            acc.load_state_dict(ckpt["accumulators"][key])
-        _log(args, f"Resuming: {done} of {n} sequences already analysed.")
-    step = args.checkpoint_every * args.batch_size * world_size()
-    bar = tqdm(total=n, initial=done, desc="analyze_heads", unit="seq", disable=args.quiet or not is_main)
-    try:
-        while done < n:
-            stop = min(done + step, n)
-            with warnings.catch_warnings():  # the last slice may leave ranks idle: expected here
-                warnings.filterwarnings("ignore", message=".*some ranks idle.*")
-                stream(model, tokens[done:stop], list(accs.values()), batch_size=args.batch_size, progress=False,
-                       attention=args.attention, block_size=args.block_size,
-                       allow_beyond_context=args.allow_beyond_context)
-            done = stop
-            if is_main:
-                out.mkdir(parents=True, exist_ok=True)
-                save_state(out / CHECKPOINT, {
-                    "kind": _CHECKPOINT_KIND, "fingerprint": fingerprint, "analysis_done": done,
-                    "accumulators": {k: a.state_dict() for k, a in accs.items()},
-                })
-            bar.update(stop - bar.n)
-    finally:
-        bar.close()
+    resume = ckpt["analysis"] if ckpt is not None else None
+    if resume is not None:
+        _log(args, f"Resuming: {resume['done']} of {tokens.shape[0]} sequences already analysed.")
+
+    def save(state) -> None:
+        if is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            save_state(out / CHECKPOINT, {"kind": _CHECKPOINT_KIND, "fingerprint": fingerprint,
+                                          "analysis_done": state["done"], "analysis": state})
+
+    stream(model, tokens, list(accs.values()), batch_size=args.batch_size, progress=not args.quiet and is_main,
+           attention=args.attention, block_size=args.block_size, allow_beyond_context=args.allow_beyond_context,
+           checkpoint_every=args.checkpoint_every, on_checkpoint=save, resume=resume)
 
 
 def _analyze(args) -> int:
@@ -673,10 +654,12 @@ def _meta(args, tokens, timings: dict) -> dict:
 
 def _sweep_checkpointed(args, model, tokens, accs, ckpt, fingerprint, work: Path, is_main: bool):
     """The band sweep, its finished cells saved with the analysis state in the checkpoint."""
+    from .analysis.run import stream_state
     from .state import save_state
 
-    analysis_state = {"kind": _CHECKPOINT_KIND, "fingerprint": fingerprint, "analysis_done": int(tokens.shape[0]),
-                      "accumulators": {k: a.state_dict() for k, a in accs.items()}}
+    done = stream_state(tokens, args.batch_size, list(accs.values()), tokens.shape[0])  # the analysis, finished
+    analysis_state = {"kind": _CHECKPOINT_KIND, "fingerprint": fingerprint, "analysis_done": done["done"],
+                      "analysis": done}
     resume_sweep = ckpt.get("sweep") if ckpt is not None else None
     saved_so_far = {"rows": len(resume_sweep["rows"]) if resume_sweep else 0,
                     "estimates": bool(resume_sweep and resume_sweep.get("estimates") is not None)}

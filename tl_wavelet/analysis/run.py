@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed as D
 from ..adapter import as_tokens, facts, is_causal, is_text, last_fired
-from ..state import tensor_digest
+from ..state import check_fingerprint, tensor_digest
 from ..validate import check_bool, check_choice, check_int, check_optional_int, check_right_padding
 from . import blockwise as B
 from .hooks import HeadAccumulator
@@ -41,6 +41,8 @@ def analyze_heads(
     attention: str = "auto",
     block_size: int | None = None,
     allow_beyond_context: bool = False,
+    on_checkpoint=None,
+    resume: dict | None = None,
 ) -> "HeadReport":
     """Measure every (layer, head) over a corpus, streaming: nothing is cached.
 
@@ -76,6 +78,8 @@ def analyze_heads(
     block_size : queries per block of the blockwise path (None: from a memory budget).
     allow_beyond_context : measure sequences longer than the model's stated context (refused
         otherwise; with a warning when allowed).
+    on_checkpoint, resume : save and continue an interrupted analysis (see :func:`stream`):
+        ``on_checkpoint(state)`` every 20 batches; ``resume=state`` continues from one.
 
     Returns
     -------
@@ -118,7 +122,7 @@ def analyze_heads(
             "Pass more sequences or launch fewer ranks (torchrun --nproc_per_node)."
         )
     stream(model, tokens, [acc], batch_size=batch_size, progress=progress, attention=attention, block_size=block_size,
-           allow_beyond_context=allow_beyond_context)
+           allow_beyond_context=allow_beyond_context, on_checkpoint=on_checkpoint, resume=resume)
     return acc.report()
 
 
@@ -152,7 +156,8 @@ def _check_accumulators(accumulators, n: int) -> None:
 
 
 def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool = True, attention: str = "patterns",
-           block_size: int | None = None, allow_beyond_context: bool = False) -> None:
+           block_size: int | None = None, allow_beyond_context: bool = False, checkpoint_every: int = 20,
+           on_checkpoint=None, resume: dict | None = None) -> None:
     """Run ``tokens`` through ``model`` in batches with every accumulator's hooks at once.
 
     One forward pass feeds several accumulators (e.g. default and ``paper=True`` metrics,
@@ -161,6 +166,11 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
     ``attention`` / ``block_size``: which forward measures the heads (see :func:`analyze_heads`);
     the blockwise path feeds HeadAccumulators only. Sequences longer than the model's stated
     context are refused unless ``allow_beyond_context``.
+
+    Resumable (as :func:`~tl_wavelet.ablation.band_sweep`): with ``on_checkpoint``, the state
+    (plain containers: ``torch.save`` it) is handed over after every ``checkpoint_every``
+    batches per rank; ``resume=state`` continues from one (a state of other tokens, batch size
+    or accumulators is refused, naming what differs) and ends as an uninterrupted call.
 
     Distributed: when ``torch.distributed`` is initialised with several ranks, every rank
     must pass the same ``tokens`` and accumulators (checked by one ``all_gather`` of
@@ -175,6 +185,9 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     progress = check_bool(progress, "progress")
     block_size = check_optional_int(block_size, "block_size", minimum=1)
+    checkpoint_every = check_int(checkpoint_every, "checkpoint_every", minimum=1)
+    if on_checkpoint is not None and not callable(on_checkpoint):
+        raise TypeError(f"on_checkpoint must be a callable state -> None (or None), got {type(on_checkpoint).__name__}.")
     tokens = as_tokens(model, tokens)
     _check_accumulators(accumulators, tokens.shape[1])
     f = facts(model)
@@ -182,6 +195,49 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
     f.check_context(tokens.shape[1], check_bool(allow_beyond_context, "allow_beyond_context"))
     forward = _batch_runner(f, accumulators, _attention_path(f, accumulators, tokens.shape[1], attention), block_size,
                             progress and tokens.shape[1] >= 4096)
+    if on_checkpoint is None and resume is None:
+        _stream_pass(tokens, accumulators, forward, batch_size, progress)
+        return
+    fingerprint = stream_state(tokens, batch_size, accumulators, 0)["fingerprint"]
+    done = _resumed(resume, fingerprint, accumulators)
+    step, n = checkpoint_every * batch_size * D.world_size(), tokens.shape[0]
+    bar = tqdm(total=n, initial=done, desc="analyze_heads", unit="seq", disable=not progress or D.rank() != 0)
+    try:
+        while done < n:
+            stop = min(done + step, n)
+            with warnings.catch_warnings():  # the last slice may leave ranks idle: expected here
+                warnings.filterwarnings("ignore", message=".*some ranks idle.*")
+                _stream_pass(tokens[done:stop], accumulators, forward, batch_size, False)
+            done = stop
+            if on_checkpoint is not None:
+                on_checkpoint(stream_state(tokens, batch_size, accumulators, done))
+            bar.update(stop - bar.n)
+    finally:
+        bar.close()
+
+
+def stream_state(tokens: Tensor, batch_size: int, accumulators, done: int) -> dict:
+    """What :func:`stream` hands ``on_checkpoint`` once ``done`` sequences of ``tokens`` are in ``accumulators``."""
+    fingerprint = {"tokens": tensor_digest(tokens), "batch_size": batch_size,
+                   "accumulators": [getattr(acc, "fingerprint", type(acc).__name__) for acc in accumulators]}
+    return {"kind": "tl_wavelet.stream", "fingerprint": fingerprint, "done": int(done),
+            "accumulators": [acc.state_dict() for acc in accumulators]}
+
+
+def _resumed(resume, fingerprint: dict, accumulators) -> int:
+    """Sequences a resumed state already holds (its sums loaded into ``accumulators``); 0 without one."""
+    if resume is None:
+        return 0
+    if not isinstance(resume, dict) or resume.get("kind") != "tl_wavelet.stream":
+        raise TypeError(f"resume must be a state passed to on_checkpoint by stream, got {type(resume).__name__}.")
+    check_fingerprint(fingerprint, resume.get("fingerprint"), "The stream state to resume")
+    for acc, sd in zip(accumulators, resume["accumulators"], strict=True):
+        acc.load_state_dict(sd)
+    return int(resume["done"])
+
+
+def _stream_pass(tokens, accumulators, forward, batch_size: int, progress: bool) -> None:
+    """Every batch of ``tokens`` through ``forward``: on one process, or dealt out over the ranks and merged."""
     world, rank = D.world_size(), D.rank()
     n = tokens.shape[0]
 
