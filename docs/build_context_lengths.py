@@ -41,7 +41,7 @@ def document_states(model, n: int) -> tuple[list[dict], str]:
         except ValueError:
             continue  # the document is shorter than one window
         acc = HeadAccumulator(model, level=_level(n), wavelet="haar")
-        stream(model, tokens, [acc], batch_size=1, progress=False, attention="auto")
+        stream(model, tokens, [acc], batch_size=max(1, 2048 // n), progress=False, attention="auto")
         states.append(acc.state_dict())
         path = acc.attention_path
     return states, path

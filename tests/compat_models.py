@@ -58,13 +58,14 @@ ROTARY = [name for name, spec in ARCHS.items() if spec[3]]
 NON_ROTARY = [name for name, spec in ARCHS.items() if not spec[3]]
 
 
-def tiny_hf(name: str, seed: int = 0):
-    """The tiny random-weight HF model of architecture ``name`` (eager attention, eval mode)."""
+def tiny_hf(name: str, seed: int = 0, **overrides):
+    """The tiny random-weight HF model of architecture ``name`` (eager attention, eval mode);
+    ``overrides`` replace config fields (e.g. a longer context)."""
     import torch
     import transformers
 
     cfg_cls, model_cls, kwargs, _ = ARCHS[name]
-    cfg = getattr(transformers, cfg_cls)(**kwargs)
+    cfg = getattr(transformers, cfg_cls)(**{**kwargs, **overrides})
     cfg._attn_implementation = "eager"
     torch.manual_seed(seed)
     model = getattr(transformers, model_cls)(cfg).eval()

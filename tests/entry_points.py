@@ -167,6 +167,20 @@ def assert_on_host(result) -> None:
                 assert not isinstance(cell, torch.Tensor), f"{path}: column {col} holds tensors"
 
 
+def assert_no_new_nans(got, want, what: str) -> None:
+    """``got`` (a half-precision model's result) has no NaN that ``want`` (its float32 twin's) lacks."""
+    w = dict(_leaves(want))
+    for path, x in _leaves(got):
+        if isinstance(x, pd.DataFrame):
+            num = x.select_dtypes(include=[np.number]).columns
+            new_nan = x[num].isna() & ~w[path][num].isna()
+            if "verified" in x.columns:  # which cells are verified follows the estimates: compare rows verified in both
+                new_nan = new_nan[x["verified"] & w[path]["verified"]]
+            assert not new_nan.to_numpy().any(), f"{path}: NaN only in {what} in {list(num[new_nan.any()])}"
+        elif isinstance(x, torch.Tensor) and x.is_floating_point():
+            assert not (x.isnan() & ~w[path].isnan()).any(), f"{path}: NaN only in {what}"
+
+
 def _as_frame_values(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     num = df.select_dtypes(include=[np.number, bool])
     return num, df.drop(columns=num.columns)

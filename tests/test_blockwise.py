@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from compat_models import ARCHS
+from compat_models import ARCHS, tiny_hf
 from models_for_tests import plant_heads, word_tokenizer
 
 import tl_wavelet as tlw
@@ -52,25 +52,9 @@ _MODELS: dict = {}
 
 def _bridge(name, tokenizer, tmp_path_factory):
     if name not in _MODELS:
-        import transformers
-
         arch = "gemma2" if name == "gemma2-softcap" else name
-        cfg_cls, model_cls, kwargs, _ = ARCHS[arch]
-        kwargs = dict(kwargs)
-        for key in ("max_position_embeddings", "n_positions"):
-            if key in kwargs:
-                kwargs[key] = 1024
-        if name == "gemma2-softcap":
-            kwargs["attn_logit_softcapping"] = 30.0
-        cfg = getattr(transformers, cfg_cls)(**kwargs)
-        cfg._attn_implementation = "eager"
-        torch.manual_seed(0)
-        hf = getattr(transformers, model_cls)(cfg).eval()
-        with torch.no_grad():
-            for n, p in hf.named_parameters():
-                if p.ndim == 2 and "embed" not in n and "wte" not in n and "wpe" not in n:
-                    p.mul_(4.0)
-        hf.config.architectures = [model_cls]
+        longer = {k: 1024 for k in ("max_position_embeddings", "n_positions") if k in ARCHS[arch][2]}
+        hf = tiny_hf(arch, **longer, **({"attn_logit_softcapping": 30.0} if name == "gemma2-softcap" else {}))
         d = tmp_path_factory.mktemp(f"bw-{name}")
         hf.save_pretrained(d)
         tokenizer.save_pretrained(d)

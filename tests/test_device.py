@@ -22,11 +22,9 @@ own parameters and buffers.
 """
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
-from entry_points import ENTRY_POINTS, Ctx, _leaves, assert_close, assert_on_host, run
+from entry_points import ENTRY_POINTS, Ctx, assert_close, assert_no_new_nans, assert_on_host, run
 from models_for_tests import saved_tiny_model, tiny_llama_hf
 
 import tl_wavelet as tlw
@@ -210,16 +208,7 @@ def test_half_precision_entry_point(name, ctx_half, reference):
     """Runs, lands on the host, and has no NaN the float32 model does not have."""
     got, want = run(name, ctx_half), reference(name)
     assert_on_host(got)
-    w = dict(_leaves(want))
-    for path, x in _leaves(got):
-        if isinstance(x, pd.DataFrame):
-            num = x.select_dtypes(include=[np.number]).columns
-            new_nan = x[num].isna() & ~w[path][num].isna()
-            if "verified" in x.columns:  # which cells are verified follows the estimates: compare rows verified in both
-                new_nan = new_nan[x["verified"] & w[path]["verified"]]
-            assert not new_nan.to_numpy().any(), f"{path}: NaN only in half precision in {list(num[new_nan.any()])}"
-        elif isinstance(x, torch.Tensor) and x.is_floating_point():
-            assert not (x.isnan() & ~w[path].isnan()).any(), f"{path}: NaN only in half precision"
+    assert_no_new_nans(got, want, "half precision")
 
 
 def test_half_precision_dominant_bands_agree(ctx_half, reference):

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from entry_points import ENTRY_POINTS, Ctx, _leaves, assert_close, assert_on_host, max_rel_diff, run
+from entry_points import ENTRY_POINTS, Ctx, assert_close, assert_no_new_nans, assert_on_host, max_rel_diff, run
 from models_for_tests import saved_tiny_model, tiny_llama_hf
 
 import tl_wavelet as tlw
@@ -97,16 +97,7 @@ def test_cuda_half_precision(name, dtype, model_dir, tmp_path_factory):
     got = result(name, model_dir, tmp_path_factory, "cuda", dtype)
     want = result(name, model_dir, tmp_path_factory, "cuda", torch.float32)
     assert_on_host(got)
-    w = dict(_leaves(want))
-    for path, x in _leaves(got):
-        if isinstance(x, pd.DataFrame):
-            num = x.select_dtypes(include=[np.number]).columns
-            new_nan = x[num].isna() & ~w[path][num].isna()
-            if "verified" in x.columns:
-                new_nan = new_nan[x["verified"] & w[path]["verified"]]
-            assert not new_nan.to_numpy().any(), f"{path}: NaN only in {dtype}"
-        elif isinstance(x, torch.Tensor) and x.is_floating_point():
-            assert not (x.isnan() & ~w[path].isnan()).any(), f"{path}: NaN only in {dtype}"
+    assert_no_new_nans(got, want, str(dtype))
     if name == "analyze_heads":
         g, r = got["heads"], want["heads"]
         planted = r["layer"] == 0
