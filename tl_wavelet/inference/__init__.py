@@ -1,0 +1,24 @@
+"""Inference, not description: uncertainty by document, a null model of attention by
+distance, and a test of each of the paper's claims.
+
+- :mod:`.resample`: per-cluster sums (:class:`ClusterSums`) and the statistics of them,
+  resampled by cluster (delete-one-document jackknife with a Student-t interval, or a
+  cluster bootstrap): :func:`resample`
+- :mod:`.simulate`: the intervals' coverage checked on synthetic corpora with a known truth
+- :mod:`.null`: the decay-law null of a head's attention (sink, self, previous token,
+  power-law and exponential decay, key-content noise), its fit and its surrogates
+- :mod:`.measure`: every head measured on its real attention and on its null's surrogates,
+  per document (:func:`measure_against_null`)
+- :mod:`.claims`: the paper's claims under one declared reading, each with a statistic,
+  an interval, the null's value and a verdict (:func:`evaluate_claims`, ``tl-wavelet claims``)
+"""
+from .measure import LITERAL, NullComparison, measure_against_null
+from .null import DecayFit, decay_features, fit_decay_law, surrogate_patterns
+from .resample import ClusterSums, Estimate, as_clusters, resample, t_quantile
+from .simulate import coverage
+
+__all__ = [
+    "ClusterSums", "Estimate", "as_clusters", "resample", "t_quantile", "coverage",
+    "DecayFit", "decay_features", "fit_decay_law", "surrogate_patterns",
+    "LITERAL", "NullComparison", "measure_against_null",
+]
