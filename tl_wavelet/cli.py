@@ -328,11 +328,16 @@ def _load_model(args):
 
 
 def _tokens(args, model):
-    from .corpus import chunk_tokens, default_corpus, read_text_files
+    return _tokens_with_documents(args, model)[0]
+
+
+def _tokens_with_documents(args, model):
+    """(windows, each window's document): --text files (or the packaged corpus) cut per document."""
+    from .corpus import chunk_documents, default_corpus, read_text_files
 
     try:
         texts = read_text_files(args.text) if args.text else default_corpus()
-        return chunk_tokens(model, texts, args.seq_len, n_sequences=args.n_sequences)
+        return chunk_documents(model, texts, args.seq_len, n_sequences=args.n_sequences)
     except (ValueError, FileNotFoundError, UnicodeDecodeError, TypeError) as e:
         raise UserError(str(e)) from None
 
@@ -728,10 +733,11 @@ def _compare(args) -> int:
 
 
 def _compare_tokens(model, texts, args, prepend_bos: bool = True):
-    from .corpus import chunk_tokens
+    """(windows, each window's document): the standard errors resample documents."""
+    from .corpus import chunk_documents
 
     try:
-        return chunk_tokens(model, texts, args.seq_len, n_sequences=args.n_sequences, prepend_bos=prepend_bos)
+        return chunk_documents(model, texts, args.seq_len, n_sequences=args.n_sequences, prepend_bos=prepend_bos)
     except ValueError as e:  # e.g. more sequences than the packaged corpus holds at this length
         msg = str(e).replace("n_sequences=", "--n-sequences ").replace("seq_len=", "--seq-len ")
         raise UserError(msg.replace("Lower n_sequences or seq_len", "Lower --n-sequences or --seq-len")) from None
@@ -751,8 +757,9 @@ def _compare_in(args, od) -> int:
         args.model = model_name
         _log(args, f"Loading {model_name!r} ...")
         model = _load_model(args)
-        tokens = _compare_tokens(model, texts, args)
-        df = scale_sensitivity_rerun(model, tokens, batch_size=args.batch_size, progress=not args.quiet)
+        tokens, documents = _compare_tokens(model, texts, args)
+        df = scale_sensitivity_rerun(model, tokens, documents=documents, batch_size=args.batch_size,
+                                     progress=not args.quiet)
         results[model_name] = ("rotary" if model.cfg.positional_embedding_type == "rotary" else
                                str(model.cfg.positional_embedding_type), df)
         atomic_write(out / f"heads_{_file_slug(model_name)}.csv", df.to_csv(index=False))
@@ -765,8 +772,9 @@ def _compare_in(args, od) -> int:
             enc = load_encoder(args.encoder, device=args.device, dtype=args.torch_dtype)
         except (ValueError, ImportError, NotImplementedError) as e:
             raise UserError(str(e)) from None
-        tokens = _compare_tokens(enc, texts, args, prepend_bos=False)
-        df = scale_sensitivity_rerun(enc, tokens, batch_size=args.batch_size, progress=not args.quiet)
+        tokens, documents = _compare_tokens(enc, texts, args, prepend_bos=False)
+        df = scale_sensitivity_rerun(enc, tokens, documents=documents, batch_size=args.batch_size,
+                                     progress=not args.quiet)
         results[args.encoder] = ("absolute (BERT)", df)
         atomic_write(out / f"heads_{_file_slug(args.encoder)}.csv", df.to_csv(index=False))
     table = position_encoding_table(results)
@@ -779,7 +787,10 @@ def _compare_in(args, od) -> int:
         f"{args.n_sequences} sequences x {args.seq_len} tokens of the packaged corpus per model; every model is "
         "re-run on the text cut to floor(alpha n) tokens. Signal: attention each key receives, averaged over the "
         "queries that see it. `S_a` = 1 - cos of db2 coefficient vectors (paper), `S_a_shares` = 1 - cos of "
-        "band-energy shares (ours); `_se` = standard error over heads.",
+        "band-energy shares (ours). Values are means over heads; `_se` is their standard error by document "
+        "(delete-one-document jackknife; `n` documents), not over heads, which are not independent samples. "
+        "One model per position encoding (`n_models`): no uncertainty here covers model-to-model variation, "
+        "so the table compares these checkpoints, not position encodings in general.",
         "",
         markdown_table(table),
         "",
@@ -946,21 +957,22 @@ def _multiverse_in(args, axes, od) -> int:
 
     _log(args, f"Loading model {args.model!r} ...")
     model = _load_model(args)
-    tokens = _tokens(args, model)
+    tokens, documents = _tokens_with_documents(args, model)  # the jackknife deletes one document at a time
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            acc = MultiverseAccumulator(model, axes)
+            acc = MultiverseAccumulator(model, axes, groups=documents)
             acc.check_length(tokens.shape[1])
     except ValueError as e:
         raise UserError(str(e).replace("seq_len", "--seq-len")) from None
     for w in caught:  # default readings that do not fit this length: said once, on stderr
         print(f"tl-wavelet: warning: {w.message}", file=sys.stderr)
     _log(args, f"Multiverse over {tokens.shape[0]} sequences x {tokens.shape[1]} tokens (one pass) ...")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     stream(model, tokens, [acc], batch_size=args.batch_size, progress=not args.quiet)
     df = acc.to_dataframe()
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - c
+    load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"  # wall time depends on other jobs
     out = od.work
     atomic_write(out / "multiverse.csv", df.to_csv(index=False))
     figures = []
@@ -975,8 +987,10 @@ def _multiverse_in(args, axes, od) -> int:
         f"Command: `tl-wavelet {shlex.join(args.argv)}`",
         "",
         f"{tokens.shape[0]} sequences x {tokens.shape[1]} tokens of {src}; {len(df)} (reading, metric) rows in "
-        f"{elapsed:.0f} s. Values are means over layers and heads; ± is the jackknife standard error over "
-        "sequence groups. Figures: " + ", ".join(figures) + ".",
+        f"{elapsed:.0f} s wall-clock ({cpu:.0f} s CPU; load average {load}). Values are means over layers and "
+        f"heads; ± is the delete-one-document jackknife standard error ({acc.n_groups} documents). Counts of "
+        "readings in the paper's range are exploratory: the readings are correlated and the range is the span "
+        "of a few published point values. Figures: " + ", ".join(figures) + ".",
         "",
     ]
     atomic_write(out / "summary.md", "\n".join(md))

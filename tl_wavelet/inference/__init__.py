@@ -1,6 +1,7 @@
 """Inference, not description: uncertainty by document, a null model of attention by
 distance, and a test of each of the paper's claims.
 
+- :mod:`.units`: each window's document (the unit every uncertainty resamples)
 - :mod:`.resample`: per-cluster sums (:class:`ClusterSums`) and the statistics of them,
   resampled by cluster (delete-one-document jackknife with a Student-t interval, or a
   cluster bootstrap): :func:`resample`
@@ -14,11 +15,12 @@ distance, and a test of each of the paper's claims.
 """
 from .measure import LITERAL, NullComparison, measure_against_null
 from .null import DecayFit, decay_features, fit_decay_law, surrogate_patterns
-from .resample import ClusterSums, Estimate, as_clusters, resample, t_quantile
+from .resample import ClusterSums, Estimate, resample, t_quantile
 from .simulate import coverage
+from .units import as_clusters, tokens_and_documents
 
 __all__ = [
-    "ClusterSums", "Estimate", "as_clusters", "resample", "t_quantile", "coverage",
+    "ClusterSums", "Estimate", "resample", "t_quantile", "coverage", "as_clusters", "tokens_and_documents",
     "DecayFit", "decay_features", "fit_decay_law", "surrogate_patterns",
     "LITERAL", "NullComparison", "measure_against_null",
 ]

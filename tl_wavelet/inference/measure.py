@@ -28,7 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import metrics as M
-from ..adapter import ModelShape, as_tokens, facts, hook_name, is_text, resolve_layers
+from ..adapter import ModelShape, facts, hook_name, resolve_layers
 from ..analysis.config import MetricConfig
 from ..analysis.hooks import layer_metrics
 from ..signals import offset_profile
@@ -36,7 +36,8 @@ from ..stats import MIN_CORRELATION_N
 from ..transforms import band_labels
 from ..validate import check_bool, check_int, check_type
 from .null import FEATURES, DecayFit, fit_decay_law, shrink_fits, surrogate_patterns
-from .resample import ClusterSums, Estimate, as_clusters, resample, t_quantile
+from .resample import ClusterSums, Estimate, resample, t_quantile
+from .units import as_clusters, tokens_and_documents
 
 __all__ = ["LITERAL", "HEAD_METRICS", "NullComparison", "measure_against_null", "holm", "t_pvalue"]
 
@@ -367,27 +368,6 @@ def _nanmean(x: Tensor, dim) -> Tensor:
     return torch.where(ok, x, 0).sum(dim) / ok.sum(dim).clamp(min=1) + torch.where(ok.any(dim), 0.0, math.nan)
 
 
-def _tokens_and_documents(model, data, documents, seq_len, n_sequences):
-    """(tokens, document ids or None, unit): text is cut per document, its windows labelled."""
-    if is_text(data):
-        from ..corpus import chunk_documents
-
-        if documents is not None:
-            raise ValueError("documents: text is cut into windows per document, which labels them itself; pass "
-                             "documents=... only with token ids.")
-        try:
-            tokens, docs = chunk_documents(model, data, 256 if seq_len is None else seq_len, n_sequences=n_sequences)
-        except ValueError as e:
-            raise ValueError(f"tokens_or_texts: {e}") from None
-        return tokens, docs, ("document" if not isinstance(data, str) else "window (one text)")
-    tokens = as_tokens(model, data, seq_len=seq_len, name="tokens_or_texts")
-    if documents is not None and n_sequences is not None:
-        documents = list(documents.tolist() if isinstance(documents, Tensor) else documents)[:n_sequences]
-    if n_sequences is not None:
-        tokens = as_tokens(model, tokens, n_sequences=n_sequences, name="tokens_or_texts")
-    return tokens, documents, ("document" if documents is not None else "sequence")
-
-
 def _forward(f, layers: list[int], batch: Tensor, feed) -> None:
     """One forward pass feeding ``feed(layer, pattern)`` for every layer (TransformerLens hooks,
     or a Hugging Face model's ``output_attentions``)."""
@@ -459,7 +439,7 @@ def measure_against_null(
     f = facts(model)
     f.placement()
     layers = resolve_layers(f.shape, layers)
-    tokens, docs, unit = _tokens_and_documents(model, tokens_or_texts, documents, seq_len, n_sequences)
+    tokens, docs, unit = tokens_and_documents(model, tokens_or_texts, documents, seq_len=seq_len, n_sequences=n_sequences)
     codes, labels = as_clusters(docs, tokens.shape[0])
     try:
         reading.check_length(tokens.shape[1])

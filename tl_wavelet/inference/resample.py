@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
 from ..validate import check_choice, check_int
 
-__all__ = ["ClusterSums", "Estimate", "as_clusters", "resample", "t_quantile"]
+__all__ = ["ClusterSums", "Estimate", "resample", "t_quantile"]
 
 METHODS = ("jackknife", "bootstrap")
 
@@ -114,37 +114,6 @@ def t_quantile(p: float, df: float) -> float:
 
 
 # ---------------------------------------------------------------------- clusters
-def as_clusters(ids, n: int, name: str = "documents") -> tuple[Int[Tensor, " n"], list]:
-    """Cluster ids of ``n`` sequences as codes ``0..G-1`` (in order of first appearance) and their labels.
-
-    ``ids``: one id per sequence (ints or strings: a document index, a file name, a seed),
-    or None: every sequence is its own cluster.
-
-    >>> codes, labels = as_clusters([7, 7, 3, 7], 4)
-    >>> codes.tolist(), labels
-    ([0, 0, 1, 0], [7, 3])
-    """
-    if ids is None:
-        return torch.arange(n, device="cpu"), list(range(n))
-    if isinstance(ids, Tensor):
-        if ids.is_floating_point() or ids.ndim != 1:
-            raise TypeError(f"{name} must be one integer id per sequence (a 1-D integer tensor or a list), "
-                            f"got a {ids.dtype} tensor of shape {tuple(ids.shape)}.")
-        ids = ids.tolist()
-    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
-        raise TypeError(f"{name} must be a list of one id per sequence, got {type(ids).__name__}.")
-    ids = list(ids)
-    if len(ids) != n:
-        raise ValueError(f"{name} has {len(ids)} ids but there are {n} sequences: give one id per sequence "
-                         "(e.g. the documents returned by tl_wavelet.corpus.chunk_documents).")
-    for v in ids:
-        if isinstance(v, float) or not isinstance(v, (int, str)) or isinstance(v, bool):
-            raise TypeError(f"{name} must hold ints or strings (one id per sequence), got {v!r}.")
-    labels = list(dict.fromkeys(ids))
-    code = {v: i for i, v in enumerate(labels)}
-    return torch.tensor([code[v] for v in ids], dtype=torch.long, device="cpu"), labels
-
-
 class ClusterSums:
     """Sums and counts of per-sequence values, kept per cluster, for resampling by cluster.
 
