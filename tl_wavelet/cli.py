@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--offline", action="store_true", help="never contact the HuggingFace hub")
     m.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
     m.set_defaults(func=_multiverse)
+    _claims_parser(sub)
     return p
 
 
@@ -997,6 +998,164 @@ def _multiverse_in(args, axes, od) -> int:
     _commit(od)
     final = od.final
     print(f"Multiverse: {final / 'multiverse.csv'}, {final / 'summary.md'} and {len(figures)} spec_*.png figures")
+    return 0
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def _claims_parser(sub) -> None:
+    k = sub.add_parser(
+        "claims",
+        help="test each of the paper's claims under one declared reading, against a decay-law null, by document",
+        description="Measure every head on its attention and on surrogates of its own decay law (sink, current and "
+        "previous token, power-law x exponential decay, key-content noise), per document, under a reading fixed "
+        "in the arguments (default: the paper's most literal one), and test each claim: a statistic, its interval "
+        "by document, the null's value, a verdict. Writes claims.md/.html/.csv, heads.csv (per head: real, null, "
+        "difference), beyond_decay.csv, fits.csv, layers.csv into --out.",
+    )
+    _model_corpus_args(k, force_help="replace earlier claims files in a non-empty --out once this run has finished "
+                       "(other files there are kept)")
+    k.add_argument("--per-document", type=int, default=None, metavar="K",
+                   help="at most K windows per document, evenly spaced in it (sizes a run while keeping every "
+                   "document; default: all)")
+    k.add_argument("--reading", action="append", default=[], metavar="NAME=VALUE,...",
+                   help="a declared reading: 'literal' (default: last query row, sink and DC kept, Hann, 2n padding, "
+                   "db2 level 5, paper=True), 'default' (the library's), or MetricConfig fields, e.g. "
+                   "signal=offset_profile,remove_dc=false. Repeat for several (Bonferroni-corrected)")
+    k.add_argument("--multiplicity", default="bonferroni", choices=["bonferroni", "exploratory"],
+                   help="several readings: widen every interval by Bonferroni (default) or mark the rows exploratory")
+    k.add_argument("--level", type=float, default=0.95, help="interval coverage (default 0.95)")
+    k.add_argument("--reference", default="none",
+                   help="a non-RoPE encoder for 'scale invariance unique to RoPE', e.g. minilm-l6 (default none)")
+    k.add_argument("--run", default=None, metavar="DIR",
+                   help="an emergence experiment's --out: add the claims on its trained models (seeds as the unit)")
+    k.add_argument("--seed", type=int, default=0, help="seed of the null's surrogate noise (default 0)")
+    _device_args(k)
+    k.add_argument("--offline", action="store_true", help="never contact the HuggingFace hub")
+    k.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+    k.set_defaults(func=_claims)
+
+
+def _parse_reading(spec: str):
+    from .analysis import MetricConfig
+    from .inference import LITERAL
+
+    if spec == "literal":
+        return LITERAL
+    if spec == "default":
+        return MetricConfig()
+    kwargs = {}
+    for part in spec.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--reading {spec!r}: write NAME=VALUE,... (e.g. signal=offset_profile,remove_dc=false), "
+                            "'literal' or 'default'.")
+        v = value.strip()
+        kwargs[name.strip()] = {"true": True, "false": False, "none": None}.get(v.lower(), int(v) if v.isdigit() else v)
+    kwargs.setdefault("paper", True)  # a reading of the paper's metrics starts from its literal definitions
+    try:
+        return MetricConfig(**kwargs)
+    except TypeError as e:
+        raise UserError(f"--reading {spec!r}: {e}; fields are those of tl_wavelet.MetricConfig.") from None
+    except ValueError as e:
+        raise UserError(f"--reading {spec!r}: {e}") from None
+
+
+def _ours_claims(name: str) -> bool:
+    from .inference.report import OUTPUT_FILES
+
+    return name in OUTPUT_FILES
+
+
+def _claims(args) -> int:
+    for name, val, lo in (("--seq-len", args.seq_len, 2), ("--batch-size", args.batch_size, 1)):
+        if val < lo:
+            raise UserError(f"{name} must be at least {lo}, got {val}.")
+    for name, val in (("--n-sequences", args.n_sequences), ("--per-document", args.per_document)):
+        if val is not None and val < 1:
+            raise UserError(f"{name} must be at least 1, got {val}.")
+    if not 0.5 <= args.level < 1:
+        raise UserError(f"--level must lie in [0.5, 1), e.g. 0.95, got {args.level}.")
+    _check_device_args(args)
+    readings = [_parse_reading(s) for s in args.reading] or [_parse_reading("literal")]
+    for r in readings:
+        try:
+            r.check_length(args.seq_len)
+        except ValueError as e:
+            raise UserError(str(e).replace("seq_len", "--seq-len")) from None
+    if args.run is not None and not (Path(args.run) / "config.json").is_file():
+        raise UserError(f"--run {args.run}: no config.json there; give the --out folder of a `tl-wavelet emergence` run.")
+    if args.text:
+        from .corpus import read_text_files
+
+        try:
+            read_text_files(args.text)
+        except (ValueError, FileNotFoundError, UnicodeDecodeError) as e:
+            raise UserError(str(e)) from None
+    od = _claim(args, _ours_claims)
+    try:
+        return _claims_in(args, readings, od)
+    except KeyboardInterrupt:
+        what = f"the earlier files in {od.final} are unchanged" if od.staged else "nothing was written"
+        print(f"\nInterrupted; {what}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        od.release()
+
+
+def _every_kth_per_document(tokens, documents, k: int | None):
+    """At most ``k`` windows per document, evenly spaced in it (all with k None)."""
+    import torch
+
+    if k is None:
+        return tokens, documents
+    keep = []
+    for d in documents.unique(sorted=False).tolist():
+        idx = (documents == d).nonzero()[:, 0]
+        if idx.numel() > k:
+            idx = idx[torch.linspace(0, idx.numel() - 1, k).round().long()]
+        keep.append(idx)
+    keep = torch.cat(keep).sort().values
+    return tokens[keep], documents[keep]
+
+
+def _claims_in(args, readings, od) -> int:
+    from .corpus import default_corpus, read_text_files
+    from .inference import evaluate_claims
+    from .inference.report import write_claims_report
+
+    _log(args, f"Loading model {args.model!r} ...")
+    model = _load_model(args)
+    tokens, documents = _every_kth_per_document(*_tokens_with_documents(args, model), args.per_document)
+    reference = None
+    if args.reference != "none":
+        from .models import load_encoder
+
+        try:
+            reference = load_encoder(args.reference, device=args.device, dtype=args.torch_dtype)
+        except (ValueError, ImportError, NotImplementedError) as e:
+            raise UserError(f"--reference: {e}") from None
+    texts = read_text_files(args.text) if args.text else default_corpus()
+    _log(args, f"Claims over {tokens.shape[0]} windows x {tokens.shape[1]} tokens from "
+               f"{documents.unique().numel()} documents, {len(readings)} reading(s) ...")
+    t, c = time.perf_counter(), time.process_time()
+    table, details = evaluate_claims(
+        model, tokens, documents=documents, reading=readings, reference=reference, reference_texts=texts,
+        run=args.run, multiplicity=args.multiplicity, level=args.level, n_sequences=None, batch_size=args.batch_size,
+        seed=args.seed, progress=not args.quiet, return_details=True)
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - c
+    src = ", ".join(args.text) if args.text else "the packaged corpus"
+    meta = {
+        "model": args.model, "command": "tl-wavelet " + shlex.join(args.argv),
+        "corpus": f"{tokens.shape[0]} windows x {tokens.shape[1]} tokens of {src}, {documents.unique().numel()} "
+                  f"documents (the unit of every interval); {elapsed:.0f} s wall-clock, {cpu:.0f} s CPU",
+        "limits": "weights as loaded (the registry's models are dequantised 4/5-bit GGUF checkpoints, not the bf16 "
+                  "originals); windows of --seq-len tokens; the null is one choice of decay law (docs/metrics.md §14).",
+    }
+    write_claims_report(od.work, table, details, meta)
+    _commit(od)
+    print(f"Claims: {od.final / 'claims.md'} (and claims.html, claims.csv, heads.csv, fits.csv)")
     return 0
 
 

@@ -12,15 +12,20 @@ distance, and a test of each of the paper's claims.
   per document (:func:`measure_against_null`)
 - :mod:`.claims`: the paper's claims under one declared reading, each with a statistic,
   an interval, the null's value and a verdict (:func:`evaluate_claims`, ``tl-wavelet claims``)
+- :mod:`.trained`: the same claims on the emergence experiment's models, seeds as the unit
+  (:func:`emergence_claims`)
 """
+from .claims import CLAIMS, evaluate_claims, reading_label
 from .measure import LITERAL, NullComparison, measure_against_null
 from .null import DecayFit, decay_features, fit_decay_law, surrogate_patterns
 from .resample import ClusterSums, Estimate, resample, t_quantile
 from .simulate import coverage
+from .trained import emergence_claims
 from .units import as_clusters, tokens_and_documents
 
 __all__ = [
     "ClusterSums", "Estimate", "resample", "t_quantile", "coverage", "as_clusters", "tokens_and_documents",
     "DecayFit", "decay_features", "fit_decay_law", "surrogate_patterns",
     "LITERAL", "NullComparison", "measure_against_null",
+    "CLAIMS", "evaluate_claims", "reading_label", "emergence_claims",
 ]
