@@ -97,7 +97,7 @@ class DecayFit:
     r2: Tensor
 
 
-def fit_decay_law(pattern: Float[Tensor, "*batch n n"], ridge: float = 1e-9) -> DecayFit:
+def fit_decay_law(pattern: Float[Tensor, "*batch n n"], ridge: float = 1e-12) -> DecayFit:
     """Fit the decay law to causal attention patterns, one fit per ``[n, n]`` pattern.
 
     Parameters
@@ -121,22 +121,24 @@ def fit_decay_law(pattern: Float[Tensor, "*batch n n"], ridge: float = 1e-9) -> 
     """
     check_tensor(pattern, "pattern", min_ndim=2, shape="[..., n, n]")
     n = pattern.shape[-1]
-    if pattern.shape[-2] != n or n < 4:
-        raise ValueError(f"pattern must be square [..., n, n] with n >= 4, got {tuple(pattern.shape)}.")
+    if pattern.shape[-2] != n or n < 8:
+        raise ValueError(f"pattern must be square [..., n, n] with n >= 8 (the law's 5 parameters need 8 positions to "
+                         f"be told apart), got {tuple(pattern.shape)}.")
     x, centred, gram, _, dof = _design(n)
     x, centred, gram = (t.to(pattern.device) for t in (x, centred, gram))
     causal = x.new_ones(n, n).tril()
     y = torch.log(pattern.to(torch.float64).clamp(min=_FLOOR)) * causal
     xty = einsum(y, centred, "... q k, q k f -> ... f")
     m = causal.sum(1)
-    rowsum = y.sum(-1)
-    ss_tot = (y * y).sum((-1, -2)) - (rowsum * rowsum / m).sum(-1)
+    within = (y - (y.sum(-1) / m)[..., None]) * causal  # log attention less its row mean (the log normaliser)
+    ss_tot = within.pow(2).sum((-1, -2))
     reg = gram + ridge * torch.trace(gram) / 5 * torch.eye(5, dtype=torch.float64, device=gram.device)
     theta = torch.linalg.solve(reg, xty.unsqueeze(-1)).squeeze(-1)
-    ss_res = (ss_tot - (theta * xty).sum(-1)).clamp(min=0)
+    # the residuals themselves (SS_tot - theta . X'y loses digits to cancellation)
+    ss_res = (within - einsum(centred, theta, "q k f, ... f -> ... q k")).pow(2).sum((-1, -2))
     sigma = (ss_res / dof).sqrt()
-    scale = ss_tot.abs().clamp(min=1e-300)
-    r2 = torch.where(ss_tot > 1e-12 * (y * y).sum((-1, -2)).clamp(min=1e-300), 1 - ss_res / scale, torch.ones_like(ss_tot))
+    r2 = torch.where(ss_tot > 1e-24 * y.pow(2).sum((-1, -2)).clamp(min=1e-300), 1 - ss_res / ss_tot.clamp(min=1e-300),
+                     torch.ones_like(ss_tot))
     return DecayFit(theta, sigma, r2)
 
 

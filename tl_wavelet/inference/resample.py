@@ -253,7 +253,7 @@ def resample(
     if method == "jackknife":
         loo = stat(sums.totals(_weights_jackknife(g), keys))
         ok = torch.isfinite(loo)
-        n_ok = ok.sum(0)
+        n_ok = ok.sum(0).to(torch.float64)
         mean = torch.where(ok, loo, 0).sum(0) / n_ok.clamp(min=1)
         dev = torch.where(ok, loo - mean, 0)
         se = ((n_ok - 1).clamp(min=0) / n_ok.clamp(min=1) * dev.pow(2).sum(0)).sqrt()
@@ -273,6 +273,7 @@ def resample(
     low = torch.nanquantile(reps, a, dim=0)
     high = torch.nanquantile(reps, 1 - a, dim=0)
     ok = torch.isfinite(reps)
-    mean = torch.where(ok, reps, 0).sum(0) / ok.sum(0).clamp(min=1)
-    se = (torch.where(ok, reps - mean, 0).pow(2).sum(0) / (ok.sum(0) - 1).clamp(min=1)).sqrt()
+    n_ok = ok.sum(0).to(torch.float64)
+    mean = torch.where(ok, reps, 0).sum(0) / n_ok.clamp(min=1)
+    se = (torch.where(ok, reps - mean, 0).pow(2).sum(0) / (n_ok - 1).clamp(min=1)).sqrt()
     return Estimate(value, se, low, high, g, unit, method, level)
