@@ -285,3 +285,31 @@ def test_cli_claims_writes_the_report(tmp_path):
     assert main(["claims", "--model", str(d), "--out", str(tmp_path / "o2"), "--reading", "signal", "--quiet"]) == 2
     assert main(["claims", "--model", str(d), "--out", str(tmp_path / "o3"), "--reading", "nosuch=1", "--quiet"]) == 2
     assert main(["claims", "--model", str(d), "--out", str(tmp_path / "o4"), "--run", str(tmp_path), "--quiet"]) == 2
+
+
+# ------------------------------------------------------------------ the emergence experiment's models
+@pytest.mark.emergence
+def test_emergence_claims_use_seeds_as_the_unit(tmp_path):
+    from tl_wavelet.emergence import DecoderConfig, EmergenceConfig, run_emergence
+    from tl_wavelet.inference import emergence_claims
+
+    cfg = EmergenceConfig(seeds=(0, 1), steps=20, every=10, probe_sequences=4, n_checkpoints=3, multiverse_sequences=0,
+                          decoder=DecoderConfig(n_layers=1, n_ctx=128), workers=1, data=("synthetic",))
+    run_emergence(tmp_path, cfg, progress=False)
+    table, runs, traj = emergence_claims(tmp_path, n_sequences=8, progress=False, return_runs=True)
+    assert len(runs) == 6 and sorted(traj["step"].unique()) == [0, 10, 20]
+    per_kind = table[table["position"].isin(["rope", "nope", "absolute"])]
+    assert (per_kind["unit"] == "seed").all() and (per_kind["n"] == 2).all()
+    # the interval over seeds, by hand: mean +- t(0.975, 1) * sd / sqrt(2)
+    row = per_kind[(per_kind["position"] == "rope") & (per_kind["claim"] == "low_frequency_share")].iloc[0]
+    x = runs[runs["position"] == "rope"].sort_values("seed")["low_share"].to_numpy()
+    half = t_quantile(0.975, 1) * x.std(ddof=1) / math.sqrt(2)
+    np.testing.assert_allclose([row["value"], row["low"], row["high"]], [x.mean(), x.mean() - half, x.mean() + half])
+    paired = table[table["position"] == "rope - nope"]
+    assert set(paired["claim"]) == {"scale_invariance_unique_to_rope", "uncertainty_tradeoff_unique_to_rope"}
+    s = runs.pivot_table(index="seed", columns="position", values="S_0.5")
+    np.testing.assert_allclose(paired[paired["claim"] == "scale_invariance_unique_to_rope"]["value"].iloc[0],
+                               (s["rope"] - s["nope"]).mean())
+    phases = table[table["claim"].str.startswith("training_")]
+    assert set(phases["claim"]) == {"training_phases_spectral_entropy", "training_phases_low_share", "training_rho_moves"}
+    assert set(table["verdict"]) <= {"supported", "contradicted", "inconclusive"}

@@ -40,7 +40,7 @@ import torch
 
 from ..analysis.config import MetricConfig
 from ..paper import paper_numbers
-from ..validate import check_bool, check_choice, check_int
+from ..validate import check_bool, check_choice, check_int, check_type
 from .measure import LITERAL, NullComparison, _nanmean, measure_against_null
 from .resample import t_quantile
 
@@ -70,6 +70,7 @@ def reading_label(cfg: MetricConfig) -> str:
     >>> reading_label(LITERAL)
     'signal=last_row, sink=kept, dc=kept, window=hann, padding=2n, wavelet=db2, level=5, paper=True'
     """
+    check_type(cfg, "cfg", MetricConfig, "a MetricConfig")
     return (f"signal={cfg.signal}, sink={'dropped' if cfg.drop_first_key else 'kept'}, "
             f"dc={'removed' if cfg.dc_removed else 'kept'}, window={cfg.window}, padding={cfg.padding}, "
             f"wavelet={cfg.wavelet}, level={cfg.level}, paper={cfg.paper}")

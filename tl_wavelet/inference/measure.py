@@ -34,7 +34,7 @@ from ..analysis.hooks import layer_metrics
 from ..signals import offset_profile
 from ..stats import MIN_CORRELATION_N
 from ..transforms import band_labels
-from ..validate import check_bool, check_int, check_type
+from ..validate import check_bool, check_choice, check_int, check_tensor, check_type
 from .null import FEATURES, DecayFit, fit_decay_law, shrink_fits, surrogate_patterns
 from .resample import ClusterSums, Estimate, resample, t_quantile
 from .units import as_clusters, tokens_and_documents
@@ -98,6 +98,9 @@ class NullComparison:
     def __init__(self, shape: ModelShape, reading: MetricConfig, layers: list[int], labels: list, *,
                  unit: str = "document", null: bool = True, seed: int = 0, model_name: str | None = None) -> None:
         check_type(reading, "reading", MetricConfig, "a MetricConfig (the declared reading)")
+        check_type(shape, "shape", ModelShape, "a ModelShape (tl_wavelet.adapter.model_shape(model))")
+        if not isinstance(labels, (list, tuple)) or not labels:
+            raise ValueError(f"labels must be a non-empty list of the documents (one per cluster), got {labels!r}.")
         if reading.signal == "z":
             raise ValueError("reading: the null model is a law of attention; signal='z' (the head output) has none. "
                              "Use an attention signal (e.g. signal='last_row' or 'offset_profile').")
@@ -126,8 +129,14 @@ class NullComparison:
         """Measure one layer's pattern ``[batch, head, n, n]`` of sequences ``index`` (their
         positions in the corpus) in ``clusters``, and fit its decay law; kept aside until
         :meth:`commit`. The null's surrogates are measured by :meth:`finish`."""
-        if layer not in self.layers:
-            raise ValueError(f"layer {layer} is not measured here (layers {self.layers}).")
+        if not isinstance(layer, int) or layer not in self.layers:
+            raise ValueError(f"layer {layer!r} is not measured here (layers {self.layers}).")
+        check_tensor(pattern, "pattern", ndim=4, floating=True, shape="[batch, head, n, n]")
+        if pattern.shape[-1] != pattern.shape[-2] or pattern.shape[1] != self.shape.n_heads:
+            raise ValueError(f"pattern must be [batch, {self.shape.n_heads} heads, n, n], got {tuple(pattern.shape)}.")
+        if clusters.shape != (pattern.shape[0],) or index.shape != (pattern.shape[0],):
+            raise ValueError(f"clusters and index need one entry per sequence ({pattern.shape[0]}), got "
+                             f"{tuple(clusters.shape)} and {tuple(index.shape)}.")
         if self._finished:
             raise RuntimeError("This comparison is finished (its null measured): build a new one to add sequences.")
         p = pattern.detach()
@@ -154,6 +163,7 @@ class NullComparison:
 
     def commit(self, n_sequences: int) -> None:
         """Add what the last forward pass measured (``n_sequences`` sequences) to the sums."""
+        n_sequences = check_int(n_sequences, "n_sequences", minimum=0)
         for key, v, clusters in self._pending:
             self.sums.add(key, v, clusters)
         for layer, fit, clusters, index in self._pending_fits:
@@ -173,6 +183,8 @@ class NullComparison:
         sequences, :func:`~tl_wavelet.inference.null.shrink_fits`), a surrogate drawn from it
         (key noise seeded per sequence and layer, whatever the batching), the same metrics.
         Called once, after the last sequence; returns self."""
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        progress = check_bool(progress, "progress")
         if self._finished or not self.null:
             self._finished = True
             return self
@@ -203,8 +215,20 @@ class NullComparison:
         s, c = t[key]
         return torch.where(c > 0, s / c.clamp(min=1), torch.full_like(s, math.nan))
 
+    def metrics(self) -> list[str]:
+        """The per-head metrics :meth:`head_values` can give."""
+        names = {k.split("|")[2] for k in self.sums.sums if k.startswith("real|")}
+        names -= {"rho_m", "band_energy", "band_energy_deep", "spectral_shares"}
+        return sorted(names | {"rho", "band_shares", "scale_log2", *_SPEC})
+
+    def _check_metric(self, metric, name: str = "metric") -> None:
+        if not isinstance(metric, str) or metric not in self.metrics():
+            raise ValueError(f"{name}: unknown metric {metric!r}; choose from {', '.join(self.metrics())}.")
+
     def head_values(self, t, kind: str, metric: str) -> Tensor:
         """``metric`` of every head under totals ``t``: ``[R, layers, heads, *k]``."""
+        check_choice(kind, "kind", self.kinds)
+        self._check_metric(metric)
         out = []
         for L in self.layers:
             key = f"{kind}|{L}|"
@@ -229,6 +253,10 @@ class NullComparison:
 
     def estimate(self, stat: Callable, *, method: str = "jackknife", level: float = 0.95, n_boot: int = 2000) -> Estimate:
         """Any statistic of the sums, ``stat(totals) -> [R, ...]``, with its interval by document."""
+        if not callable(stat):
+            raise TypeError(f"stat must be a function of the totals (stat(t) -> Tensor [R, ...]), got {type(stat).__name__}.")
+        if self.n_sequences == 0:
+            raise RuntimeError("No sequences were measured: feed patterns with update() and commit() first.")
         if self.null and not self._finished:
             self.finish()
         return resample(self.sums, stat, method=method, level=level, n_boot=n_boot, seed=self.seed, unit=self.unit)
@@ -262,6 +290,9 @@ class NullComparison:
         decay on its bands when any band is.
         """
         self._require_null()
+        metrics = _metric_list(metrics, "metrics")
+        for m in metrics:
+            self._check_metric(m, "metrics")
         rows = []
         for metric in [*metrics, "band_shares"]:
             est, p = self._diff(metric, level, method)
@@ -292,7 +323,10 @@ class NullComparison:
         so "some head is beyond decay on something" holds with family-wise error ``alpha``.
         Columns: layer, head, one bool per family, ``any``, ``p_<family>`` (adjusted).
         """
-        families = list(families)
+        families = _metric_list(families, "families")
+        for fam in families:
+            if fam != "bands":
+                self._check_metric(fam, "families")
         ps = []
         for fam in families:
             est, p = self._diff("band_shares" if fam == "bands" else fam, level, "jackknife")
@@ -318,6 +352,9 @@ class NullComparison:
         """One row per (layer, metric): the mean over the layer's heads, real and null, and the
         difference with its interval by document; ``beyond`` after Holm over the layers."""
         self._require_null()
+        metrics = _metric_list(metrics, "metrics")
+        for m in metrics:
+            self._check_metric(m, "metrics")
         rows = []
         for metric in metrics:
             def stat(t, metric=metric):
@@ -361,6 +398,15 @@ class NullComparison:
                             "n_sequences": self.n_sequences})
                 rows.append(row)
         return pd.DataFrame(rows)
+
+
+def _metric_list(values, name: str) -> list[str]:
+    if isinstance(values, str) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a list of metric names, got {values!r}.")
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} is empty: give at least one metric.")
+    return values
 
 
 def _nanmean(x: Tensor, dim) -> Tensor:

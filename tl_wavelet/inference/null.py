@@ -35,7 +35,7 @@ from einops import einsum
 from jaxtyping import Float
 from torch import Tensor
 
-from ..validate import check_tensor
+from ..validate import check_int, check_tensor, check_type
 
 __all__ = ["FEATURES", "DecayFit", "decay_features", "fit_decay_law", "shrink_fits", "surrogate_patterns"]
 
@@ -79,9 +79,7 @@ def decay_features(n: int) -> Float[Tensor, "n n 5"]:
     >>> decay_features(4)[3, 1].tolist()       # query 3, key 1: distance 2
     [0.0, 0.0, 0.0, -1.0986122886681098, -2.0]
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 4:
-        raise ValueError(f"n must be an int >= 4 (the law has 5 parameters), got {n!r}.")
-    return _design(n)[0].clone()
+    return _design(check_int(n, "n", minimum=2))[0].clone()
 
 
 @dataclass
@@ -119,7 +117,7 @@ def fit_decay_law(pattern: Float[Tensor, "*batch n n"], ridge: float = 1e-12) ->
     >>> [round(v, 6) for v in fit.theta.tolist()], round(float(fit.r2), 6)
     ([0.0, 1.0, 2.0, 0.5, 0.02], 1.0)
     """
-    check_tensor(pattern, "pattern", min_ndim=2, shape="[..., n, n]")
+    check_tensor(pattern, "pattern", min_ndim=2, floating=True, shape="[..., n, n]")
     n = pattern.shape[-1]
     if pattern.shape[-2] != n or n < 8:
         raise ValueError(f"pattern must be square [..., n, n] with n >= 8 (the law's 5 parameters need 8 positions to "
@@ -157,10 +155,17 @@ def surrogate_patterns(
     >>> surrogate_patterns(fit, 4)[3].tolist()                  # no decay: uniform over the prefix
     [0.25, 0.25, 0.25, 0.25]
     """
+    check_type(fit, "fit", DecayFit, "a DecayFit (from fit_decay_law)")
+    n = check_int(n, "n", minimum=2)
     theta = fit.theta.to(torch.float64)
+    if theta.shape[-1:] != (len(FEATURES),):
+        raise ValueError(f"fit.theta must end with the {len(FEATURES)} parameters {FEATURES}, got shape {tuple(theta.shape)}.")
     x = _design(n)[0].to(theta.device)
     logits = einsum(x, theta, "q k f, ... f -> ... q k")
     if noise is not None:
+        check_tensor(noise, "noise", min_ndim=1, floating=True, shape="[..., n]")
+        if noise.shape[-1] != n:
+            raise ValueError(f"noise must hold one draw per key, [..., n={n}], got shape {tuple(noise.shape)}.")
         eps = noise.to(device=theta.device, dtype=torch.float64)
         logits = logits + fit.sigma.to(torch.float64)[..., None, None] * eps[..., None, :]
     causal = torch.ones(n, n, dtype=torch.bool, device=theta.device).tril()
@@ -187,8 +192,13 @@ def shrink_fits(fit: DecayFit, n: int) -> DecayFit:
     >>> shrink_fits(fit, 32).theta[:, 4].tolist()        # no noise: the laws stay apart
     [0.01, 0.03]
     """
+    check_type(fit, "fit", DecayFit, "a DecayFit (from fit_decay_law)")
+    n = check_int(n, "n", minimum=2)
     theta = fit.theta.to(torch.float64)
     sigma2 = fit.sigma.to(torch.float64).pow(2)
+    if theta.ndim < 2 or sigma2.shape != theta.shape[:-1]:
+        raise ValueError(f"fit must hold several sequences' laws, theta [S, ..., 5] and sigma [S, ...]; got "
+                         f"{tuple(theta.shape)} and {tuple(sigma2.shape)}.")
     s = theta.shape[0]
     if s < 2:
         return DecayFit(theta, sigma2.sqrt(), fit.r2)

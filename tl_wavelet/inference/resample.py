@@ -29,7 +29,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..validate import check_choice, check_int
+from ..validate import check_choice, check_int, check_tensor, check_type
 
 __all__ = ["ClusterSums", "Estimate", "resample", "t_quantile"]
 
@@ -91,10 +91,10 @@ def t_quantile(p: float, df: float) -> float:
     >>> round(t_quantile(0.975, 1), 4)      # Cauchy: tan(0.475 pi)
     12.7062
     """
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must lie strictly between 0 and 1, got {p}.")
-    if not df > 0:
-        raise ValueError(f"df must be positive, got {df}.")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p < 1.0:
+        raise ValueError(f"p must be a probability strictly between 0 and 1, got {p!r}.")
+    if isinstance(df, bool) or not isinstance(df, (int, float)) or not df > 0:
+        raise ValueError(f"df must be a positive number of degrees of freedom, got {df!r}.")
     if p == 0.5:
         return 0.0
     if p < 0.5:
@@ -134,6 +134,17 @@ class ClusterSums:
         self.counts: dict[str, Tensor] = {}
 
     def add(self, key: str, values: Tensor, clusters: Tensor) -> None:
+        """Add one value per sequence, ``values [batch, *shape]``, to the sums of their ``clusters [batch]``."""
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__}.")
+        check_tensor(values, "values", min_ndim=1, shape="[batch, *shape]")
+        check_tensor(clusters, "clusters", ndim=1, shape="[batch]")
+        if clusters.is_floating_point() or clusters.numel() != values.shape[0]:
+            raise ValueError(f"clusters must be one integer code per sequence ({values.shape[0]}), got {clusters.dtype} "
+                             f"of shape {tuple(clusters.shape)}.")
+        if clusters.numel() and (int(clusters.min()) < 0 or int(clusters.max()) >= self.n_clusters):
+            raise ValueError(f"clusters must be codes 0..{self.n_clusters - 1}, got {int(clusters.min())}..{int(clusters.max())}.")
+        clusters = clusters.to("cpu")
         v = values.detach().to(device="cpu", dtype=torch.float64)
         ok = torch.isfinite(v)
         v = torch.where(ok, v, torch.zeros((), dtype=v.dtype))
@@ -142,11 +153,18 @@ class ClusterSums:
             self.counts[key] = torch.zeros_like(self.sums[key])
         elif self.sums[key].shape[1:] != v.shape[1:]:
             raise ValueError(f"{key}: values of shape {tuple(v.shape[1:])} after {tuple(self.sums[key].shape[1:])}.")
-        self.sums[key].index_add_(0, clusters, v)
-        self.counts[key].index_add_(0, clusters, ok.to(torch.float64))
+        # one sum per cluster present (a batch holds few): index_add_ is slow under thread contention
+        ok = ok.to(torch.float64)
+        for g in clusters.unique().tolist():
+            sel = clusters == g
+            self.sums[key][g] += v[sel].sum(0)
+            self.counts[key][g] += ok[sel].sum(0)
 
     def totals(self, weights: Float[Tensor, "r g"], keys=None) -> "Totals":
         """Totals of every key under cluster ``weights`` ``[R, G]`` (R replicates), computed on access."""
+        check_tensor(weights, "weights", ndim=2, shape="[replicates, clusters]")
+        if weights.shape[1] != self.n_clusters:
+            raise ValueError(f"weights must be [replicates, {self.n_clusters}], got {tuple(weights.shape)}.")
         return Totals(self, weights, keys)
 
     def cluster_sizes(self, key: str) -> Tensor:
@@ -242,6 +260,9 @@ def resample(
     >>> round(float(est.value), 3), est.n_clusters
     (2.75, 3)
     """
+    check_type(sums, "sums", ClusterSums, "a ClusterSums")
+    if not callable(stat):
+        raise TypeError(f"stat must be a function of the totals (stat(t) -> Tensor [R, ...]), got {type(stat).__name__}.")
     check_choice(method, "method", METHODS)
     if not (isinstance(level, float) and 0.0 < level < 1.0):
         raise ValueError(f"level must be a float strictly between 0 and 1 (e.g. 0.95), got {level!r}.")

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from ..analysis.config import MetricConfig
+from ..validate import check_bool, check_int
 from .claims import _js_complementarity, _slope, verdict_range, verdict_sign
 from .measure import LITERAL, _nanmean, measure_against_null, seeds_interval
 
@@ -194,6 +195,14 @@ def emergence_claims(out, *, reading: MetricConfig | None = None, level: float =
 
     from ..emergence.experiment import EmergenceConfig, _checkpoint_steps, load_checkpoint
 
+    if reading is not None and not isinstance(reading, MetricConfig):
+        raise TypeError(f"reading must be a MetricConfig (or None: the most literal reading), got {type(reading).__name__}.")
+    if not (isinstance(level, float) and 0.5 <= level < 1.0):
+        raise ValueError(f"level must be a float in [0.5, 1), e.g. 0.95, got {level!r}.")
+    n_sequences = check_int(n_sequences, "n_sequences", minimum=4)
+    checkpoints = check_bool(checkpoints, "checkpoints")
+    if not isinstance(out, (str, Path)):
+        raise TypeError(f"out must be a folder path, got {type(out).__name__}.")
     out = Path(out)
     cfg_file = out / "config.json"
     if not cfg_file.is_file():

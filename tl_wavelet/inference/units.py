@@ -29,6 +29,8 @@ def as_clusters(ids, n: int, name: str = "documents") -> tuple[Int[Tensor, " n"]
     """
     if ids is None:
         return torch.arange(n, device="cpu"), list(range(n))
+    if hasattr(ids, "tolist") and not isinstance(ids, Tensor):  # a NumPy array
+        ids = ids.tolist()
     if isinstance(ids, Tensor):
         if ids.is_floating_point() or ids.ndim != 1:
             raise TypeError(f"{name} must be one integer id per sequence (a 1-D integer tensor or a list), "
