@@ -108,8 +108,8 @@ def test_as_clusters_and_bad_ids():
     codes, labels = as_clusters(["b", "a", "b"], 3)
     assert codes.tolist() == [0, 1, 0] and labels == ["b", "a"]
     with pytest.raises(ValueError, match="documents has 2 ids but there are 3"):
-        as_clusters([0, 1], 3)
-    with pytest.raises(TypeError, match="documents must hold ints or strings"):
+        as_clusters([0, 1], 3, "documents")
+    with pytest.raises(TypeError, match="ids must hold ints or strings"):
         as_clusters([0.5, 1.0, 1.0], 3)
 
 

@@ -89,7 +89,7 @@ def scale_sensitivity_rerun(
     layers = resolve_layers(shape, layers)
     tokens, documents, unit = tokens_and_documents(model, tokens, documents, seq_len=seq_len, n_sequences=n_sequences,
                                                    name="tokens", default_seq_len=None)
-    codes, labels = as_clusters(documents, tokens.shape[0])
+    codes, labels = as_clusters(documents, tokens.shape[0], "documents")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     progress = check_bool(progress, "progress")
     level = check_int(level, "level", minimum=1)

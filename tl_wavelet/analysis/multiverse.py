@@ -677,7 +677,8 @@ def multiverse(
     from ..inference.units import tokens_and_documents
 
     # text is cut into windows per document and labelled; token ids keep their length unless seq_len cuts them
-    tokens, docs, _ = tokens_and_documents(model, tokens_or_texts, documents, seq_len=seq_len, n_sequences=n_sequences)
+    tokens, docs, _ = tokens_and_documents(model, tokens_or_texts, documents, seq_len=seq_len, n_sequences=n_sequences,
+                                           name="tokens_or_texts")
     acc = MultiverseAccumulator(model, axes, layers=layers, alphas=alphas, max_rows=max_rows, n_groups=n_groups,
                                 groups=docs)
     acc.check_length(tokens.shape[1])

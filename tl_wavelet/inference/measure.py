@@ -485,8 +485,9 @@ def measure_against_null(
     f = facts(model)
     f.placement()
     layers = resolve_layers(f.shape, layers)
-    tokens, docs, unit = tokens_and_documents(model, tokens_or_texts, documents, seq_len=seq_len, n_sequences=n_sequences)
-    codes, labels = as_clusters(docs, tokens.shape[0])
+    tokens, docs, unit = tokens_and_documents(model, tokens_or_texts, documents, seq_len=seq_len, n_sequences=n_sequences,
+                                              name="tokens_or_texts")
+    codes, labels = as_clusters(docs, tokens.shape[0], "documents")
     try:
         reading.check_length(tokens.shape[1])
     except ValueError as e:

@@ -169,6 +169,8 @@ class ClusterSums:
 
     def cluster_sizes(self, key: str) -> Tensor:
         """Sequences per cluster behind ``key`` (the largest count of any entry)."""
+        if key not in self.counts:
+            raise ValueError(f"key {key!r} holds no sums; keys: {', '.join(self.counts) or 'none yet'}.")
         return self.counts[key].flatten(1).amax(1)
 
 

@@ -8,6 +8,8 @@ says which unit it resampled.
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 from jaxtyping import Int
 from torch import Tensor
@@ -17,7 +19,7 @@ from ..adapter import as_tokens, is_text
 __all__ = ["as_clusters", "tokens_and_documents"]
 
 
-def as_clusters(ids, n: int, name: str = "documents") -> tuple[Int[Tensor, " n"], list]:
+def as_clusters(ids, n: int, name: str = "ids") -> tuple[Int[Tensor, " n"], list]:
     """Cluster ids of ``n`` sequences as codes ``0..G-1`` (in order of first appearance) and their labels.
 
     ``ids``: one id per sequence (ints or strings: a document index, a file name, a seed),
@@ -43,15 +45,16 @@ def as_clusters(ids, n: int, name: str = "documents") -> tuple[Int[Tensor, " n"]
         raise ValueError(f"{name} has {len(ids)} ids but there are {n} sequences: give one id per sequence "
                          "(e.g. the documents returned by tl_wavelet.corpus.chunk_documents).")
     for v in ids:
-        if isinstance(v, float) or not isinstance(v, (int, str)) or isinstance(v, bool):
+        if isinstance(v, bool) or not isinstance(v, (numbers.Integral, str)):
             raise TypeError(f"{name} must hold ints or strings (one id per sequence), got {v!r}.")
+    ids = [v if isinstance(v, str) else int(v) for v in ids]
     labels = list(dict.fromkeys(ids))
     code = {v: i for i, v in enumerate(labels)}
     return torch.tensor([code[v] for v in ids], dtype=torch.long, device="cpu"), labels
 
 
 def tokens_and_documents(model, data, documents=None, *, seq_len: int | None = None, n_sequences: int | None = None,
-                         name: str = "tokens_or_texts", default_seq_len: int | None = 256):
+                         name: str = "data", default_seq_len: int | None = 256):
     """``(tokens [n, pos], documents or None, unit)`` from text or token ids.
 
     Text (a list of documents) is cut into ``seq_len``-token windows per document (None:
@@ -77,8 +80,8 @@ def tokens_and_documents(model, data, documents=None, *, seq_len: int | None = N
         return tokens, docs, ("window (one text)" if isinstance(data, str) else "document")
     tokens = as_tokens(model, data, seq_len=seq_len, n_sequences=n_sequences, name=name)
     if documents is not None:
-        documents = list(documents.tolist() if isinstance(documents, Tensor) else documents)
+        documents = documents.tolist() if hasattr(documents, "tolist") else list(documents)
         if n_sequences is not None:
             documents = documents[:n_sequences]
-        as_clusters(documents, tokens.shape[0])  # checked now: one id per sequence
+        as_clusters(documents, tokens.shape[0], "documents")  # checked now: one id per sequence
     return tokens, documents, ("document" if documents is not None else "sequence")
