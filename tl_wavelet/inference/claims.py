@@ -236,18 +236,22 @@ def claims_for(cmp: NullComparison, *, level: float = 0.95, alpha_beyond: float 
 
 
 def _reference_rows(model, reference, texts, reading: MetricConfig, level: float, seq_len: int, n_sequences,
-                    batch_size: int, progress: bool) -> list[dict]:
-    """S(0.5) re-run on the cut text for the model and a non-RoPE reference: their difference."""
+                    batch_size: int, progress: bool, cache: dict | None = None) -> list[dict]:
+    """S(0.5) re-run on the cut text for the model and a non-RoPE reference: their difference.
+    ``cache`` keeps the re-runs of a (wavelet, level) for the next reading (both alignments are in one)."""
     from ..analysis.compare import scale_sensitivity_rerun
+    from ..corpus import chunk_documents
 
     key = "S_0.5" if reading.paper else "S_0.5_shares"
+    cache = {} if cache is None else cache
     stats = []
     for m, bos in ((model, True), (reference, False)):
-        from ..corpus import chunk_documents
-
-        tokens, docs = chunk_documents(m, texts, seq_len, n_sequences=n_sequences, prepend_bos=bos)
-        df = scale_sensitivity_rerun(m, tokens, documents=docs, alphas=(0.5,), wavelet=reading.wavelet,
-                                     level=reading.level, batch_size=batch_size, progress=progress)
+        ck = (id(m), reading.wavelet, reading.level)
+        if ck not in cache:
+            tokens, docs = chunk_documents(m, texts, seq_len, n_sequences=n_sequences, prepend_bos=bos)
+            cache[ck] = scale_sensitivity_rerun(m, tokens, documents=docs, alphas=(0.5,), wavelet=reading.wavelet,
+                                                level=reading.level, batch_size=batch_size, progress=progress)
+        df = cache[ck]
         stats.append((df.attrs["model"][key], df.attrs["n"], df.attrs["unit"]))
     (a, ga, unit), (b, gb, _) = stats
     diff = a["mean"] - b["mean"]
@@ -345,7 +349,7 @@ def evaluate_claims(
         if reference_texts is None:
             raise ValueError("reference_texts: the reference is re-run on the same documents with its own tokenizer; "
                              "pass them (tokens_or_texts are token ids here).")
-    rows, details = [], {"comparisons": {}}
+    rows, details, reruns = [], {"comparisons": {}}, {}
     for r in readings:
         cmp = measure_against_null(model, texts, documents=documents, reading=r, layers=layers, batch_size=batch_size,
                                    seq_len=seq_len, n_sequences=n_sequences, seed=seed, progress=progress)
@@ -354,7 +358,7 @@ def evaluate_claims(
         claim_rows = claims_for(cmp, level=adjusted, alpha_beyond=1 - adjusted)
         if reference is not None:
             claim_rows += _reference_rows(model, reference, reference_texts, r, adjusted,
-                                          cmp.seq_len, n_sequences, batch_size, progress)
+                                          cmp.seq_len, n_sequences, batch_size, progress, reruns)
         else:
             src, what, words = CLAIMS["scale_invariance_unique_to_rope"]
             claim_rows.append({"claim": "scale_invariance_unique_to_rope", "source": src, "statistic": what,
