@@ -52,6 +52,8 @@ def claims_markdown(table: pd.DataFrame, meta: dict) -> str:
         "the claim's side (inside the paper's range); contradicted = on the other side (outside); inconclusive "
         "otherwise. 'null' is the same statistic on surrogates of each head's decay law (sink, current and previous "
         "token, power-law x exponential decay with distance, key-content noise; docs/metrics.md §14).", ""]
+    lines += ["Phase rows (training_*): 'value' is the first statistic (e.g. the rise), the note gives both; paired "
+              "rows (rope - nope, rope - absolute): 'value' is the difference between position kinds, per seed.", ""]
     for reading, g in table.groupby("reading", sort=False):
         model_rows = g[~g["model"].astype(str).str.startswith("emergence")]
         lines += [f"Reading (declared before looking): `{reading}`"
@@ -65,14 +67,15 @@ def claims_markdown(table: pd.DataFrame, meta: dict) -> str:
                 lines += [f"*{model}*", ""] + _table(t) + [""]
     if meta.get("fits") is not None:
         f = meta["fits"]
-        lines += [f"Decay-law fits ({len(f)} heads): within-row R^2 of log attention median {f['r2'].median():.2f} "
+        lines += [f"Decay-law fits under the first reading ({len(f)} heads): within-row R^2 of log attention median {f['r2'].median():.2f} "
                   f"(quartiles {f['r2'].quantile(0.25):.2f}-{f['r2'].quantile(0.75):.2f}); residual SD "
                   f"{f['sigma'].median():.2f} logits; mean offset profile of the surrogates vs the real heads: total "
                   f"variation median {f['profile_tv'].median():.3f} (max {f['profile_tv'].max():.3f}).", ""]
     if meta.get("beyond") is not None:
         b = meta["beyond"]
         fams = [c for c in ("bands", "spec_low", "spectral_entropy", "rho") if c in b]
-        lines += ["Heads beyond distance decay (Holm over every head and metric family, 5 % family-wise): "
+        lines += ["Heads beyond distance decay under the first reading (Holm over every head and metric family, "
+                  "5 % family-wise): "
                   + ", ".join(f"{fam} {int(b[fam].sum())}" for fam in fams)
                   + f", any {int(b['any'].sum())} of {len(b)}.", ""]
     if meta.get("limits"):

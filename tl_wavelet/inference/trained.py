@@ -126,7 +126,8 @@ def _claim_rows(runs: pd.DataFrame, level: float) -> list[dict]:
                                       ("rho", "uncertainty_tradeoff_unique_to_rope", "trade-off attributed to RoPE")):
                 d = seeds_interval((wide[col]["rope"] - wide[col][other]).tolist(), level)
                 rows.append(_row(data, f"rope - {other}", claim, f"{col}: RoPE minus {other}, paired by seed", paper,
-                                 d, verdict_sign(d[2], d[3], -1), "", level, diff=d[0], diff_low=d[2], diff_high=d[3]))
+                                 d, verdict_sign(d[2], d[3], -1), f"'value' is RoPE's {col} minus {other}'s, per seed.",
+                                 level))
     return rows
 
 
@@ -160,7 +161,7 @@ def _phase_rows(traj: pd.DataFrame, level: float) -> list[dict]:
             rows.append(_row(data, position, claim, f"{a} (middle checkpoints - start) and {b}, over seeds", paper, x,
                              verdict, f"{a} {x[0]:+.3g} [{x[2]:+.3g}, {x[3]:+.3g}]: {va}; {b} {y[0]:+.3g} "
                              f"[{y[2]:+.3g}, {y[3]:+.3g}]: {vb}. Declared before looking: the middle = every "
-                             "checkpoint between the first and the last.", level, diff=y[0], diff_low=y[2], diff_high=y[3]))
+                             "checkpoint between the first and the last.", level))
         d = iv("rho_change")
         st = iv("rho_start")
         rows.append(_row(data, position, "training_rho_moves", "rho at the end minus at step 0, over seeds",

@@ -124,7 +124,7 @@ def _comparison_display(comp: pd.DataFrame) -> pd.DataFrame:
     """
     d = comp.copy()
     d.insert(1, "defs", np.where(d["source"] == "paper", "paper",
-                                 np.where(d["definitions"].str.startswith("paper-literal"), "ours, paper=True", "ours, default")))
+                                 np.where(d["definitions"].str.startswith("paper"), "ours, paper=True", "ours, default")))
     d = d.drop(columns=["source", "definitions"])
     ren = dict(_COMP_NAMES)
     ren.update({c: "H_w " + c.rsplit("_", 1)[1] for c in d.columns if c.startswith("wavelet_entropy_s")})
@@ -160,8 +160,9 @@ _HOW = {
         "mean over heads of Pearson(H_pos, H_spec) (negative = heads spread in position are concentrated "
         "in frequency). <b>band_*_pct</b> is the Fourier power in the low / mid / high bands (0–¼, ¼–¾, "
         "¾–1 of Nyquist). The paper used 0.5B–12B models on Wikipedia with partly unstated definitions; "
-        "rows computed with <i>paper=True</i> follow its text literally, the default rows close its gaps "
-        "our way (see Definitions). Ranges are the paper's 'about' values. Compare orders of magnitude "
+        "rows computed with <i>paper=True</i> use its formulas (DC kept, db2 band shares, unnormalised "
+        "wavelet entropy) on the signal chosen (the most literal reading also takes the last query row: "
+        "<code>tl-wavelet claims</code>), the default rows close its gaps our way (see Definitions). Ranges are the paper's 'about' values. Compare orders of magnitude "
         "and signs, not decimals."
     ),
     "scale": (
