@@ -122,3 +122,24 @@ def write_claims_report(out, table: pd.DataFrame, details: dict, meta: dict) -> 
             + body + table.reindex(columns=cols).to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep=""))
     put("claims.html", page)
     return written
+
+
+def _rebuild(out) -> None:
+    """Re-render claims.md / claims.html of a finished report from its CSVs (formatting changes only)."""
+    out = Path(out)
+    table = pd.read_csv(out / "claims.csv")
+    pos = table["position"] if "position" in table else pd.Series("", index=table.index)
+    phase = table["claim"].astype(str).str.startswith("training_") | pos.astype(str).str.contains(" - ")
+    table.loc[phase, ["diff", "diff_low", "diff_high"]] = math.nan
+    old = (out / "claims.md").read_text().splitlines()
+    meta = {"model": old[0].split(": ", 1)[1], "command": old[2].strip("Command: `").rstrip("`"),
+            "corpus": old[4].split("Corpus: ", 1)[1].split(". Intervals:")[0]}
+    first = table["reading"].iloc[0]
+    for name, key in (("fits.csv", "fits"), ("beyond_decay.csv", "beyond")):
+        df = pd.read_csv(out / name)
+        meta[key] = df[df["reading"] == first]
+    meta["limits"] = ("weights as loaded (the registry's models are dequantised 4/5-bit GGUF checkpoints, not the bf16 "
+                      "originals); windows of --seq-len tokens; the null is one choice of decay law (docs/metrics.md §14).")
+    table.to_csv(out / "claims.csv", index=False)
+    md = claims_markdown(table, meta)
+    (out / "claims.md").write_text(md)
