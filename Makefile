@@ -66,14 +66,16 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/tl-wavelet analyze --model smollm2-135m --out reports/smollm2 --force
 	@echo "Open reports/smollm2/report.html in a browser."
 
-## make results: both real models and the position-encoding comparison -> docs/results.md
+## make results: the claims, both real models, the position-encoding comparison, the multiverse -> docs/results.md
 results: $(VENV)/.installed
 	$(VENV)/bin/tl-wavelet analyze --model smollm2-135m --out reports/smollm2 --force
 	$(VENV)/bin/tl-wavelet analyze --model gemma3-270m --out reports/gemma3 --force
 	$(VENV)/bin/tl-wavelet compare --out reports/compare --force
 	$(VENV)/bin/tl-wavelet multiverse --model smollm2-135m --out reports/mv-smollm2 --force --offline
 	$(VENV)/bin/tl-wavelet multiverse --model gemma3-270m --out reports/mv-gemma3 --force --offline
-	$(VENV)/bin/python docs/build_results.py reports/smollm2 reports/gemma3 reports/compare reports/mv-smollm2 reports/mv-gemma3
+	$(VENV)/bin/python docs/run_claims.py
+	$(VENV)/bin/python docs/build_results.py reports/claims-smollm2 reports/claims-gemma3 reports/smollm2 reports/gemma3 \
+		reports/compare reports/mv-smollm2 reports/mv-gemma3
 
 ## make claims: the paper's claims tested on both real models and on the emergence experiment's models
 ## (docs/results.md, docs/emergence.md; about an hour on 2 shared CPU cores)

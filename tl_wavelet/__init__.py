@@ -12,6 +12,8 @@ A TransformerLens plugin. The folders follow the flow:
 - :mod:`tl_wavelet.track`: the metrics while a model trains (``Tracker``) or over checkpoints;
   :mod:`tl_wavelet.emergence`: the controlled emergence experiment built on it
 - :mod:`tl_wavelet.models` (offline checkpoints), :mod:`~tl_wavelet.corpus` (text)
+- :mod:`tl_wavelet.inference`: uncertainty by document, the decay-law null of attention, the
+  paper's claims tested (``evaluate_claims``, ``tl-wavelet claims``)
 - :mod:`tl_wavelet.report` (figures, HTML), :mod:`~tl_wavelet.paper` (the paper's numbers),
   :mod:`~tl_wavelet.cli`
 """
@@ -40,7 +42,7 @@ _MOVED = {
 }
 # Heavy modules (matplotlib, pandas-heavy) load on first attribute access, not at import.
 _LAZY = {"report", "ablation", "track", "emergence", "cli", "metrics", "signals", "paper", "stats", "adapter", "transforms",
-         "view", "figures", "display"}
+         "view", "figures", "display", "inference"}
 
 
 class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -105,4 +107,5 @@ __all__ = [
     "rope_ablation_hook",
     "corpus",
     "models",
+    "inference",
 ]

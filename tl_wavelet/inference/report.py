@@ -132,7 +132,7 @@ def _rebuild(out) -> None:
     phase = table["claim"].astype(str).str.startswith("training_") | pos.astype(str).str.contains(" - ")
     table.loc[phase, ["diff", "diff_low", "diff_high"]] = math.nan
     old = (out / "claims.md").read_text().splitlines()
-    meta = {"model": old[0].split(": ", 1)[1], "command": old[2].strip("Command: `").rstrip("`"),
+    meta = {"model": old[0].split(": ", 1)[1], "command": old[2].removeprefix("Command: `").rstrip("`"),
             "corpus": old[4].split("Corpus: ", 1)[1].split(". Intervals:")[0]}
     first = table["reading"].iloc[0]
     for name, key in (("fits.csv", "fits"), ("beyond_decay.csv", "beyond")):
