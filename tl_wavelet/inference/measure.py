@@ -68,7 +68,7 @@ def t_pvalue(t: Tensor, df: int) -> Tensor:
 def holm(p: Tensor) -> Tensor:
     """Holm's step-down adjustment of p-values (NaN entries are not tests and stay NaN).
 
-    >>> holm(torch.tensor([0.01, 0.04, 0.03, float("nan")])).tolist()[:3]
+    >>> [round(v, 6) for v in holm(torch.tensor([0.01, 0.04, 0.03, float("nan")], dtype=torch.float64)).tolist()[:3]]
     [0.03, 0.06, 0.06]
     """
     flat = p.detach().to(torch.float64).flatten()

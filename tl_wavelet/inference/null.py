@@ -114,7 +114,7 @@ def fit_decay_law(pattern: Float[Tensor, "*batch n n"], ridge: float = 1e-12) ->
     >>> law = torch.tensor([0.0, 1.0, 2.0, 0.5, 0.02], dtype=torch.float64)   # sink, self, prev, alpha, lam
     >>> p = surrogate_patterns(DecayFit(law, torch.tensor(0.0), torch.tensor(1.0)), 64)
     >>> fit = fit_decay_law(p)
-    >>> [round(v, 6) for v in fit.theta.tolist()], round(float(fit.r2), 6)
+    >>> [round(v, 6) + 0.0 for v in fit.theta.tolist()], round(float(fit.r2), 6)
     ([0.0, 1.0, 2.0, 0.5, 0.02], 1.0)
     """
     check_tensor(pattern, "pattern", min_ndim=2, floating=True, shape="[..., n, n]")
