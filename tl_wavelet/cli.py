@@ -1114,7 +1114,7 @@ def _every_kth_per_document(tokens, documents, k: int | None):
     for d in documents.unique(sorted=False).tolist():
         idx = (documents == d).nonzero()[:, 0]
         if idx.numel() > k:
-            idx = idx[torch.linspace(0, idx.numel() - 1, k).round().long()]
+            idx = idx[torch.linspace(0, idx.numel() - 1, k, device="cpu").round().long()]
         keep.append(idx)
     keep = torch.cat(keep).sort().values
     return tokens[keep], documents[keep]

@@ -144,5 +144,5 @@ def english_bytes(
     start = (u * starts_per_doc[doc]).long()
     windows = torch.stack([parts[int(d)][int(s) : int(s) + seq_len] for d, s in zip(doc, start)])
     if return_documents:
-        return windows, torch.tensor([owners[int(d)] for d in doc], dtype=torch.long)
+        return windows, torch.tensor([owners[int(d)] for d in doc], dtype=torch.long, device="cpu")
     return windows

@@ -146,8 +146,8 @@ def _slope(per_layer: torch.Tensor) -> torch.Tensor:
     """[R, L] -> [R]: least-squares slope on the layer index (NaN with fewer than 3 layers)."""
     n = per_layer.shape[-1]
     if n < 3:
-        return torch.full(per_layer.shape[:-1], math.nan, dtype=torch.float64)
-    x = torch.arange(n, dtype=torch.float64)
+        return torch.full(per_layer.shape[:-1], math.nan, dtype=torch.float64, device="cpu")
+    x = torch.arange(n, dtype=torch.float64, device="cpu")
     x = x - x.mean()
     y = per_layer - per_layer.mean(-1, keepdim=True)
     return (x * y).sum(-1) / (x * x).sum()

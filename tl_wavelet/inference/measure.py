@@ -62,7 +62,7 @@ def t_pvalue(t: Tensor, df: int) -> Tensor:
 
     flat = t.detach().to(torch.float64).flatten().tolist()
     out = [math.nan if math.isnan(v) else (0.0 if math.isinf(v) else 2 * (1 - _t_cdf(abs(v), df))) for v in flat]
-    return torch.tensor(out, dtype=torch.float64).reshape(t.shape)
+    return torch.tensor(out, dtype=torch.float64, device="cpu").reshape(t.shape)
 
 
 def holm(p: Tensor) -> Tensor:
@@ -78,7 +78,7 @@ def holm(p: Tensor) -> Tensor:
     out = torch.full_like(flat, math.nan)
     if m:
         order = torch.argsort(vals)
-        adj = (vals[order] * (m - torch.arange(m, dtype=torch.float64))).clamp(max=1.0)
+        adj = (vals[order] * (m - torch.arange(m, dtype=torch.float64, device="cpu"))).clamp(max=1.0)
         adj = torch.cummax(adj, 0).values
         res = torch.empty_like(vals)
         res[order] = adj
@@ -199,8 +199,9 @@ class NullComparison:
             for start in range(0, index.numel(), batch_size):
                 sl = slice(start, start + batch_size)
                 noise = torch.stack([
-                    torch.randn(law.sigma.shape[1], n, dtype=torch.float64,
-                                generator=torch.Generator().manual_seed(self.seed * 1_000_003 + int(i) * 1_009 + layer))
+                    torch.randn(law.sigma.shape[1], n, dtype=torch.float64, device="cpu",
+                                generator=torch.Generator(device="cpu").manual_seed(
+                                    self.seed * 1_000_003 + int(i) * 1_009 + layer))
                     for i in index[sl].tolist()])
                 pat = surrogate_patterns(DecayFit(law.theta[sl], law.sigma[sl], law.r2[sl]), n, noise)
                 self._measure("null", layer, pat, clusters[sl])
@@ -380,9 +381,9 @@ class NullComparison:
         """Per head: the decay law's parameters and fit quality (means over sequences), and how
         far the real mean offset profile lies from the null's (total variation, per row's mass)."""
         self._require_null()
-        t = self.sums.totals(torch.ones(1, self.n_clusters, dtype=torch.float64))
+        t = self.sums.totals(torch.ones(1, self.n_clusters, dtype=torch.float64, device="cpu"))
         n = self.seq_len
-        weight = (n - torch.arange(n, dtype=torch.float64)) / n  # queries per offset / n: a row's mass
+        weight = (n - torch.arange(n, dtype=torch.float64, device="cpu")) / n  # queries per offset / n: a row's mass
         rows = []
         for L in self.layers:
             theta = self._mean(t, f"fit|{L}|theta")[0]
@@ -500,7 +501,7 @@ def measure_against_null(
     starts = range(0, tokens.shape[0], batch_size)
     for start in tqdm(starts, desc="null comparison", unit="batch", disable=not progress):
         stop = min(start + batch_size, tokens.shape[0])
-        index = torch.arange(start, stop)
+        index = torch.arange(start, stop, device="cpu")
         try:
             _forward(f, layers, tokens[start:stop], lambda L, p: cmp.update(L, p, codes[start:stop], index))  # noqa: B023
         except BaseException:

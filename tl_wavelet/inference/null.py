@@ -49,8 +49,8 @@ def _design(n: int) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
     """(features [n, n, 5] zero above the diagonal, within-row centred features, their Gram
     matrix, the sampling covariance of the fitted theta per unit of key-noise variance, the
     residual degrees of freedom under key noise)."""
-    q = torch.arange(n, dtype=torch.float64)[:, None]
-    k = torch.arange(n, dtype=torch.float64)[None, :]
+    q = torch.arange(n, dtype=torch.float64, device="cpu")[:, None]
+    k = torch.arange(n, dtype=torch.float64, device="cpu")[None, :]
     d = q - k
     causal = (d >= 0).to(torch.float64)
     dd = d.clamp(min=0)

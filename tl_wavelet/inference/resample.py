@@ -147,9 +147,9 @@ class ClusterSums:
         clusters = clusters.to("cpu")
         v = values.detach().to(device="cpu", dtype=torch.float64)
         ok = torch.isfinite(v)
-        v = torch.where(ok, v, torch.zeros((), dtype=v.dtype))
+        v = torch.where(ok, v, torch.zeros((), dtype=v.dtype, device="cpu"))
         if key not in self.sums:
-            self.sums[key] = torch.zeros(self.n_clusters, *v.shape[1:], dtype=torch.float64)
+            self.sums[key] = torch.zeros(self.n_clusters, *v.shape[1:], dtype=torch.float64, device="cpu")
             self.counts[key] = torch.zeros_like(self.sums[key])
         elif self.sums[key].shape[1:] != v.shape[1:]:
             raise ValueError(f"{key}: values of shape {tuple(v.shape[1:])} after {tuple(self.sums[key].shape[1:])}.")
@@ -222,7 +222,7 @@ class Estimate:
 
 
 def _weights_jackknife(g: int) -> Tensor:
-    return torch.ones(g, g, dtype=torch.float64) - torch.eye(g, dtype=torch.float64)
+    return torch.ones(g, g, dtype=torch.float64, device="cpu") - torch.eye(g, dtype=torch.float64, device="cpu")
 
 
 def resample(
@@ -269,7 +269,7 @@ def resample(
     if not (isinstance(level, float) and 0.0 < level < 1.0):
         raise ValueError(f"level must be a float strictly between 0 and 1 (e.g. 0.95), got {level!r}.")
     g = sums.n_clusters
-    value = stat(sums.totals(torch.ones(1, g, dtype=torch.float64), keys))[0]
+    value = stat(sums.totals(torch.ones(1, g, dtype=torch.float64, device="cpu"), keys))[0]
     if g < 2:
         nan = torch.full_like(value, math.nan)
         return Estimate(value, nan, nan, nan, g, unit, method, level)
@@ -288,8 +288,8 @@ def resample(
     reps = []
     for start in range(0, n_boot, 250):  # replicates in chunks: totals of big keys stay small
         r = min(250, n_boot - start)
-        draws = torch.randint(0, g, (r, g), generator=gen)
-        w = torch.zeros(r, g, dtype=torch.float64).scatter_add_(1, draws, torch.ones(r, g, dtype=torch.float64))
+        draws = torch.randint(0, g, (r, g), generator=gen, device="cpu")
+        w = torch.zeros(r, g, dtype=torch.float64, device="cpu").scatter_add_(1, draws, torch.ones(r, g, dtype=torch.float64, device="cpu"))
         reps.append(stat(sums.totals(w, keys)))
     reps = torch.cat(reps)
     a = (1 - level) / 2

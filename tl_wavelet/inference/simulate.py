@@ -28,13 +28,13 @@ __all__ = ["coverage"]
 
 def _corpus(gen: torch.Generator, n_documents: int, windows: tuple[int, int], icc: float, statistic: str,
             rho_between: float, rho_within: float):
-    sizes = torch.randint(windows[0], windows[1] + 1, (n_documents,), generator=gen)
-    docs = torch.repeat_interleave(torch.arange(n_documents), sizes)
+    sizes = torch.randint(windows[0], windows[1] + 1, (n_documents,), generator=gen, device="cpu")
+    docs = torch.repeat_interleave(torch.arange(n_documents, device="cpu"), sizes)
     n = int(sizes.sum())
 
     def pair(rho: float, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        a = torch.randn(count, generator=gen, dtype=torch.float64)
-        b = torch.randn(count, generator=gen, dtype=torch.float64)
+        a = torch.randn(count, generator=gen, dtype=torch.float64, device="cpu")
+        b = torch.randn(count, generator=gen, dtype=torch.float64, device="cpu")
         return a, rho * a + math.sqrt(1 - rho * rho) * b
 
     ux, uy = pair(rho_between, n_documents)
@@ -110,14 +110,14 @@ def coverage(
         cs = ClusterSums(n_documents)
         cs.add("x", x, docs)
         if statistic == "mean":
-            est = resample(cs, _mean, method=method, level=level, n_boot=n_boot, seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+            est = resample(cs, _mean, method=method, level=level, n_boot=n_boot, seed=int(torch.randint(0, 2**31, (1,), generator=gen, device="cpu")))
             n = x.numel()
             naive_se = float(x.std() / math.sqrt(n))
             naive = (float(x.mean()) - z * naive_se, float(x.mean()) + z * naive_se)
         else:
             for key, v in (("y", y), ("xx", x * x), ("yy", y * y), ("xy", x * y)):
                 cs.add(key, v, docs)
-            est = resample(cs, _pearson, method=method, level=level, n_boot=n_boot, seed=int(torch.randint(0, 2**31, (1,), generator=gen)))
+            est = resample(cs, _pearson, method=method, level=level, n_boot=n_boot, seed=int(torch.randint(0, 2**31, (1,), generator=gen, device="cpu")))
             n = x.numel()
             r = float(est.value)
             naive_se = math.sqrt(max(1 - r * r, 0.0) / (n - 2))

@@ -48,12 +48,12 @@ def run_statistics(cmp) -> dict[str, float]:
     """One number per claim statistic for one measured model: ``<stat>`` (real), and with a
     null ``<stat>_null`` and ``<stat>_diff`` (real - null)."""
     g = cmp.n_clusters
-    t = cmp.sums.totals(torch.ones(1, g, dtype=torch.float64))
+    t = cmp.sums.totals(torch.ones(1, g, dtype=torch.float64, device="cpu"))
     real = _model_means(cmp, t, "real")
     out = {k: float(v[0]) for k, v in real.items()}
     if cmp.null:
         cmp.finish()
-        t = cmp.sums.totals(torch.ones(1, g, dtype=torch.float64))
+        t = cmp.sums.totals(torch.ones(1, g, dtype=torch.float64, device="cpu"))
         null = _model_means(cmp, t, "null")
         for k, v in null.items():
             out[f"{k}_null"] = float(v[0])
