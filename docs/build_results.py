@@ -50,7 +50,7 @@ Gemma-3-270m, literal reading first:
   +0.008]); 30 of 270 and 1 of 72 heads have band shares beyond distance decay (Holm over
   every head and metric, 5 % family-wise). Seen from the query (our default) they differ
   more than their laws (+0.011 [0.001, 0.020], +0.034 [0.029, 0.040]) and 195 of 270 and
-  56 of 72 heads are beyond decay on their bands: the multi-scale picture holds for *how far
+  56 of 72 heads are beyond decay on their bands (Holm over heads and bands): the multi-scale picture holds for *how far
   back* heads look, not for the frequency content of the literal signal.
 - **Scale invariance (paper S(0.5) 0.03-0.08, S(0.25) 0.07-0.12): contradicted.** Literal:
   S(0.5) = 0.198 [0.185, 0.211] and 0.161 [0.145, 0.178], S(0.25) = 0.200 and 0.170; the
