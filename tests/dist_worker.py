@@ -37,6 +37,9 @@ SMOL_SEQ, SMOL_LEN, SMOL_LAYERS = 5, 64, [0, 1, 2]
 SMOL_SWEEP = dict(layers=[2], heads=[0, 4], level=2, batch_size=3, progress=False)
 
 
+DOCS = ["a", "a", "b", "b", "b", "c", "a"]  # the tiny corpus's 7 windows, of 3 documents
+
+
 def cli_args(model_dir, out, *extra) -> list[str]:
     return ["analyze", "--out", str(out), "--model", str(model_dir), "--text", str(Path(model_dir) / "words.txt"),
             "--seq-len", "64", "--level", "3", "--batch-size", "1", "--no-sweep", "--offline", "--quiet", *extra]
@@ -99,6 +102,9 @@ def tiny(model_dir: str, out: str) -> None:
     result["rows"] = sum(rows)
     result["states"] = [a.state_dict() for a in accs]
     result["report"] = analyze_heads(model, tokens, level=3, batch_size=BATCH, progress=False).to_dataframe()
+    # SEs by document: each rank labels its own sequences (they start further on in the list)
+    result["report_docs"] = analyze_heads(model, tokens, level=3, batch_size=BATCH, progress=False,
+                                          documents=DOCS).to_dataframe()
 
     result["sweeps"] = sweeps(model, tokens)
 

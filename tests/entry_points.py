@@ -22,9 +22,9 @@ import torch
 import tl_wavelet as tlw
 from tl_wavelet import view
 from tl_wavelet.ablation import band_ablation_hook, band_sweep, rope_ablation_hook
-from tl_wavelet.analysis import HeadAccumulator, stream
+from tl_wavelet.analysis import HeadAccumulator, MetricConfig, stream
 from tl_wavelet.analysis.compare import scale_sensitivity_rerun
-from tl_wavelet.models import rope_metadata
+from tl_wavelet.inference import measure_against_null
 from tl_wavelet.track import Tracker, TrackerCallback, track_checkpoints
 
 LEVEL = 3
@@ -106,7 +106,6 @@ ENTRY_POINTS: dict[str, Callable[[Ctx], Any]] = {
                                                                "wavelet": ["db2"], "level": [3]},
                                            n_groups=3, progress=False),
     "rope_frequencies": lambda c: tlw.rope_frequencies(c.model),
-    "rope_metadata": lambda c: rope_metadata(c.model),
     "band_sweep.zero": _sweep(),
     "band_sweep.mean": _sweep(method="mean"),
     "band_sweep.resample": _sweep(method="resample"),
@@ -134,6 +133,12 @@ ENTRY_POINTS: dict[str, Callable[[Ctx], Any]] = {
     "view.compare_heads": lambda c: [v.to_dataframe() for v in view.compare_heads(c.model, c.tokens[0, :32],
                                                                                   [(0, 0), (1, 3)], level=LEVEL)],
     "scale_sensitivity_rerun": lambda c: scale_sensitivity_rerun(c.model, c.tokens, level=2, progress=False),
+    "measure_against_null": lambda c: measure_against_null(
+        c.model, c.tokens, documents=[i // 2 for i in range(c.tokens.shape[0])],
+        reading=MetricConfig(level=LEVEL), progress=False).head_table(("spec_low", "rho")),
+    "measure_against_null.hf": lambda c: measure_against_null(
+        c.hf, c.tokens, documents=[i // 2 for i in range(c.tokens.shape[0])],
+        reading=MetricConfig(level=LEVEL), progress=False).head_table(("spec_low",)),
 }
 
 

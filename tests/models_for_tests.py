@@ -111,3 +111,70 @@ def state_sums(sd, prefix=""):
         elif isinstance(v, torch.Tensor):
             out[prefix + str(k)] = v
     return out
+
+
+# ---------------------------------------------------------------------- planted null-model checks
+# Layer-0 heads whose attention scores are planted through the weights and real RoPE:
+#   score(q, k) = -rate * d + sum over offsets o of a cosine comb peaked at d = o + noise * c(token_k)
+# d = q - k, c(token) a fixed random number per token (the key's "content"). rate alone (no
+# offsets): attention decays smoothly with distance, exactly the null's exponential law plus its
+# key-content noise. Offsets: structure at chosen distances that no decay law has.
+DECAY_RATES = {0: 0.0, 1: 0.03, 2: 0.08, 3: 0.2}          # smooth decay, no multi-scale structure
+MULTI_OFFSETS = {0: (6,), 1: (3, 12), 2: (1, 6, 24), 3: (16,)}  # spikes at several distances
+
+
+@torch.no_grad()
+def plant_scores(hf, heads: dict, *, rope_theta: float, head_dim: int, noise: float = 0.7,
+                 sharpness: float = 40.0, seed: int = 0):
+    """Plant layer-0 heads: ``heads[h] = (rate, offsets)``; see the comment above.
+
+    Coordinate 0 of every embedding is large (8) and the same for all tokens, coordinate 1 a
+    standard normal number per token (its content); the rest is shrunk. In rotary pair i,
+    k = (kappa_i, 0) and q = (a cos phi, -a sin phi) give a score a kappa_i cos(d theta_i - phi) /
+    sqrt(head_dim): the lowest-frequency pair with phi = -pi/2 gives -a kappa sin(d theta_min)
+    ~ -a kappa theta_min d (a linear decay in d), the second-lowest pair reads coordinate 1
+    (c(token_k)) with phi = 0 (the noise), the other pairs with phi = o theta_i make the comb
+    peaked at d = o.
+    """
+    cfg = hf.config
+    n_heads, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    half = head_dim // 2
+    theta = rope_theta ** (-torch.arange(half, dtype=torch.float64) * 2 / head_dim)
+    g = torch.Generator().manual_seed(seed)
+    emb = hf.model.embed_tokens.weight
+    emb[:, 2:] *= 0.05
+    emb[:, 0] = 8.0
+    emb[:, 1] = torch.randn(emb.shape[0], generator=g).to(emb.dtype)
+    hf.model.layers[0].input_layernorm.weight.fill_(1.0)
+    attn = hf.model.layers[0].self_attn
+    lo, nz = half - 1, half - 2  # the lowest-frequency pair (decay) and the next (noise)
+    comb = [i for i in range(half) if i not in (lo, nz)]
+    root = math.sqrt(head_dim)
+    wq = torch.zeros_like(attn.q_proj.weight)
+    wk = torch.zeros_like(attn.k_proj.weight)
+    for kv in range(n_kv):
+        base = kv * head_dim
+        for i in comb + [lo]:
+            wk[base + i, 0] = 1.0 / 8.0          # k_i = (1, 0): reads the constant coordinate (8 after the norm)
+        wk[base + nz, 1] = 1.0                   # k = (c(token), 0)
+    for h in range(n_heads):
+        rate, offsets = heads.get(h, (0.0, ()))
+        base = h * head_dim
+        # decay: -a sin(d theta_lo) / root = -rate d  =>  a = rate root / theta_lo
+        wq[base + lo + half, 0] = rate * root / float(theta[lo]) / 8.0
+        wq[base + nz, 0] = noise * root / 8.0
+        per = sharpness * root / max(len(comb), 1)
+        for o in offsets:
+            for i in comb:
+                wq[base + i, 0] += per * math.cos(o * float(theta[i])) / 8.0
+                wq[base + i + half, 0] += -per * math.sin(o * float(theta[i])) / 8.0
+    attn.q_proj.weight.copy_(wq)
+    attn.k_proj.weight.copy_(wk)
+
+
+def planted_scores_model(heads: dict, tokenizer, *, noise: float = 0.7, label: str = "planted-scores", seed: int = 0):
+    """A tiny Llama (TransformerBridge) with :func:`plant_scores` heads in layer 0."""
+    hf = tiny_llama_hf(planted=False, seed=seed)
+    plant_scores(hf, heads, rope_theta=hf.config.rope_theta if hasattr(hf.config, "rope_theta") else 10000.0,
+                 head_dim=hf.config.head_dim, noise=noise, seed=seed)
+    return boot_bridge(hf, tokenizer, label)

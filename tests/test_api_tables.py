@@ -32,6 +32,7 @@ import torch
 import tl_wavelet as tlw
 from tl_wavelet import ablation as A
 from tl_wavelet import corpus as C
+from tl_wavelet import inference as INF
 from tl_wavelet import models as MD
 from tl_wavelet import track as T
 from tl_wavelet.analysis import HeadAccumulator, HeadReport, MetricConfig, layer_metrics, rope_pair_energy, stream
@@ -161,6 +162,25 @@ def _sweep_df(ctx):
     return ctx["sweep"]
 
 
+def _cs():
+    cs = INF.ClusterSums(2)
+    cs.add("x", torch.tensor([1.0, 2.0, 4.0]), torch.tensor([0, 1, 1]))
+    return cs
+
+
+def _cmp(ctx, fed: bool = True):
+    """A NullComparison of the random model's layer 0 (fed with 4 sequences of 2 documents unless ``fed=False``)."""
+    if fed:
+        return INF.measure_against_null(ctx["model"], ctx["toks"][:4], documents=[0, 0, 1, 1],
+                                        reading=MetricConfig(level=LEVEL), layers=[0], progress=False)
+    return INF.NullComparison(tlw.facts(ctx["model"]).shape, MetricConfig(level=LEVEL), [0], [0, 1])
+
+
+def _cmp_head_values(ctx, **kw):
+    cmp = _cmp(ctx)
+    return cmp.head_values(cmp.sums.totals(torch.ones(1, 2)), **kw)
+
+
 def _loss_with(ctx, hooks):
     hooks = [hooks] if isinstance(hooks, tuple) else hooks
     with torch.no_grad():
@@ -249,13 +269,16 @@ TABLES: dict[Any, Table] = {
          ("attention", "blockwise", OK), ("block_size", 0, ValueError), ("block_size", 2.5, TypeError),
          ("allow_beyond_context", "yes", TypeError), ("on_checkpoint", 3, TypeError), ("resume", "state", TypeError),
          ("tokens_or_texts", Lazy(lambda c: torch.randint(4, 97, (2, 600)), "600 positions"),
-          Raises(ValueError, "stated context is 512"))],
+          Raises(ValueError, "stated context is 512")),
+         ("documents", [0], Raises(ValueError, "documents has 1 ids")), ("documents", [0.5, 1, 1, 2], TypeError),
+         ("documents", "abcd", TypeError), ("documents", np.array([0, 0, 1, 1]), OK), ("documents", ["a", "a", "b", "b"], OK)],
         model=True),
     tlw.HeadAccumulator: Table(
         lambda c, **k: HeadAccumulator(c["model"], **k), lambda c: dict(level=LEVEL),
         [("layers", [9], ValueError), ("layers", np.array([-1]), Same([1])), ("layers", "0", TypeError),
          ("layers", [], ValueError), ("rope", "yes", TypeError), ("level", 0, ValueError),
-         ("signal", "rows", ValueError), ("alphas", (0.0,), ValueError)],
+         ("signal", "rows", ValueError), ("alphas", (0.0,), ValueError), ("documents", 3, TypeError),
+         ("documents", "ab", TypeError), ("documents", [None, 1], TypeError), ("documents", torch.tensor([0, 1]), OK)],
         model=True, view=lambda c, acc: (acc.layers, acc.config)),
     tlw.MetricConfig: Table(
         lambda c, **k: MetricConfig(**k), lambda c: dict(),
@@ -273,10 +296,12 @@ TABLES: dict[Any, Table] = {
         lambda c: {f: getattr(c["report"], f) for f in ("config", "shape", "layers", "n_sequences", "seq_len", "stats")},
         [("config", "cfg", TypeError), ("layers", [5], ValueError), ("n_sequences", 0, ValueError),
          ("n_sequences", 2.0, TypeError), ("seq_len", 0, ValueError), ("stats", {}, ValueError),
-         ("n_sequences", np.int64(4), Same(4))]),
+         ("n_sequences", np.int64(4), Same(4)), ("se_unit", "window", ValueError)]),
     HeadReport.to_dataframe: Table(lambda c, **k: c["report_tiny"].to_dataframe(), lambda c: {}, [("_two_sequences", None, OK)]),
     HeadReport.layer_summary: Table(lambda c, **k: c["report_tiny"].layer_summary(), lambda c: {},
                                     [("_two_sequences", None, OK)]),
+    HeadReport.layer_rho: Table(lambda c, **k: c["report_tiny"].layer_rho(), lambda c: {},
+                                [("_two_sequences", None, OK)]),
     HeadReport.tensor: Table(lambda c, **k: _report(c).tensor(**k), lambda c: dict(metric="spectral_entropy"),
                              [("metric", "nosuch", Raises(ValueError, "nosuch")), ("metric", 3, TypeError),
                               ("se", "no", TypeError), ("se", np.bool_(True), Same(True))]),
@@ -349,7 +374,8 @@ TABLES: dict[Any, Table] = {
          ("layers", [9], ValueError), ("layers", np.array([-2]), Same([0])), ("n_groups", 0, ValueError),
          ("n_groups", 2.0, TypeError), ("alphas", (1.5,), ValueError), ("max_rows", 0, ValueError),
          ("tokens_or_texts", TOKS_FLOAT, TypeError), ("tokens_or_texts", TOKS_NUMPY, Same(TOKS_2)),
-         *BOOL_FORMS("progress")],
+         *BOOL_FORMS("progress"), ("documents", [0], Raises(ValueError, "documents has 1 ids")),
+         ("documents", [0.5, 1.0, 1.0, 2.0], Raises(TypeError, "documents")), ("documents", [0, 0, 1, 1], OK)],
         model=True),
     tlw.rope_frequencies: Table(
         lambda c, **k: tlw.rope_frequencies(**k), lambda c: dict(model=c["model"], layers=[0]),
@@ -367,7 +393,9 @@ TABLES: dict[Any, Table] = {
          ("tokens", [TEXT], Raises(ValueError, "seq_len")), ("alphas", (1.5,), ValueError),
          ("wavelet", "db99x", Raises(ValueError, "db99x")), ("level", 0, ValueError), ("level", np.int64(LEVEL), Same(LEVEL)),
          ("layers", [9], ValueError), ("layers", [-2], Same([0])), ("batch_size", 0, ValueError),
-         ("seq_len", 999, ValueError), ("n_sequences", 0, ValueError), *BOOL_FORMS("progress")],
+         ("seq_len", 999, ValueError), ("n_sequences", 0, ValueError), *BOOL_FORMS("progress"),
+         ("documents", [0], Raises(ValueError, "documents has 1 ids")), ("documents", [0, 1], OK),
+         ("documents", np.array([0, 1]), Same([0, 1]))],
         model=True),
     CMP.position_encoding_table: Table(
         lambda c, **k: CMP.position_encoding_table(**k), lambda c: dict(results={}),
@@ -388,7 +416,7 @@ TABLES: dict[Any, Table] = {
         lambda c, **k: A.band_components(**k), lambda c: dict(x=_x(2, 32, 3), level=LEVEL),
         [("x", _x(32), ValueError), ("x", _x(2, 4, 3), ValueError), ("x", "x", TypeError),
          ("x", _x(2, 32, 3).numpy(), TypeError), ("level", 0, ValueError), *BOOL_FORMS("causal"),
-         ("wavelet", "db99x", Raises(ValueError, "db99x"))]),
+         ("band_wavelet", "db99x", Raises(ValueError, "db99x"))]),
     A.patch_bands: Table(
         lambda c, **k: A.patch_bands(**k), lambda c: dict(x=_x(2, 32, 3), remove=[0], level=LEVEL),
         [("remove", [9], ValueError), ("remove", [-1], Same([3])), ("remove", ["D1"], Same([3])),
@@ -441,7 +469,9 @@ TABLES: dict[Any, Table] = {
          ("cells_per_forward", 0, ValueError), ("cells_per_forward", 1.5, TypeError), ("cells_per_forward", "2", TypeError),
          ("cells_per_forward", np.int64(1), Same(None)),
          ("heads", torch.tensor([0]), Same([0])), ("bands", np.array([0]), Same(["A3"])),
-         ("seed", np.int64(0), Same(0)), ("on_checkpoint", "f", TypeError), ("resume", "state", TypeError)],
+         ("seed", np.int64(0), Same(0)), ("on_checkpoint", "f", TypeError), ("resume", "state", TypeError),
+         ("documents", [0], Raises(ValueError, "documents has 1 ids")), ("documents", [0.5, 1.0], TypeError),
+         ("documents", np.array([3, 4]), OK)],
         model=True),
     A.position_buckets: Table(
         lambda c, **k: A.position_buckets(**k), lambda c: dict(n=64),
@@ -475,6 +505,12 @@ TABLES: dict[Any, Table] = {
          ("n_sequences", 99, ValueError), ("n_sequences", np.int64(2), Same(2)), *BOOL_FORMS("prepend_bos"),
          *BOOL_FORMS("per_document"), ("texts", [], ValueError), ("texts", [3], TypeError), ("texts", "", Raises(ValueError, "too short for one window")),
          ("model_or_tokenizer", "gpt2", TypeError)]),
+    C.chunk_documents: Table(
+        lambda c, **k: C.chunk_documents(**k), lambda c: dict(model_or_tokenizer=c["model"], texts=[TEXT, TEXT], seq_len=16),
+        [("seq_len", 0, ValueError), ("seq_len", 1, ValueError), *INT_FORMS("seq_len", 16), ("n_sequences", 0, ValueError),
+         ("n_sequences", 99, ValueError), ("n_sequences", np.int64(2), Same(2)), *BOOL_FORMS("prepend_bos"),
+         *BOOL_FORMS("per_document"), ("texts", [], ValueError), ("texts", [3], TypeError),
+         ("texts", "", Raises(ValueError, "too short for one window")), ("model_or_tokenizer", "gpt2", TypeError)]),
     C.induction_tokens: Table(
         lambda c, **k: C.induction_tokens(**k), lambda c: dict(n_sequences=2, half_len=8, vocab_size=97),
         [("n_sequences", 0, ValueError), *INT_FORMS("n_sequences", 2), ("half_len", 0, ValueError),
@@ -533,6 +569,127 @@ TABLES: dict[Any, Table] = {
         lambda c, **k: T.read_log(**k), lambda c: dict(path=c["log_path"]),
         [("table", "nosuch", ValueError), ("table", 3, ValueError), ("path", 3, TypeError),
          ("path", "/nonexistent/log.csv", Raises(FileNotFoundError, "/nonexistent/log"))]),
+    # -------------------------------------------------------------- inference
+    INF.t_quantile: Table(lambda c, **k: INF.t_quantile(**k), lambda c: dict(p=0.975, df=9),
+                          [("p", 0.0, ValueError), ("p", 1.5, ValueError), ("p", "0.9", ValueError), ("df", 0, ValueError),
+                           ("df", -2.0, ValueError), ("p", 0.5, OK), ("df", 9.0, Same(9))]),
+    INF.ClusterSums: Table(lambda c, **k: INF.ClusterSums(**k), lambda c: dict(n_clusters=2),
+                           [("n_clusters", 0, ValueError), ("n_clusters", 2.0, TypeError), ("n_clusters", np.int64(2), Same(2))],
+                           view=lambda c, cs: cs.n_clusters),
+    INF.ClusterSums.add: Table(
+        lambda c, **k: INF.ClusterSums(2).add(**k),
+        lambda c: dict(key="x", values=torch.ones(3, 2), clusters=torch.tensor([0, 1, 1])),
+        [("key", 3, TypeError), ("values", "v", TypeError), ("clusters", torch.tensor([0, 1]), ValueError),
+         ("clusters", torch.tensor([0, 1, 2]), Raises(ValueError, "codes 0..1")), ("clusters", torch.zeros(3), ValueError),
+         ("values", torch.tensor([[math.nan, 1.0]] * 3), OK)]),
+    INF.ClusterSums.totals: Table(
+        lambda c, **k: _cs().totals(**k), lambda c: dict(weights=torch.ones(1, 2)),
+        [("weights", torch.ones(2), ValueError), ("weights", torch.ones(1, 3), Raises(ValueError, "weights must be [replicates, 2]")),
+         ("weights", "w", TypeError)], view=lambda c, t: dict(t)),
+    INF.ClusterSums.cluster_sizes: Table(lambda c, **k: _cs().cluster_sizes(**k), lambda c: dict(key="x"),
+                                         [("key", "nosuch", Raises(ValueError, "nosuch"))]),
+    INF.Estimate: Table(lambda c, **k: INF.resample(_cs(), lambda t: t["x"][0]), lambda c: {}, [("_", None, OK)]),
+    INF.resample: Table(
+        lambda c, **k: INF.resample(**k), lambda c: dict(sums=_cs(), stat=lambda t: t["x"][0] / t["x"][1]),
+        [("method", "nosuch", ValueError), ("level", 95, ValueError), ("level", 1.0, ValueError), ("method", "bootstrap", OK),
+         ("sums", "s", TypeError), ("stat", "f", TypeError)], view=lambda c, e: (e.value, e.se, e.low, e.high)),
+    INF.coverage: Table(
+        lambda c, **k: INF.coverage(**k), lambda c: dict(n_replicates=3),
+        [("statistic", "median", ValueError), ("n_replicates", 0, ValueError), ("n_replicates", 3.0, TypeError),
+         ("windows", (5, 2), ValueError), ("windows", [2, 5], ValueError), ("icc", 1.0, ValueError), ("method", "x", ValueError),
+         ("n_documents", 1, ValueError), ("n_replicates", np.int64(3), Same(3))]),
+    INF.as_clusters: Table(
+        lambda c, **k: INF.as_clusters(**k), lambda c: dict(ids=[0, 1], n=2),
+        [("ids", [0], ValueError), ("ids", "ab", TypeError), ("ids", [0.5, 1.0], TypeError), ("ids", [True, False], TypeError),
+         ("ids", np.array([0, 1]), Same([0, 1])), ("ids", torch.tensor([0, 1]), Same([0, 1])),
+         ("ids", torch.tensor([0.0, 1.0]), TypeError), ("ids", None, OK)],
+        view=lambda c, r: (r[0].tolist(), r[1])),
+    INF.tokens_and_documents: Table(
+        lambda c, **k: INF.tokens_and_documents(c["model"], **k), lambda c: dict(data=c["toks"][:2], default_seq_len=16),
+        [("data", TOKS_FLOAT, TypeError), ("documents", [0], Raises(ValueError, "documents has 1 ids")),
+         ("data", [TEXT, TEXT], OK), ("data", TOKS_NUMPY, Same(TOKS_2)), ("seq_len", 999, ValueError),
+         ("documents", np.array([3, 4]), Same([3, 4]))],
+        view=lambda c, r: (r[0], r[1] and list(r[1]), r[2])),
+    INF.DecayFit: Table(lambda c, **k: INF.DecayFit(torch.zeros(5), torch.tensor(0.0), torch.tensor(1.0)), lambda c: {},
+                        [("_", None, OK)], view=lambda c, f: f.theta),
+    INF.decay_features: Table(lambda c, **k: INF.decay_features(**k), lambda c: dict(n=8),
+                              [("n", 1, ValueError), ("n", 8.0, TypeError), ("n", np.int64(8), Same(8)), ("n", "8", TypeError)]),
+    INF.fit_decay_law: Table(
+        lambda c, **k: INF.fit_decay_law(**k), lambda c: dict(pattern=torch.softmax(_x(2, 16, 16), -1).tril()),
+        [("pattern", torch.softmax(_x(5, 5), -1), Raises(ValueError, "n >= 8")), ("pattern", "p", TypeError),
+         ("pattern", _x(4, 16), ValueError), ("pattern", torch.ones(16, 16, dtype=torch.long), TypeError),
+         ("pattern", _x(16), ValueError)], view=lambda c, f: (f.theta, f.sigma, f.r2)),
+    INF.surrogate_patterns: Table(
+        lambda c, **k: INF.surrogate_patterns(**k),
+        lambda c: dict(fit=INF.DecayFit(torch.zeros(5, dtype=torch.float64), torch.tensor(0.5), torch.tensor(1.0)), n=16),
+        [("n", 1, ValueError), ("n", 16.0, TypeError), ("fit", "f", TypeError), ("noise", _x(3), Raises(ValueError, "noise")),
+         ("noise", _x(16), OK), ("noise", "x", TypeError),
+         ("fit", INF.DecayFit(torch.zeros(4), torch.tensor(0.0), torch.tensor(1.0)), Raises(ValueError, "fit.theta"))]),
+    INF.NullComparison: Table(
+        lambda c, **k: INF.NullComparison(**k),
+        lambda c: dict(shape=tlw.facts(c["model"]).shape, reading=MetricConfig(level=LEVEL), layers=[0], labels=[0, 1]),
+        [("reading", "literal", TypeError), ("reading", MetricConfig(signal="z"), Raises(ValueError, "signal='z'")),
+         ("shape", "s", TypeError), ("labels", [], ValueError), ("labels", "ab", ValueError)],
+        view=lambda c, cmp: (cmp.layers, cmp.labels)),
+    INF.NullComparison.update: Table(
+        lambda c, **k: _cmp(c, fed=False).update(**k),
+        lambda c: dict(layer=0, pattern=torch.softmax(_x(2, 4, N, N), -1).tril().float(), clusters=torch.tensor([0, 1]),
+                       index=torch.tensor([0, 1])),
+        [("layer", 1, Raises(ValueError, "layer 1")), ("layer", "0", ValueError), ("pattern", "p", TypeError),
+         ("pattern", _x(2, 4, N, 8), ValueError), ("pattern", _x(2, 3, N, N), Raises(ValueError, "4 heads")),
+         ("clusters", torch.tensor([0]), ValueError), ("index", torch.tensor([0, 1, 2]), ValueError)]),
+    INF.NullComparison.commit: Table(lambda c, **k: _cmp(c, fed=False).commit(**k), lambda c: dict(n_sequences=0),
+                                     [("n_sequences", -1, ValueError), ("n_sequences", 1.0, TypeError)]),
+    INF.NullComparison.rollback: Table(lambda c, **k: _cmp(c, fed=False).rollback(), lambda c: {}, [("_", None, OK)]),
+    INF.NullComparison.finish: Table(lambda c, **k: _cmp(c).finish(**k), lambda c: dict(batch_size=2),
+                                     [("batch_size", 0, ValueError), ("progress", "no", TypeError)]),
+    INF.NullComparison.metrics: Table(lambda c, **k: _cmp(c).metrics(), lambda c: {}, [("_", None, OK)]),
+    INF.NullComparison.head_values: Table(
+        lambda c, **k: _cmp_head_values(c, **k), lambda c: dict(kind="real", metric="spec_low"),
+        [("kind", "other", ValueError), ("metric", "nosuch", Raises(ValueError, "nosuch")), ("metric", 3, ValueError)]),
+    INF.NullComparison.estimate: Table(
+        lambda c, **k: _cmp(c).estimate(**k), lambda c: dict(stat=lambda t: t["real|0|spectral_entropy"][0]),
+        [("stat", "f", TypeError), ("method", "x", ValueError), ("level", 2.0, ValueError)],
+        view=lambda c, e: (e.value, e.se)),
+    INF.NullComparison.head_table: Table(
+        lambda c, **k: _cmp(c).head_table(**k), lambda c: dict(metrics=("spec_low",)),
+        [("metrics", "spec_low", TypeError), ("metrics", [], ValueError), ("metrics", ["nosuch"], Raises(ValueError, "nosuch")),
+         ("metrics", ["rho"], OK)]),
+    INF.NullComparison.beyond_decay: Table(
+        lambda c, **k: _cmp(c).beyond_decay(**k), lambda c: dict(families=("bands",)),
+        [("families", "bands", TypeError), ("families", ["nosuch"], Raises(ValueError, "nosuch")), ("families", [], ValueError)]),
+    INF.NullComparison.layer_table: Table(
+        lambda c, **k: _cmp(c).layer_table(**k), lambda c: dict(metrics=("spec_low",)),
+        [("metrics", "spec_low", TypeError), ("metrics", ["nosuch"], Raises(ValueError, "nosuch"))]),
+    INF.NullComparison.fit_table: Table(lambda c, **k: _cmp(c).fit_table(), lambda c: {}, [("_", None, OK)]),
+    INF.measure_against_null: Table(
+        lambda c, **k: INF.measure_against_null(c["model"], **k),
+        lambda c: dict(tokens_or_texts=c["toks"][:4], documents=[0, 0, 1, 1], reading=MetricConfig(level=LEVEL), layers=[0],
+                       progress=False),
+        [("tokens_or_texts", TOKS_FLOAT, TypeError), ("documents", [0], Raises(ValueError, "documents has 1 ids")),
+         ("reading", "literal", TypeError), ("layers", [9], ValueError), ("layers", [-2], Same([0])),
+         ("batch_size", 0, ValueError), ("null", "no", TypeError), ("seed", "1", TypeError), *BOOL_FORMS("progress"),
+         ("reading", MetricConfig(), Raises(ValueError, "tokens_or_texts")), ("tokens_or_texts", TOKS_OOV, ValueError),
+         ("documents", ["a", "a", "b", "b"], Same([0, 0, 1, 1]))],
+        model=True, view=lambda c, cmp: cmp.head_table(("spec_low",))),
+    INF.evaluate_claims: Table(
+        lambda c, **k: INF.evaluate_claims(c["model"], **k),
+        lambda c: dict(tokens_or_texts=c["toks"][:4], documents=[0, 0, 1, 1], reading=MetricConfig(level=LEVEL), layers=[0],
+                       progress=False),
+        [("reading", "literal", TypeError), ("reading", [], ValueError), ("reading", ["x"], Raises(TypeError, "reading[0]")),
+         ("multiplicity", "holm", ValueError), ("level", 95, ValueError), ("level", 0.3, ValueError),
+         ("return_details", "yes", TypeError), ("batch_size", 0, ValueError), *BOOL_FORMS("progress"),
+         ("reference", Lazy(lambda c: c["model"], "a reference with token ids"), Raises(ValueError, "reference_texts")),
+         ("run", "/nonexistent/run", Raises(FileNotFoundError, "config.json")),
+         ("documents", [0], Raises(ValueError, "documents has 1 ids"))],
+        model=True),
+    INF.reading_label: Table(lambda c, **k: INF.reading_label(**k), lambda c: dict(cfg=MetricConfig()),
+                             [("cfg", "literal", TypeError), ("cfg", None, TypeError)]),
+    INF.emergence_claims: Table(
+        lambda c, **k: INF.emergence_claims(**k), lambda c: dict(out="/nonexistent/run", progress=False),
+        [("out", "/nonexistent/run", Raises(FileNotFoundError, "config.json")), ("out", 3, TypeError),
+         ("reading", "x", TypeError), ("level", 2.0, ValueError), ("n_sequences", 1, ValueError),
+         ("checkpoints", "no", TypeError)]),
     # -------------------------------------------------------------- models (no hub is ever asked: every row fails first)
     MD.load: Table(lambda c, **k: MD.load(**k), lambda c: dict(name="smollm2-135m", cache_dir=c["empty_dir"]),
                    [("name", 3, TypeError), ("name", "", ValueError), ("backend", "jax", ValueError),
@@ -545,8 +702,6 @@ TABLES: dict[Any, Table] = {
     MD.load_hf: Table(lambda c, **k: MD.load_hf(**k), lambda c: dict(name="smollm2-135m", cache_dir=c["empty_dir"]),
                       [("name", 3, TypeError), ("dtype", "int8", TypeError), ("device", "tpu9", ValueError),
                        ("refresh", "yes", TypeError)]),
-    MD.rope_metadata: Table(lambda c, **k: MD.rope_metadata(**k), lambda c: dict(model=c["model"]),
-                            [("model", "gpt2", TypeError), ("model", None, TypeError)], model=True),
     MD.resolve_name: Table(lambda c, **k: MD.resolve_name(**k), lambda c: dict(name="smollm2-135m"),
                            [("name", 3, TypeError), ("name", "nosuch", OK)]),
     MD.cache_path: Table(lambda c, **k: MD.cache_path(**k), lambda c: dict(name="smollm2-135m"),
@@ -613,8 +768,9 @@ def test_table(ctx, case):
 
 
 WALKED = ["tl_wavelet", "tl_wavelet.corpus", "tl_wavelet.models", "tl_wavelet.analysis", "tl_wavelet.analysis.compare",
-          "tl_wavelet.ablation", "tl_wavelet.track"]
-METHODS_OF = [HeadReport, HeadAccumulator, T.Tracker, A.SweepAccessor]  # classes whose methods people call
+          "tl_wavelet.ablation", "tl_wavelet.track", "tl_wavelet.inference"]
+# classes whose methods people call
+METHODS_OF = [HeadReport, HeadAccumulator, T.Tracker, A.SweepAccessor, INF.NullComparison, INF.ClusterSums]
 
 
 def _public_callables():

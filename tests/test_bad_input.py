@@ -20,7 +20,7 @@ import tl_wavelet as tlw
 from tl_wavelet import validate as V
 from tl_wavelet.adapter import as_tokens, model_shape, resolve_heads, resolve_layers
 from tl_wavelet.analysis import HeadAccumulator, MetricConfig
-from tl_wavelet.corpus import chunk_tokens
+from tl_wavelet.corpus import chunk_documents, chunk_tokens
 from tl_wavelet.stats import RunningCorrelation, RunningMoments
 
 N = 32  # positions: db2 needs 24 at levels 1..3 with alphas (0.5, 0.25)
@@ -622,7 +622,10 @@ def test_scale_sensitivity_rerun_takes_text_like_every_entry_point(random_model,
     via_text = scale_sensitivity_rerun(random_model, docs, seq_len=N, n_sequences=3, **kw)
     ids = chunk_tokens(random_model, docs, N, n_sequences=3)
     pd_testing = pytest.importorskip("pandas").testing
-    pd_testing.assert_frame_equal(via_text, scale_sensitivity_rerun(random_model, ids, **kw))
+    # text carries each window's document (the unit of the standard errors); ids carry it in documents=
+    ids_docs, documents = chunk_documents(random_model, docs, N, n_sequences=3)
+    assert torch.equal(ids_docs, ids)
+    pd_testing.assert_frame_equal(via_text, scale_sensitivity_rerun(random_model, ids, documents=documents, **kw))
     # ids: seq_len keeps a prefix, n_sequences the first rows
     pd_testing.assert_frame_equal(scale_sensitivity_rerun(random_model, toks.numpy(), seq_len=24, n_sequences=2, **kw),
                                   scale_sensitivity_rerun(random_model, toks[:2, :24], **kw))

@@ -59,3 +59,26 @@ def test_minilm_encoder_loads_and_its_patterns_are_bidirectional():
     hf_attn = enc.original_model.bert(toks, output_attentions=True).attentions[0]
     torch.testing.assert_close(p, hf_attn)
     assert p.triu(1).sum() > 0  # bidirectional: queries attend forward too
+
+
+def test_model_level_standard_error_is_by_document(random_model, tokens):
+    # 6 sequences from 3 documents: the model's S is the mean over heads, its SE the delete-one-document jackknife
+    import numpy as np
+
+    docs = [0, 0, 1, 1, 2, 2]
+    df = scale_sensitivity_rerun(random_model, tokens, documents=docs, alphas=(0.5,), level=3, progress=False)
+    assert (df["unit"] == "document").all() and (df["n"] == 3).all()
+    per_seq = []
+    for i in range(tokens.shape[0]):  # every sequence alone, truncated and re-run: S per head
+        one = scale_sensitivity_rerun(random_model, tokens[i : i + 1], alphas=(0.5,), level=3, progress=False)
+        per_seq.append(one["S_0.5"].to_numpy())
+    per_seq = np.array(per_seq)  # [seq, layer*head]
+    d = np.array(docs)
+    loo = np.array([per_seq[d != k].mean() for k in range(3)])
+    se = np.sqrt(2 / 3 * ((loo - loo.mean()) ** 2).sum())
+    model = df.attrs["model"]["S_0.5"]
+    np.testing.assert_allclose(model["mean"], per_seq.mean(), rtol=1e-6)
+    np.testing.assert_allclose(model["se"], se, rtol=1e-5)
+    table = position_encoding_table({"random": ("rotary", df)})
+    row = table[table["model"] == "random"].iloc[0]
+    assert row["S_0.5_se"] == model["se"] and row["unit"] == "document" and row["n"] == 3 and row["n_models"] == 1

@@ -66,7 +66,7 @@ def launch(model_dir, tmp_path_factory):
 
 
 def test_two_ranks_equal_one_process(model_dir, launch):
-    from dist_worker import BATCH, corpus
+    from dist_worker import BATCH, DOCS, corpus
 
     _, ranks, _ = launch
     model = models.load(str(model_dir), device="cpu")
@@ -82,8 +82,11 @@ def test_two_ranks_equal_one_process(model_dir, launch):
             for k in want:
                 torch.testing.assert_close(have[k], want[k], rtol=1e-10, atol=1e-300, equal_nan=True, msg=k)
     single = analyze_heads(model, tokens, level=3, batch_size=BATCH, progress=False).to_dataframe()
+    by_doc = analyze_heads(model, tokens, level=3, batch_size=BATCH, progress=False, documents=DOCS).to_dataframe()
+    assert (by_doc["se_unit"] == "document").all()
     for res in ranks:
         assert_same_table(res["report"], single)
+        assert_same_table(res["report_docs"], by_doc)
 
 
 def test_sweep_two_ranks_equal_one_process(model_dir, launch):

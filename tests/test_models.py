@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from tl_wavelet import models as M
+from tl_wavelet import rope_frequencies
 
 TEXT = (
     "The old lighthouse keeper climbed the spiral stairs every evening, lit the lamp, "
@@ -102,34 +103,34 @@ def test_local_dir_tiny_llama_logits_and_rope(tmp_path, backend):
         diff = (model(toks) - hf(toks).logits).abs().max().item()
     assert diff < LOGIT_ATOL[backend], diff
 
-    meta = M.rope_metadata(model)
-    assert [m["layer"] for m in meta] == [0, 1]
+    meta = rope_frequencies(model)
+    assert list(meta) == [0, 1]
     expected = 500.0 ** (-torch.arange(0, 8, 2, dtype=torch.float64) / 8)
-    for m in meta:
+    for m in meta.values():
         assert m["rotary_dim"] == 8 and m["sliding_window"] is None and m["rope_type"] == "default"
         assert m["rope_base"] == pytest.approx(500.0)
         torch.testing.assert_close(m["inv_freq"], expected, atol=1e-6, rtol=0)
 
 
-def test_rope_metadata_linear_scaling_bridge(tmp_path):
+def test_rope_frequencies_linear_scaling_bridge(tmp_path):
     """Scaled RoPE: frequencies are measured (base^(-2i/d) / factor), the base still reported."""
     if not _has_bridge():
         pytest.skip("transformer_lens.model_bridge is not installed")
     d = _tiny_dir(tmp_path, "llama", rope_type="linear", rope_theta=300.0, factor=4.0)
-    meta = M.rope_metadata(M.load(str(d), backend="bridge"))
+    meta = rope_frequencies(M.load(str(d), backend="bridge"))
     expected = 300.0 ** (-torch.arange(0, 8, 2, dtype=torch.float64) / 8) / 4.0
-    for m in meta:
+    for m in meta.values():
         assert m["rope_type"] == "linear" and m["rope_base"] == pytest.approx(300.0)
         torch.testing.assert_close(m["inv_freq"], expected, atol=1e-6, rtol=0)
 
 
-def test_rope_metadata_rejects_non_rotary(tmp_path):
+def test_rope_frequencies_rejects_non_rotary(tmp_path):
     if not _has_bridge():
         pytest.skip("transformer_lens.model_bridge is not installed")
     d = _tiny_dir(tmp_path, "gpt2")
     model = M.load(str(d), backend="bridge")
-    with pytest.raises(ValueError, match="needs a rotary model"):
-        M.rope_metadata(model)
+    with pytest.raises(ValueError, match="need a rotary model"):
+        rope_frequencies(model)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -283,17 +284,16 @@ def test_real_pattern_hook_is_eager(real):
 
 
 @pytest.mark.real_model
-def test_real_rope_metadata(real):
+def test_real_rope_frequencies(real):
     name, model = real["name"], real["model"]
     exp = EXPECTED_ROPE[name]
-    meta = M.rope_metadata(model)
-    assert [m["layer"] for m in meta] == list(range(exp["n_layers"]))
+    meta = rope_frequencies(model)
+    assert list(meta) == list(range(exp["n_layers"]))
     from transformers import AutoConfig
 
     hf_cfg = AutoConfig.from_pretrained(M.cache_path(name))  # a fresh copy, not the model's own
     rp = hf_cfg.rope_parameters
-    for m in meta:
-        layer = m["layer"]
+    for layer, m in meta.items():
         base, window = exp["bases"][layer]
         assert m["rotary_dim"] == exp["rotary_dim"]
         assert m["rope_base"] == base and m["sliding_window"] == window, m

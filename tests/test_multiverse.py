@@ -446,3 +446,32 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(mod)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_standard_errors_delete_one_document(random_model, toks):
+    # windows 0-1 from document "a", 2-3 from "b", 4 from "c": the jackknife deletes documents
+    docs = ["a", "a", "b", "b", "c"]
+    axes = {**AXES_SMALL, "signal": ["offset_profile"], "first_key": ["kept"], "dc": ["removed"], "window": ["hann"],
+            "padding": ["2n"], "correlation": ["sequences"], "wavelet": ["haar"], "level": [4], "sampling": ["prefix"],
+            "alignment": ["shares"]}
+    df = multiverse(random_model, toks, axes, batch_size=2, documents=docs, progress=False)
+    assert (df["se_unit"] == "document").all() and (df["n_clusters"] == 3).all()
+    _, cache = random_model.run_with_cache(toks, names_filter=lambda n: n.endswith("hook_pattern"))
+    pats = np.stack([cache[f"blocks.{L}.attn.hook_pattern"].double().numpy() for L in range(2)])
+    key = ("offset_profile", "kept", "removed", "hann", "2n")
+    # (rho over the 3 sequences left without a document is undefined: its jackknife is the
+    # per-sequence test's code path, checked above)
+    for metric in ("spectral_entropy", "low_band_share"):
+        thetas = []
+        for drop in "abc":
+            keep = [i for i, d in enumerate(docs) if d != drop]
+            ref = reference(pats[:, keep], {**AXES, **axes})
+            thetas.append(ref[(metric, key)])
+        thetas = np.array(thetas)
+        se = math.sqrt(2 / 3 * ((thetas - thetas.mean()) ** 2).sum())
+        row = df[df["metric"] == metric]
+        assert len(row) == 1
+        np.testing.assert_allclose(row["se"].iloc[0], se, rtol=1e-4)
+    # without labels, the unit is named as what it is
+    plain = multiverse(random_model, toks, axes, n_groups=5, progress=False)
+    assert (plain["se_unit"] == "sequence group (i mod 5)").all()

@@ -48,7 +48,7 @@ def _cache(model, tokens, names, fwd_hooks=()):
 @pytest.mark.parametrize("causal", [True, False])
 def test_components_rebuild_the_signal(causal):
     x = torch.randn(3, 64, 2, 5, dtype=torch.float64)
-    comps = band_components(x, causal=causal, wavelet="db2" if not causal else "haar", level=3)
+    comps = band_components(x, causal=causal, band_wavelet="db2" if not causal else "haar", level=3)
     assert comps.shape == (4, 3, 64, 2, 5)
     assert _rel(comps.sum(0), x) < 1e-12
     assert patch_bands(x, [], causal=causal, level=3) is x  # removing nothing is the identity
@@ -89,7 +89,7 @@ def test_band_names_and_errors():
     with pytest.raises(ValueError, match="at least 2\\^5 = 32 positions"):
         band_components(torch.zeros(1, 16, 2), level=5)
     with pytest.raises(ValueError, match="level <= "):
-        band_components(torch.zeros(1, 16, 2), causal=False, wavelet="db2", level=5)
+        band_components(torch.zeros(1, 16, 2), causal=False, band_wavelet="db2", level=5)
     with pytest.raises(ValueError, match="at least 2 sequences"):
         patch_bands(torch.zeros(1, 32, 2), [0], level=3, method="resample")
     with pytest.raises(ValueError, match="every dim but the batch"):
@@ -102,13 +102,13 @@ def test_no_band_is_identity(random_model, tokens, causal):
     z_name = f"blocks.{LAYER}.attn.hook_z"
     clean = random_model(tokens[:2], return_type="logits").detach()
     with pytest.raises(ValueError, match="bands is empty"):  # a hook that patches nothing is refused
-        band_ablation_hook(LAYER, None, [], causal=causal, wavelet="db2", level=4)
-    identity = (f"blocks.{LAYER}.attn.hook_z", lambda z, hook: patch_bands(z, [], causal=causal, wavelet="db2", level=4))
+        band_ablation_hook(LAYER, None, [], causal=causal, band_wavelet="db2", level=4)
+    identity = (f"blocks.{LAYER}.attn.hook_z", lambda z, hook: patch_bands(z, [], causal=causal, band_wavelet="db2", level=4))
     patched = random_model.run_with_hooks(tokens[:2], return_type="logits", fwd_hooks=[identity]).detach()
     assert _rel(patched, clean) < 1e-6
     # and the decomposition it would remove from sums back to the head output
     z = _cache(random_model, tokens[:2], [z_name])[z_name]
-    comps = band_components(z, causal=causal, wavelet="db2", level=4)
+    comps = band_components(z, causal=causal, band_wavelet="db2", level=4)
     assert _rel(comps.sum(0), z) < 1e-6
 
 
@@ -124,7 +124,7 @@ def test_every_band_equals_zero_ablating_the_head(planted_any, tokens, causal):
 
     truth = model.run_with_hooks(tokens[:3], return_type="logits", fwd_hooks=[(z_name, zero_head)]).detach()
     clean = model(tokens[:3], return_type="logits").detach()
-    hook = band_ablation_hook(LAYER, 2, None, causal=causal, wavelet="haar", level=5)
+    hook = band_ablation_hook(LAYER, 2, None, causal=causal, band_wavelet="haar", level=5)
     got = model.run_with_hooks(tokens[:3], return_type="logits", fwd_hooks=[hook]).detach()
     assert _rel(got, truth) < 1e-5
     assert _rel(clean, truth) > 1e-3  # the head matters, so the comparison has teeth
@@ -176,7 +176,7 @@ def test_dwt_mode_leaks_the_future(random_model, tokens):
     """Why causal=True is the default: the DWT's two-sided filters carry later tokens back."""
     t = 70
     z_name = f"blocks.{LAYER}.attn.hook_z"
-    hook = band_ablation_hook(LAYER, [0, 3], ["A5"], causal=False, wavelet="db2", level=5)
+    hook = band_ablation_hook(LAYER, [0, 3], ["A5"], causal=False, band_wavelet="db2", level=5)
     clean_a = _cache(random_model, tokens[:4], [z_name])[z_name]
     clean_b = _cache(random_model, _future_changed(tokens[:4], t), [z_name])[z_name]
     assert (clean_a[:, : t + 1] - clean_b[:, : t + 1]).abs().max() < 1e-6  # the model itself is causal

@@ -16,10 +16,11 @@ import torch
 from models_for_tests import tiny_llama_hf, word_tokenizer
 
 import tl_wavelet as tlw
+from tl_wavelet import figures as plots
 from tl_wavelet.analysis import stream
 from tl_wavelet.cli import main
 from tl_wavelet.paper import COLUMNS, comparison_table, paper_numbers, paper_table
-from tl_wavelet.report import plots, write_report
+from tl_wavelet.report import write_report
 
 SEQ_LEN = 128
 

@@ -12,6 +12,8 @@ A TransformerLens plugin. The folders follow the flow:
 - :mod:`tl_wavelet.track`: the metrics while a model trains (``Tracker``) or over checkpoints;
   :mod:`tl_wavelet.emergence`: the controlled emergence experiment built on it
 - :mod:`tl_wavelet.models` (offline checkpoints), :mod:`~tl_wavelet.corpus` (text)
+- :mod:`tl_wavelet.inference`: uncertainty by document, the decay-law null of attention, the
+  paper's claims tested (``evaluate_claims``, ``tl-wavelet claims``)
 - :mod:`tl_wavelet.report` (figures, HTML), :mod:`~tl_wavelet.paper` (the paper's numbers),
   :mod:`~tl_wavelet.cli`
 """
@@ -27,7 +29,7 @@ from .transforms import band_energy, band_labels, causal_bands, dwt, dwt_max_lev
 __version__ = "0.1.0"
 
 # Modules that pull in matplotlib, the HTML report or the training code load on first use.
-_LAZY = {"report", "track", "emergence", "cli", "paper", "view", "figures", "display"}
+_LAZY = {"report", "track", "emergence", "cli", "paper", "view", "figures", "display", "inference"}
 
 
 def __getattr__(name):
@@ -60,4 +62,5 @@ __all__ = [
     "rope_ablation_hook",
     "corpus",
     "models",
+    "inference",
 ]

@@ -91,12 +91,8 @@ def _check_device_args(args) -> None:
         raise UserError(str(e)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tl-wavelet",
-        description="Wavelet (multi-resolution) analysis and band ablation of attention heads in RoPE models.",
-    )
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+def _analyze_parser(sub) -> None:
+    """``tl-wavelet analyze``: the analysis, the band sweep and the report."""
     a = sub.add_parser(
         "analyze",
         help="measure every head, run the band sweep, write CSV/PNG/HTML into --out",
@@ -137,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--checkpoint-every", type=int, default=20, metavar="N",
                    help="save the analysis state every N batches per rank (default 20)")
     a.set_defaults(func=_analyze)
+
+
+def _compare_parser(sub) -> None:
+    """``tl-wavelet compare``: scale sensitivity of RoPE models against a BERT."""
     c = sub.add_parser(
         "compare",
         help="position-encoding comparison (the paper's Table 4): scale sensitivity of RoPE models vs a BERT",
@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     _device_args(c)
     c.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
     c.set_defaults(func=_compare)
+
+
+def _emergence_parser(sub) -> None:
+    """``tl-wavelet emergence``: the controlled emergence experiment."""
     e = sub.add_parser(
         "emergence",
         help="train small decoders (RoPE / NoPE / absolute) on a synthetic language and English; track wavelet structure",
@@ -186,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no training: rebuild the report from the tracker logs in --out/runs (config.json there)")
     e.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
     e.set_defaults(func=_emergence)
+
+
+def _multiverse_parser(sub) -> None:
+    """``tl-wavelet multiverse``: every reading of the paper's metrics."""
     m = sub.add_parser(
         "multiverse",
         help="every reading of the paper's ambiguous metrics (definition multiverse) against its numbers",
@@ -202,6 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--offline", action="store_true", help="never contact the HuggingFace hub")
     m.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
     m.set_defaults(func=_multiverse)
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tl-wavelet",
+        description="Wavelet (multi-resolution) analysis and band ablation of attention heads in RoPE models.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _analyze_parser(sub)
+    _compare_parser(sub)
+    _emergence_parser(sub)
+    _multiverse_parser(sub)
+    _claims_parser(sub)
     return p
 
 
@@ -339,13 +359,14 @@ def _load_model(args):
         raise UserError(str(e)) from None
 
 
-def _tokens(args, model):
-    from .corpus import chunk_tokens, default_corpus, long_corpus, read_text_files
+def _tokens_with_documents(args, model):
+    """(windows, each window's document): --text files (or the packaged corpus) cut per document."""
+    from .corpus import chunk_documents, default_corpus, long_corpus, read_text_files
 
     try:
         # the default corpus's documents hold about 3.5k tokens each; longer windows come from the long documents
         texts = read_text_files(args.text) if args.text else default_corpus() if args.seq_len <= 2048 else long_corpus()
-        return chunk_tokens(model, texts, args.seq_len, n_sequences=args.n_sequences)
+        return chunk_documents(model, texts, args.seq_len, n_sequences=args.n_sequences)
     except (ValueError, FileNotFoundError, UnicodeDecodeError, TypeError) as e:
         raise UserError(str(e)) from None
 
@@ -357,6 +378,7 @@ def _run_sweep(args, model, tokens, resume=None, on_checkpoint=None) -> tuple[ob
     from .ablation import band_sweep
 
     sub = tokens[: args.sweep_sequences, : args.sweep_seq_len]
+    documents = (getattr(args, "documents", None) or [])[: sub.shape[0]]
     level = min(args.level, int(math.log2(sub.shape[1])))  # causal bands of level J need 2^J positions
     df = band_sweep(
         model,
@@ -372,6 +394,8 @@ def _run_sweep(args, model, tokens, resume=None, on_checkpoint=None) -> tuple[ob
         progress=not args.quiet,
         resume=resume,
         on_checkpoint=on_checkpoint,
+        # by document where the swept windows come from several (else over windows, as df.attrs says)
+        documents=documents if len(set(documents)) >= 2 else None,
     )
     status = (
         f"Band sweep on {sub.shape[0]} sequences × {sub.shape[1]} tokens (level {level}): second-order attribution estimate "
@@ -569,7 +593,9 @@ def _analyze_in(args, final: Path, work: Path, ckpt, od, is_main: bool) -> int:
     if args.sweep_layers and not args.no_sweep:
         args.sweep_layers = _resolve_layer_option(model, "--sweep-layers", args.sweep_layers)
     t = time.perf_counter()
-    tokens = _tokens(args, model)
+    tokens, documents = _tokens_with_documents(args, model)
+    # windows of one document are not independent: SEs by document where there are several
+    args.documents = documents.tolist() if documents.unique().numel() >= 2 else None
     timings["tokenize_s"] = time.perf_counter() - t
     if world_size() > tokens.shape[0]:
         raise UserError(
@@ -618,6 +644,7 @@ def _analysis(args, model, tokens, ckpt, fingerprint, work: Path, is_main: bool)
          + (f" on {world_size()} ranks" if world_size() > 1 else "") + " ...")
     common = dict(signal=args.signal, wavelet=args.wavelet, level=args.level)
     try:
+        common["documents"] = getattr(args, "documents", None)
         accs = {"default": HeadAccumulator(model, **common), "paper": HeadAccumulator(model, paper=True, **common)}
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -738,10 +765,11 @@ def _compare(args) -> int:
 
 
 def _compare_tokens(model, texts, args, prepend_bos: bool = True):
-    from .corpus import chunk_tokens
+    """(windows, each window's document): the standard errors resample documents."""
+    from .corpus import chunk_documents
 
     try:
-        return chunk_tokens(model, texts, args.seq_len, n_sequences=args.n_sequences, prepend_bos=prepend_bos)
+        return chunk_documents(model, texts, args.seq_len, n_sequences=args.n_sequences, prepend_bos=prepend_bos)
     except ValueError as e:  # e.g. more sequences than the packaged corpus holds at this length
         msg = str(e).replace("n_sequences=", "--n-sequences ").replace("seq_len=", "--seq-len ")
         raise UserError(msg.replace("Lower n_sequences or seq_len", "Lower --n-sequences or --seq-len")) from None
@@ -761,8 +789,9 @@ def _compare_in(args, od) -> int:
         args.model = model_name
         _log(args, f"Loading {model_name!r} ...")
         model = _load_model(args)
-        tokens = _compare_tokens(model, texts, args)
-        df = scale_sensitivity_rerun(model, tokens, batch_size=args.batch_size, progress=not args.quiet)
+        tokens, documents = _compare_tokens(model, texts, args)
+        df = scale_sensitivity_rerun(model, tokens, documents=documents, batch_size=args.batch_size,
+                                     progress=not args.quiet)
         results[model_name] = ("rotary" if model.cfg.positional_embedding_type == "rotary" else
                                str(model.cfg.positional_embedding_type), df)
         atomic_write(out / f"heads_{_file_slug(model_name)}.csv", df.to_csv(index=False))
@@ -775,8 +804,9 @@ def _compare_in(args, od) -> int:
             enc = load_encoder(args.encoder, device=args.device, dtype=args.torch_dtype)
         except (ValueError, ImportError, NotImplementedError) as e:
             raise UserError(str(e)) from None
-        tokens = _compare_tokens(enc, texts, args, prepend_bos=False)
-        df = scale_sensitivity_rerun(enc, tokens, batch_size=args.batch_size, progress=not args.quiet)
+        tokens, documents = _compare_tokens(enc, texts, args, prepend_bos=False)
+        df = scale_sensitivity_rerun(enc, tokens, documents=documents, batch_size=args.batch_size,
+                                     progress=not args.quiet)
         results[args.encoder] = ("absolute (BERT)", df)
         atomic_write(out / f"heads_{_file_slug(args.encoder)}.csv", df.to_csv(index=False))
     table = position_encoding_table(results)
@@ -789,7 +819,10 @@ def _compare_in(args, od) -> int:
         f"{args.n_sequences} sequences x {args.seq_len} tokens of the packaged corpus per model; every model is "
         "re-run on the text cut to floor(alpha n) tokens. Signal: attention each key receives, averaged over the "
         "queries that see it. `S_a` = 1 - cos of db2 coefficient vectors (paper), `S_a_shares` = 1 - cos of "
-        "band-energy shares (ours); `_se` = standard error over heads.",
+        "band-energy shares (ours). Values are means over heads; `_se` is their standard error by document "
+        "(delete-one-document jackknife; `n` documents), not over heads, which are not independent samples. "
+        "One model per position encoding (`n_models`): no uncertainty here covers model-to-model variation, "
+        "so the table compares these checkpoints, not position encodings in general.",
         "",
         markdown_table(table),
         "",
@@ -956,21 +989,22 @@ def _multiverse_in(args, axes, od) -> int:
 
     _log(args, f"Loading model {args.model!r} ...")
     model = _load_model(args)
-    tokens = _tokens(args, model)
+    tokens, documents = _tokens_with_documents(args, model)  # the jackknife deletes one document at a time
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            acc = MultiverseAccumulator(model, axes)
+            acc = MultiverseAccumulator(model, axes, groups=documents)
             acc.check_length(tokens.shape[1])
     except ValueError as e:
         raise UserError(str(e).replace("seq_len", "--seq-len")) from None
     for w in caught:  # default readings that do not fit this length: said once, on stderr
         print(f"tl-wavelet: warning: {w.message}", file=sys.stderr)
     _log(args, f"Multiverse over {tokens.shape[0]} sequences x {tokens.shape[1]} tokens (one pass) ...")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     stream(model, tokens, [acc], batch_size=args.batch_size, progress=not args.quiet)
     df = acc.to_dataframe()
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - c
+    load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"  # wall time depends on other jobs
     out = od.work
     atomic_write(out / "multiverse.csv", df.to_csv(index=False))
     figures = []
@@ -985,14 +1019,174 @@ def _multiverse_in(args, axes, od) -> int:
         f"Command: `tl-wavelet {shlex.join(args.argv)}`",
         "",
         f"{tokens.shape[0]} sequences x {tokens.shape[1]} tokens of {src}; {len(df)} (reading, metric) rows in "
-        f"{elapsed:.0f} s. Values are means over layers and heads; ± is the jackknife standard error over "
-        "sequence groups. Figures: " + ", ".join(figures) + ".",
+        f"{elapsed:.0f} s wall-clock ({cpu:.0f} s CPU; load average {load}). Values are means over layers and "
+        f"heads; ± is the delete-one-document jackknife standard error ({acc.n_groups} documents). Counts of "
+        "readings in the paper's range are exploratory: the readings are correlated and the range is the span "
+        "of a few published point values. Figures: " + ", ".join(figures) + ".",
         "",
     ]
     atomic_write(out / "summary.md", "\n".join(md))
     _commit(od)
     final = od.final
     print(f"Multiverse: {final / 'multiverse.csv'}, {final / 'summary.md'} and {len(figures)} spec_*.png figures")
+    return 0
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def _claims_parser(sub) -> None:
+    k = sub.add_parser(
+        "claims",
+        help="test each of the paper's claims under one declared reading, against a decay-law null, by document",
+        description="Measure every head on its attention and on surrogates of its own decay law (sink, current and "
+        "previous token, power-law x exponential decay, key-content noise), per document, under a reading fixed "
+        "in the arguments (default: the paper's most literal one), and test each claim: a statistic, its interval "
+        "by document, the null's value, a verdict. Writes claims.md/.html/.csv, heads.csv (per head: real, null, "
+        "difference), beyond_decay.csv, fits.csv, layers.csv into --out.",
+    )
+    _model_corpus_args(k, force_help="replace earlier claims files in a non-empty --out once this run has finished "
+                       "(other files there are kept)")
+    k.add_argument("--per-document", type=int, default=None, metavar="K",
+                   help="at most K windows per document, evenly spaced in it (sizes a run while keeping every "
+                   "document; default: all)")
+    k.add_argument("--reading", action="append", default=[], metavar="NAME=VALUE,...",
+                   help="a declared reading: 'literal' (default: last query row, sink and DC kept, Hann, 2n padding, "
+                   "db2 level 5, paper=True), 'default' (the library's), or MetricConfig fields, e.g. "
+                   "signal=offset_profile,remove_dc=false. Repeat for several (Bonferroni-corrected)")
+    k.add_argument("--multiplicity", default="bonferroni", choices=["bonferroni", "exploratory"],
+                   help="several readings: widen every interval by Bonferroni (default) or mark the rows exploratory")
+    k.add_argument("--level", type=float, default=0.95, help="interval coverage (default 0.95)")
+    k.add_argument("--reference", default="none",
+                   help="a non-RoPE encoder for 'scale invariance unique to RoPE', e.g. minilm-l6 (default none)")
+    k.add_argument("--run", default=None, metavar="DIR",
+                   help="an emergence experiment's --out: add the claims on its trained models (seeds as the unit)")
+    k.add_argument("--seed", type=int, default=0, help="seed of the null's surrogate noise (default 0)")
+    _device_args(k)
+    k.add_argument("--offline", action="store_true", help="never contact the HuggingFace hub")
+    k.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+    k.set_defaults(func=_claims)
+
+
+def _parse_reading(spec: str):
+    from .analysis import MetricConfig
+    from .inference import LITERAL
+
+    if spec == "literal":
+        return LITERAL
+    if spec == "default":
+        return MetricConfig()
+    kwargs = {}
+    for part in spec.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--reading {spec!r}: write NAME=VALUE,... (e.g. signal=offset_profile,remove_dc=false), "
+                            "'literal' or 'default'.")
+        v = value.strip()
+        kwargs[name.strip()] = {"true": True, "false": False, "none": None}.get(v.lower(), int(v) if v.isdigit() else v)
+    kwargs.setdefault("paper", True)  # a reading of the paper's metrics starts from its literal definitions
+    try:
+        return MetricConfig(**kwargs)
+    except TypeError as e:
+        raise UserError(f"--reading {spec!r}: {e}; fields are those of tl_wavelet.MetricConfig.") from None
+    except ValueError as e:
+        raise UserError(f"--reading {spec!r}: {e}") from None
+
+
+def _ours_claims(name: str) -> bool:
+    from .inference.report import OUTPUT_FILES
+
+    return name in OUTPUT_FILES
+
+
+def _claims(args) -> int:
+    for name, val, lo in (("--seq-len", args.seq_len, 2), ("--batch-size", args.batch_size, 1)):
+        if val < lo:
+            raise UserError(f"{name} must be at least {lo}, got {val}.")
+    for name, val in (("--n-sequences", args.n_sequences), ("--per-document", args.per_document)):
+        if val is not None and val < 1:
+            raise UserError(f"{name} must be at least 1, got {val}.")
+    if not 0.5 <= args.level < 1:
+        raise UserError(f"--level must lie in [0.5, 1), e.g. 0.95, got {args.level}.")
+    _check_device_args(args)
+    readings = [_parse_reading(s) for s in args.reading] or [_parse_reading("literal")]
+    for r in readings:
+        try:
+            r.check_length(args.seq_len)
+        except ValueError as e:
+            raise UserError(str(e).replace("seq_len", "--seq-len")) from None
+    if args.run is not None and not (Path(args.run) / "config.json").is_file():
+        raise UserError(f"--run {args.run}: no config.json there; give the --out folder of a `tl-wavelet emergence` run.")
+    if args.text:
+        from .corpus import read_text_files
+
+        try:
+            read_text_files(args.text)
+        except (ValueError, FileNotFoundError, UnicodeDecodeError) as e:
+            raise UserError(str(e)) from None
+    od = _claim(args, _ours_claims)
+    try:
+        return _claims_in(args, readings, od)
+    except KeyboardInterrupt:
+        what = f"the earlier files in {od.final} are unchanged" if od.staged else "nothing was written"
+        print(f"\nInterrupted; {what}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        od.release()
+
+
+def _every_kth_per_document(tokens, documents, k: int | None):
+    """At most ``k`` windows per document, evenly spaced in it (all with k None)."""
+    import torch
+
+    if k is None:
+        return tokens, documents
+    keep = []
+    for d in documents.unique(sorted=False).tolist():
+        idx = (documents == d).nonzero()[:, 0]
+        if idx.numel() > k:
+            idx = idx[torch.linspace(0, idx.numel() - 1, k, device="cpu").round().long()]
+        keep.append(idx)
+    keep = torch.cat(keep).sort().values
+    return tokens[keep], documents[keep]
+
+
+def _claims_in(args, readings, od) -> int:
+    from .corpus import default_corpus, read_text_files
+    from .inference import evaluate_claims
+    from .inference.report import write_claims_report
+
+    _log(args, f"Loading model {args.model!r} ...")
+    model = _load_model(args)
+    tokens, documents = _every_kth_per_document(*_tokens_with_documents(args, model), args.per_document)
+    reference = None
+    if args.reference != "none":
+        from .models import load_encoder
+
+        try:
+            reference = load_encoder(args.reference, device=args.device, dtype=args.torch_dtype)
+        except (ValueError, ImportError, NotImplementedError) as e:
+            raise UserError(f"--reference: {e}") from None
+    texts = read_text_files(args.text) if args.text else default_corpus()
+    _log(args, f"Claims over {tokens.shape[0]} windows x {tokens.shape[1]} tokens from "
+               f"{documents.unique().numel()} documents, {len(readings)} reading(s) ...")
+    t, c = time.perf_counter(), time.process_time()
+    table, details = evaluate_claims(
+        model, tokens, documents=documents, reading=readings, reference=reference, reference_texts=texts,
+        run=args.run, multiplicity=args.multiplicity, level=args.level, n_sequences=None, batch_size=args.batch_size,
+        seed=args.seed, progress=not args.quiet, return_details=True)
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - c
+    src = ", ".join(args.text) if args.text else "the packaged corpus"
+    meta = {
+        "model": args.model, "command": "tl-wavelet " + shlex.join(args.argv),
+        "corpus": f"{tokens.shape[0]} windows x {tokens.shape[1]} tokens of {src}, {documents.unique().numel()} "
+                  f"documents (the unit of every interval); {elapsed:.0f} s wall-clock, {cpu:.0f} s CPU",
+        "limits": "weights as loaded (the registry's models are dequantised 4/5-bit GGUF checkpoints, not the bf16 "
+                  "originals); windows of --seq-len tokens; the null is one choice of decay law (docs/metrics.md §14).",
+    }
+    write_claims_report(od.work, table, details, meta)
+    _commit(od)
+    print(f"Claims: {od.final / 'claims.md'} (and claims.html, claims.csv, heads.csv, fits.csv)")
     return 0
 
 

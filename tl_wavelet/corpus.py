@@ -44,6 +44,7 @@ True
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
@@ -52,6 +53,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
 import torch
+from jaxtyping import Int
 
 from .validate import check_bool, check_int, check_optional_int
 
@@ -63,6 +65,7 @@ __all__ = [
     "long_corpus",
     "token_stream",
     "chunk_tokens",
+    "chunk_documents",
     "induction_tokens",
     "read_text_files",
 ]
@@ -500,8 +503,9 @@ def token_stream(model_or_tokenizer: Any, texts: str | Sequence[str]) -> list[in
     return _joined(_get_tokenizer(model_or_tokenizer), texts, None)
 
 
-def _joined(tok, texts, need: int | None) -> list[int]:
-    """:func:`token_stream`, stopping once ``need`` ids are there (None: all)."""
+def _joined(tok, texts, need: int | None, starts: list[int] | None = None) -> list[int]:
+    """:func:`token_stream`, stopping once ``need`` ids are there (None: all). ``starts``, when
+    given, receives where each text's ids begin in the stream."""
     texts = _text_list(texts)
     sep = _separator_id(tok)
     stream: list[int] = []
@@ -511,15 +515,18 @@ def _joined(tok, texts, need: int | None) -> list[int]:
             break
         if i > 0 and sep is not None:
             stream.append(sep)
+        if starts is not None:
+            starts.append(len(stream))
         stream.extend(_ids(tok, text, None if need is None else need - len(stream)))
     return stream
 
 
-def _per_document(tok, texts, body: int, need: int | None) -> tuple[list[int], list[int]]:
-    """Each text's whole windows' ids, in order, stopping once ``need`` ids are there; and each
-    tokenised text's length (for the message when no window fits)."""
+def _per_document(tok, texts, body: int, need: int | None) -> tuple[list[int], list[int], list[int]]:
+    """Each text's whole windows' ids, in order, stopping once ``need`` ids are there; each
+    tokenised text's length (for the message when no window fits); each window's text index."""
     stream: list[int] = []
     lengths: list[int] = []
+    owners: list[int] = []
     for i, text in enumerate(_text_list(texts)):
         _check_text(i, text)
         if need is not None and len(stream) >= need:
@@ -527,7 +534,8 @@ def _per_document(tok, texts, body: int, need: int | None) -> tuple[list[int], l
         ids = _ids(tok, text, None if need is None else need - len(stream))
         lengths.append(len(ids))
         stream.extend(ids[: len(ids) // body * body])
-    return stream, lengths
+        owners.extend([i] * (len(ids) // body))
+    return stream, lengths, owners
 
 
 def chunk_tokens(
@@ -591,6 +599,45 @@ def chunk_tokens(
     >>> bool((tokens[:, 0] == model.tokenizer.bos_token_id).all())  # doctest: +SKIP
     True
     """
+    return _chunk(model_or_tokenizer, texts, seq_len, n_sequences, prepend_bos, per_document)[0]
+
+
+def chunk_documents(
+    model_or_tokenizer: Any,
+    texts: str | Sequence[str],
+    seq_len: int,
+    *,
+    n_sequences: int | None = None,
+    prepend_bos: bool = True,
+    per_document: bool = True,
+) -> tuple[Int[torch.Tensor, "batch pos"], Int[torch.Tensor, " batch"]]:
+    """:func:`chunk_tokens`, and the document each window came from.
+
+    Windows cut from one document are not independent samples: an uncertainty over
+    windows must resample documents (:mod:`tl_wavelet.inference`). This returns the same
+    windows as :func:`chunk_tokens` with the same arguments, and beside them each window's
+    document: its index in ``texts`` (0 for a single string). With ``per_document=False``
+    a window may cross two texts; it is then counted with the text its first token comes
+    from.
+
+    Returns
+    -------
+    tokens : torch.LongTensor ``[n, seq_len]``
+    documents : torch.LongTensor ``[n]``
+        ``documents[i]`` is the index in ``texts`` of window ``i``'s document.
+
+    Examples
+    --------
+    >>> from tl_wavelet.corpus import chunk_documents, default_corpus
+    >>> tokens, documents = chunk_documents(model, default_corpus(), 256)  # doctest: +SKIP
+    >>> documents.unique().numel()  # doctest: +SKIP
+    10
+    """
+    return _chunk(model_or_tokenizer, texts, seq_len, n_sequences, prepend_bos, per_document)
+
+
+def _chunk(model_or_tokenizer, texts, seq_len, n_sequences, prepend_bos, per_document):
+    """(windows, each window's document index) for :func:`chunk_tokens` / :func:`chunk_documents`."""
     seq_len = check_int(seq_len, "seq_len")
     prepend_bos = check_bool(prepend_bos, "prepend_bos")
     per_document = check_bool(per_document, "per_document")
@@ -614,9 +661,12 @@ def chunk_tokens(
     need = None if n_sequences is None else n_sequences * body  # tokenise only what the windows need
     if per_document and not isinstance(texts, str):
         # each document alone: its windows, then the next document's (none crosses a boundary)
-        stream, lengths = _per_document(tok, texts, body, need)
+        stream, lengths, owners = _per_document(tok, texts, body, need)
     else:
-        stream, lengths = _joined(tok, texts, need), None
+        starts: list[int] = []
+        stream, lengths = _joined(tok, texts, need, starts), None
+        # a window of the joined stream belongs to the text its first token comes from
+        owners = [bisect.bisect_right(starts, w * body) - 1 for w in range(len(stream) // body)]
     n_avail = len(stream) // body
     if n_avail == 0:
         raise ValueError(_too_short(lengths, len(stream), seq_len, body, prepend_bos))
@@ -631,10 +681,11 @@ def chunk_tokens(
             )
         n = n_sequences
     body_t = torch.tensor(stream[: n * body], dtype=torch.long, device="cpu").reshape(n, body)
+    documents = torch.tensor(owners[:n], dtype=torch.long, device="cpu")
     if prepend_bos:
         bos_col = torch.full((n, 1), bos, dtype=torch.long, device="cpu")
-        return torch.cat([bos_col, body_t], dim=1)
-    return body_t
+        return torch.cat([bos_col, body_t], dim=1), documents
+    return body_t, documents
 
 
 def _too_short(lengths: list[int] | None, n_stream: int, seq_len: int, body: int, prepend_bos: bool) -> str:

@@ -1,9 +1,8 @@
 """Figures of a :class:`tl_wavelet.HeadReport` and of a band sweep.
 
 A leaf module (matplotlib, pandas and :mod:`tl_wavelet.paper` only): ``HeadReport``'s plot
-methods and rich display draw with it, and :mod:`tl_wavelet.report` writes its PNGs with it
-(``tl_wavelet.report.plots`` re-exports it). Reports are duck-typed, so nothing here imports
-:mod:`tl_wavelet.analysis`.
+methods and rich display draw with it, and :mod:`tl_wavelet.report` writes its PNGs with it.
+Reports are duck-typed, so nothing here imports :mod:`tl_wavelet.analysis`.
 
 Every function returns a :class:`matplotlib.figure.Figure` built without ``pyplot``, so
 nothing depends on the interactive backend, no global figure list grows, and the
@@ -152,23 +151,10 @@ def plot_band_energy(report) -> Figure:
 
 
 def _layer_rho(report) -> pd.DataFrame:
-    df = report.to_dataframe()
-    out = []
-    for L, g in df.groupby("layer"):
-        r = g["rho"].to_numpy(float)
-        se = g["rho_se"].to_numpy(float)
-        ok = np.isfinite(r)
-        n = int(ok.sum())
-        out.append(
-            {
-                "layer": L,
-                "rho": float(r[ok].mean()) if n else math.nan,
-                # SE of a mean of per-head estimates, treating heads as independent
-                "se": float(np.sqrt(np.nansum(se[ok] ** 2)) / n) if n else math.nan,
-                "heads": r,
-            }
-        )
-    return pd.DataFrame(out)
+    """Per layer: the mean rho over heads, its SE (by document where the report has them), each head's rho."""
+    lr = report.layer_rho().rename(columns={"rho_se": "se"})
+    lr["heads"] = [report.stats[(L, "rho")][0].numpy() for L in lr["layer"]]
+    return lr
 
 
 def plot_rho(report, *, reference: bool = True, show_heads: bool = True) -> Figure:
@@ -208,7 +194,8 @@ def plot_rho(report, *, reference: bool = True, show_heads: bool = True) -> Figu
         if show_heads:
             for xi, heads in zip(x, lr["heads"]):
                 ax.scatter(np.full(len(heads), xi), heads, s=8, color=color, alpha=0.25, lw=0)
-        label = (name + ": " if name else "") + "mean over heads ± SE"
+        unit = "by document" if (lr["se_unit"] == "document").all() else "heads as independent"
+        label = (name + ": " if name else "") + f"mean over heads ± SE ({unit})"
         ax.errorbar(x, lr["rho"], yerr=lr["se"], fmt="o", color=color, ms=4, capsize=3, label=label)
         # join only neighbouring measured layers: a line across an unmeasured layer (or one
         # where rho is undefined) would draw values that were never computed

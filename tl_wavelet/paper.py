@@ -144,7 +144,8 @@ def definitions_text(report) -> str:
     c = report.config
     if c.paper:
         kind = (
-            f"paper-literal (paper=True): band shares from a {c.wavelet} DWT (level {c.level}, mode "
+            f"paper's formulas (paper=True; the signal is still ours unless signal=last_row, the most literal "
+            f"reading): band shares from a {c.wavelet} DWT (level {c.level}, mode "
             f"{c.mode}); DC kept in the power spectrum; wavelet entropy unnormalised; "
             "S(alpha) on truncated DWT coefficient vectors"
         )

@@ -87,16 +87,36 @@ def _rows_of_table(cos: Tensor, sin: Tensor) -> dict[int, tuple[Tensor, Tensor]]
 
 
 def rope_frequencies(model, layers=None) -> dict[int, dict]:
-    """Per-layer RoPE metadata: ``{layer: {"inv_freq", "wavelength", "rotary_dim", "adjacent_pairs", "rope_base"}}``.
+    """Per-layer RoPE description of a model, read off its own computation.
 
-    ``rope_base`` is the base implied by the second pair, ``inv_freq[1] = base^(-2/rotary_dim)``
-    (exact for unscaled RoPE; for scaled RoPE it is the effective base of the high-frequency end).
+    ``{layer: {"inv_freq", "wavelength", "rotary_dim", "adjacent_pairs", "rope_base",
+    "rope_type", "sliding_window"}}``:
+
+    - ``inv_freq`` (float64 ``[rotary_dim / 2]``, radians per position) and ``wavelength``
+      (tokens per turn) are measured from the model's own cos/sin tables: on a
+      ``TransformerBridge`` ``blocks.L.attn.hook_cos`` / ``hook_sin`` for a 2-token input, on
+      a ``HookedTransformer`` each attention's ``rotary_cos`` / ``rotary_sin``, as
+      ``atan2(sin, cos)`` (exact under RoPE scaling, where an amplitude factor cancels, and
+      with per-layer bases); not TransformerLens's ``cfg.rotary_base`` (wrong for some
+      models under transformers 5);
+    - ``rotary_dim`` (rotated dimensions of a head), ``adjacent_pairs`` (GPT-J layout);
+    - ``rope_base``, ``rope_type``, ``sliding_window``: from the Hugging Face config
+      (``rope_parameters``) where the model has one, checked against the measured
+      frequencies when the RoPE is unscaled (``inv_freq[1] == base ** (-2 / rotary_dim)``);
+      else the base implied by ``inv_freq[1]``, ``"default"``, and TransformerLens's local
+      attention window.
+
     Tensors are float64 on the CPU, wherever the model is. The tables are read once per
     model (a 2-token forward on a TransformerBridge) and kept by its
     :class:`~tl_wavelet.adapter.ModelFacts`: later calls run nothing.
 
+    Raises ValueError for a model without rotary position embeddings, RuntimeError where
+    the config and the computation disagree on the base.
+
     >>> meta = rope_frequencies(model)          # doctest: +SKIP
     >>> meta[0]["wavelength"][:3]  # tokens per turn of pairs 0, 1, 2  # doctest: +SKIP
+    >>> [(L, m["rope_base"], m["sliding_window"]) for L, m in rope_frequencies(gemma).items()][4:6]  # doctest: +SKIP
+    [(4, 10000.0, 512), (5, 1000000.0, None)]
     """
     shape = model_shape(model)
     if not shape.rotary:
@@ -105,7 +125,7 @@ def rope_frequencies(model, layers=None) -> dict[int, dict]:
             "Positional metrics work without RoPE: analyze_heads(..., rope=False), band_ablation_hook."
         )
     layers = resolve_layers(shape, layers)
-    every = facts(model).memo("rope_frequencies", lambda: _read_frequencies(model, shape))
+    every = facts(model).memo("rope_frequencies", lambda: _with_config(model, _read_frequencies(model, shape)))
     # copies: a caller who edits its table must not edit the model's facts
     return {L: {k: v.clone() if isinstance(v, Tensor) else v for k, v in every[L].items()} for L in layers}
 
@@ -416,85 +436,27 @@ def _hf_layer_info(config, n_layers: int) -> list[dict[str, Any]]:
     return out
 
 
-def rope_metadata(model) -> list[dict[str, Any]]:
-    """Per-layer RoPE description of a loaded model.
-
-    The rotary frequencies are measured from the model's own computation: on a
-    ``TransformerBridge`` from ``blocks.L.attn.hook_cos`` / ``hook_sin`` for a 2-token input,
-    on a ``HookedTransformer`` from each attention module's ``rotary_cos`` / ``rotary_sin``
-    buffers, as ``atan2(sin, cos)`` at position 1. This holds under RoPE scaling (an
-    amplitude factor cancels) and with per-layer bases. ``rope_base`` comes from the HF
-    config (``rope_parameters``), checked against the measured frequencies when the RoPE
-    is unscaled (``inv_freq[1] == base ** (-2 / rotary_dim)``).
-
-    Parameters
-    ----------
-    model
-        A ``TransformerBridge`` or ``HookedTransformer``, e.g. from :func:`load`.
-
-    Returns
-    -------
-    list of dict, one per layer, with keys
-
-    - ``"layer"`` (int),
-    - ``"rope_base"`` (float; from the HF config, else inferred from ``inv_freq[1]``),
-    - ``"rotary_dim"`` (int; the number of rotated dimensions of a head),
-    - ``"sliding_window"`` (int or None),
-    - ``"inv_freq"`` (float64 Tensor[rotary_dim / 2], radians per position),
-    - ``"rope_type"`` (str; ``"default"`` for unscaled RoPE).
-
-    Raises
-    ------
-    ValueError
-        The model has no rotary position embeddings.
-
-    Examples
-    --------
-    >>> meta = rope_metadata(load("gemma3-270m"))  # doctest: +SKIP
-    >>> [(m["layer"], m["rope_base"], m["sliding_window"]) for m in meta][4:6]  # doctest: +SKIP
-    [(4, 10000.0, 512), (5, 1000000.0, None)]
-    """
-    model_shape(model)  # a TransformerLens model, or a TypeError naming `model`
+def _with_config(model, measured: dict[int, dict]) -> dict[int, dict]:
+    """The measured tables with each layer's base, RoPE type and sliding window (the HF config's, checked)."""
     cfg = model.cfg
-    n_layers = cfg.n_layers
-    hf_config = None
-    original = getattr(model, "original_model", None)
-    if original is not None:
-        hf_config = getattr(original, "config", None)
+    hf_config = getattr(getattr(model, "original_model", None), "config", None)
     hf_config = getattr(model, "_tl_wavelet_hf_config", hf_config)
-
-    # The frequencies are read off the model's own cos/sin tables (tl_wavelet.rope), the
-    # config only names them: the two are checked against each other below.
-    try:
-        measured = rope_frequencies(model)
-    except ValueError as exc:
-        raise ValueError(f"RoPE metadata needs a rotary model: {exc}") from None
-    freqs = {layer: m["inv_freq"].double() for layer, m in measured.items()}
-
-    info = _hf_layer_info(hf_config, n_layers) if hf_config is not None else None
-    out = []
-    for layer in sorted(freqs):
-        inv = freqs[layer].cpu()
-        rdim = 2 * inv.numel()
-        measured_base = float(inv[1]) ** (-rdim / 2) if rdim >= 4 and float(inv[1]) > 0 else float("nan")
-        entry: dict[str, Any] = {"layer": layer, "rotary_dim": rdim, "inv_freq": inv}
+    info = _hf_layer_info(hf_config, cfg.n_layers) if hf_config is not None else None
+    for layer, entry in measured.items():
+        measured_base = entry["rope_base"]
         if info is not None and info[layer]["rope_base"] is not None:
             base, rtype, window = info[layer]["rope_base"], info[layer]["rope_type"], info[layer]["sliding_window"]
-            if rtype == "default" and not math.isclose(measured_base, base, rel_tol=1e-3):
+            if rtype == "default" and math.isfinite(measured_base) and not math.isclose(measured_base, base, rel_tol=1e-3):
                 raise RuntimeError(
                     f"Layer {layer}: the model computes RoPE with base {measured_base:.6g} but its "
                     f"config says {base:.6g}; the config and the computation disagree."
                 )
         else:
-            base, rtype = measured_base, "default"
-            window = None
+            base, rtype, window = measured_base, "default", None
             if getattr(cfg, "attn_types", None) and cfg.attn_types[layer] == "local":
                 window = getattr(cfg, "window_size", None)
-        entry.update(rope_base=base, sliding_window=window, rope_type=rtype)
-        out.append(entry)
-    return out
-
-
+        entry.update(rope_base=base, rope_type=rtype, sliding_window=window)
+    return measured
 
 
 # Hugging Face families whose attention is, per layer: q_proj / k_proj (Linear), an optional

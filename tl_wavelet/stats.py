@@ -8,6 +8,12 @@ into them without waiting for the host; the CPU where a device has no float64, e
 and cross to the host only when read: ``state_dict()``, and the callers' reports through
 :func:`to_host`.
 
+Clusters: ``update(values, clusters=codes, n_clusters=G)`` also keeps the sums per
+cluster (the document each sequence came from; memory ``G x shape``), and the standard
+errors become delete-one-cluster jackknife SEs: windows of one document are not
+independent samples. With one sequence per cluster the jackknife SE of a mean is the
+usual SD / sqrt(n) exactly.
+
 Sums merge: ``a.merge(b)`` gives the statistics of both streams (up to float64 rounding),
 so shards of a corpus can be measured apart (other processes, other ranks, an earlier
 interrupted run) and combined; ``state_dict()`` / ``load_state_dict()`` save and restore
@@ -22,7 +28,7 @@ from torch import Tensor
 
 from .metrics import pearson_from_moments
 
-__all__ = ["RunningMoments", "RunningCorrelation", "MIN_CORRELATION_N", "to_host"]
+__all__ = ["RunningMoments", "RunningCorrelation", "MIN_CORRELATION_N", "to_host", "jackknife_se"]
 
 #: fewest points for which a correlation and its standard error are reported (else NaN)
 MIN_CORRELATION_N = 4
@@ -35,6 +41,24 @@ def to_host(values: Tensor) -> Tensor:
     the model runs in, so results from a GPU and a CPU run combine and compare.
     """
     return values.detach().to(device="cpu", dtype=torch.float64)
+
+
+def jackknife_se(replicates: Tensor, valid: Tensor) -> Tensor:
+    """Delete-one-cluster jackknife SE from leave-one-out values ``replicates [G, ...]``.
+
+    ``valid [G, ...]``: which clusters hold data for the entry (a cluster without any
+    moves nothing and is left out of G). NaN where fewer than 2 clusters hold data.
+
+    >>> jackknife_se(torch.tensor([[2.0], [3.0]], dtype=torch.float64), torch.ones(2, 1, dtype=torch.bool))
+    tensor([0.5000], dtype=torch.float64)
+    """
+    valid = valid & torch.isfinite(replicates)
+    g = valid.sum(0).to(replicates.dtype)
+    r = torch.where(valid, replicates, torch.zeros((), dtype=replicates.dtype, device=replicates.device))
+    mean = r.sum(0) / g.clamp(min=1)
+    dev = torch.where(valid, r - mean, torch.zeros((), dtype=r.dtype, device=r.device))
+    se = ((g - 1) / g.clamp(min=1) * (dev * dev).sum(0)).sqrt()
+    return torch.where(g >= 2, se, torch.full_like(se, math.nan))
 
 
 def _sums_device(device: torch.device) -> torch.device:
@@ -59,9 +83,17 @@ class RunningMoments:
         self.n: Tensor | None = None
         self.s1: Tensor | None = None
         self.s2: Tensor | None = None
+        self.cn: Tensor | None = None  # per cluster [G, *shape], when updates name clusters
+        self.cs1: Tensor | None = None
+        self._fed = False  # an update has run (a host flag: checking the sums would wait on the device)
 
-    def update(self, values: Tensor) -> None:
-        """Add one value per sequence, ``[batch, *shape]``: device-side, no host round trip."""
+    def update(self, values: Tensor, clusters: Tensor | None = None, n_clusters: int | None = None) -> None:
+        """Add one value per sequence, ``[batch, *shape]``: device-side, no host round trip.
+
+        ``clusters`` ``[batch]`` (codes ``0..n_clusters-1``): also add them to their cluster's
+        sums, and report jackknife SEs by cluster. Every update of one statistic names its
+        clusters, or none does.
+        """
         if self.n is not None and tuple(values.shape[1:]) != tuple(self.n.shape):
             raise ValueError(
                 f"values must be [batch, {', '.join(map(str, self.n.shape))}] like the earlier updates, got "
@@ -77,21 +109,52 @@ class RunningMoments:
             self.s2 = torch.zeros_like(self.n)
         elif self.n.device != dev:  # e.g. a merged saved state (CPU) now fed from a GPU
             self.n, self.s1, self.s2 = (t.to(dev) for t in (self.n, self.s1, self.s2))
+        if self.n is not None and self.s1 is not None and (clusters is None) != (self.cn is None) and self._fed:
+            raise ValueError("clusters: these sums were kept " + ("per cluster" if self.cn is not None else "without clusters")
+                             + "; every update of one statistic names its clusters, or none does.")
+        self._fed = True
         self.n += ok.sum(0)
         self.s1 += v.sum(0)
         self.s2 += (v * v).sum(0)
+        if clusters is not None:
+            self._add_clusters(ok, v, clusters, n_clusters)
+
+    def _add_clusters(self, ok: Tensor, v: Tensor, clusters: Tensor, n_clusters: int | None) -> None:
+        if n_clusters is None:
+            raise ValueError("n_clusters: pass the number of clusters with clusters=... (codes 0..n_clusters-1).")
+        if clusters.ndim != 1 or clusters.shape[0] != v.shape[0] or clusters.is_floating_point():
+            raise ValueError(f"clusters must be one integer code per sequence, [{v.shape[0]}], got "
+                             f"{clusters.dtype} {tuple(clusters.shape)}.")
+        clusters = clusters.to(v.device)
+        if self.cn is None:
+            self.cn = torch.zeros((n_clusters, *v.shape[1:]), dtype=torch.float64, device=v.device)
+            self.cs1 = torch.zeros_like(self.cn)
+        elif self.cn.shape[0] < n_clusters:  # more clusters named since (merged states)
+            pad = torch.zeros((n_clusters - self.cn.shape[0], *self.cn.shape[1:]), dtype=torch.float64, device=v.device)
+            self.cn, self.cs1 = torch.cat([self.cn.to(v.device), pad]), torch.cat([self.cs1.to(v.device), pad])
+        elif self.cn.device != v.device:
+            self.cn, self.cs1 = self.cn.to(v.device), self.cs1.to(v.device)
+        self.cn.index_add_(0, clusters, ok.to(torch.float64))
+        self.cs1.index_add_(0, clusters, v)
 
     def state_dict(self) -> dict[str, Tensor | None]:
-        """The running sums ``{"n", "s1", "s2"}`` (float64 on the CPU, None before the first update)."""
-        return {k: None if getattr(self, k) is None else to_host(getattr(self, k)).clone() for k in ("n", "s1", "s2")}
+        """The running sums ``{"n", "s1", "s2"}`` (float64 on the CPU, None before the first update),
+        and ``{"cn", "cs1"}`` (``[G, *shape]``) where they are kept per cluster."""
+        keys = ("n", "s1", "s2") + (("cn", "cs1") if self.cn is not None else ())
+        return {k: None if getattr(self, k) is None else to_host(getattr(self, k)).clone() for k in keys}
 
     def load_state_dict(self, sd: dict) -> None:
         """Restore sums saved by :meth:`state_dict`."""
-        vals = _check_sums(sd, ("n", "s1", "s2"), "RunningMoments")
-        self.n, self.s1, self.s2 = vals
+        self.n = self.s1 = self.s2 = self.cn = self.cs1 = None
+        self._fed = False
+        self.merge(sd)
 
-    def merge(self, other: "RunningMoments | dict") -> "RunningMoments":
+    def merge(self, other: "RunningMoments | dict", cluster_map: Tensor | None = None) -> "RunningMoments":
         """Add another stream's sums to these (in place); returns self.
+
+        ``cluster_map``: where the other stream's clusters go among these (its code ``i`` is
+        this one's ``cluster_map[i]``; None: the same codes), e.g. two shards that share
+        documents.
 
         >>> a, b, ab = RunningMoments(), RunningMoments(), RunningMoments()
         >>> a.update(torch.tensor([[1.0]])); b.update(torch.tensor([[3.0]]))
@@ -100,20 +163,45 @@ class RunningMoments:
         True
         """
         sd = other.state_dict() if isinstance(other, RunningMoments) else other
-        n, s1, s2 = _check_sums(sd, ("n", "s1", "s2"), "RunningMoments")
+        clustered = isinstance(sd, dict) and "cn" in sd
+        if clustered and set(sd) != {"n", "s1", "s2", "cn", "cs1"}:
+            raise ValueError(f"A clustered RunningMoments state needs the keys ['n', 's1', 's2', 'cn', 'cs1'], got {_keys(sd)}.")
+        n, s1, s2 = _check_sums({k: sd[k] for k in ("n", "s1", "s2")} if clustered else sd, ("n", "s1", "s2"),
+                                "RunningMoments")
         if n is None:
             return self
+        cn, cs1 = _check_sums({k: sd[k] for k in ("cn", "cs1")}, ("cn", "cs1"), "RunningMoments") if clustered else (None, None)
+        if clustered and (cn is None or tuple(cn.shape[1:]) != tuple(n.shape)):
+            raise ValueError(f"A clustered RunningMoments state needs cn/cs1 of shape [G, {tuple(n.shape)}].")
         if self.n is None:
-            self.n, self.s1, self.s2 = n.clone(), s1.clone(), s2.clone()
-            return self
-        if n.shape != self.n.shape:
+            self.n, self.s1, self.s2 = torch.zeros_like(n), torch.zeros_like(n), torch.zeros_like(n)
+        elif n.shape != self.n.shape:
             raise ValueError(
                 f"Cannot merge running moments of shape {tuple(n.shape)} into shape {tuple(self.n.shape)}: "
                 "they measure different quantities."
             )
-        self.n += n.to(self.n.device)
-        self.s1 += s1.to(self.n.device)
-        self.s2 += s2.to(self.n.device)
+        elif clustered != (self.cn is not None) and bool((self.n > 0).any()):
+            raise ValueError("Cannot merge sums kept per cluster with sums kept without clusters: measure both "
+                             "with document labels, or both without.")
+        dev = self.n.device
+        self._fed = True
+        self.n += n.to(dev)
+        self.s1 += s1.to(dev)
+        self.s2 += s2.to(dev)
+        if clustered:
+            codes = torch.arange(cn.shape[0]) if cluster_map is None else torch.as_tensor(cluster_map, dtype=torch.long)
+            if codes.shape != (cn.shape[0],):
+                raise ValueError(f"cluster_map must give one code per merged cluster ({cn.shape[0]}), got {tuple(codes.shape)}.")
+            g = int(codes.max()) + 1 if codes.numel() else 0
+            if self.cn is None:
+                self.cn = torch.zeros((g, *n.shape), dtype=torch.float64, device=dev)
+                self.cs1 = torch.zeros_like(self.cn)
+            elif self.cn.shape[0] < g:
+                pad = torch.zeros((g - self.cn.shape[0], *n.shape), dtype=torch.float64, device=dev)
+                self.cn, self.cs1 = torch.cat([self.cn, pad]), torch.cat([self.cs1, pad])
+            codes = codes.to(dev)
+            self.cn.index_add_(0, codes, cn.to(dev))
+            self.cs1.index_add_(0, codes, cs1.to(dev))
         return self
 
     @property
@@ -125,8 +213,20 @@ class RunningMoments:
         return self.s1 / self.n.clamp(min=1)
 
     @property
+    def n_clusters(self) -> int | None:
+        """Clusters the sums are kept for (None: kept without clusters)."""
+        return None if self.cn is None else int(self.cn.shape[0])
+
+    @property
     def se(self) -> Tensor:
-        """Standard error of the mean (sample SD / sqrt(n)); NaN with fewer than 2 sequences."""
+        """Standard error of the mean: SD / sqrt(n) over sequences, NaN with fewer than 2; kept per
+        cluster, the delete-one-cluster jackknife SE, NaN with fewer than 2 clusters holding data."""
+        if self.cn is not None:
+            left = (self.n - self.cn).clamp(min=0)
+            loo = (self.s1 - self.cs1) / left.clamp(min=1)
+            loo = torch.where(left > 0, loo, torch.full_like(loo, math.nan))
+            se = jackknife_se(loo, self.cn > 0)
+            return torch.where(torch.isinf(self.s1), torch.full_like(se, math.inf), se)
         n = self.n
         var = (self.s2 - self.s1 * self.s1 / n.clamp(min=1)) / (n - 1).clamp(min=1)
         se = var.clamp(min=0).sqrt() / n.clamp(min=1).sqrt()
@@ -146,12 +246,13 @@ class RunningCorrelation:
     def __init__(self) -> None:
         self._m = {k: RunningMoments() for k in ("x", "y", "xy", "xx", "yy")}
 
-    def update(self, x: Tensor, y: Tensor) -> None:
+    def update(self, x: Tensor, y: Tensor, clusters: Tensor | None = None, n_clusters: int | None = None) -> None:
+        """Add one (x, y) point per sequence; ``clusters``: as :meth:`RunningMoments.update` (jackknife SE by cluster)."""
         if x.shape != y.shape:
             raise ValueError(f"x and y must have one shape (one point per entry), got {tuple(x.shape)} and {tuple(y.shape)}.")
         x, y = x.detach().double(), y.detach().double()
         for key, val in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
-            self._m[key].update(val)
+            self._m[key].update(val, clusters, n_clusters)
 
     def state_dict(self) -> dict[str, dict]:
         """Running sums of x, y, xy, xx, yy (see :meth:`RunningMoments.state_dict`)."""
@@ -163,13 +264,13 @@ class RunningCorrelation:
         for k, m in self._m.items():
             m.load_state_dict(sd[k])
 
-    def merge(self, other: "RunningCorrelation | dict") -> "RunningCorrelation":
-        """Add another stream's sums to these (in place); returns self."""
+    def merge(self, other: "RunningCorrelation | dict", cluster_map: Tensor | None = None) -> "RunningCorrelation":
+        """Add another stream's sums to these (in place); returns self (``cluster_map``: see :meth:`RunningMoments.merge`)."""
         sd = other.state_dict() if isinstance(other, RunningCorrelation) else other
         if not isinstance(sd, dict) or set(sd) != set(self._m):
             raise ValueError(f"A RunningCorrelation state needs the keys {sorted(self._m)}, got {_keys(sd)}.")
         for k, m in self._m.items():
-            m.merge(sd[k])
+            m.merge(sd[k], cluster_map)
         return self
 
     @property
@@ -185,9 +286,26 @@ class RunningCorrelation:
         )
         return torch.where(self.count >= MIN_CORRELATION_N, r, torch.full_like(r, math.nan))
 
+    def replicates(self) -> Tensor | None:
+        """Leave-one-cluster-out r, ``[G, *shape]`` (NaN where a cluster holds no point or what is left
+        has too few); None when the sums are not kept per cluster. Aggregates of r (a mean over heads)
+        get their jackknife SE from these: :func:`jackknife_se` of the aggregate of each row."""
+        m = self._m
+        if m["x"].cn is None:
+            return None
+        left = m["x"].n - m["x"].cn
+        loo = pearson_from_moments(left, *((m[k].s1 - m[k].cs1) for k in ("x", "y", "xx", "yy", "xy")))
+        ok = (left >= MIN_CORRELATION_N) & (m["x"].cn > 0)
+        return torch.where(ok, loo, torch.full_like(loo, math.nan))
+
     @property
     def se(self) -> Tensor:
+        """sqrt((1 - r^2) / (n - 2)) over sequences; kept per cluster, the delete-one-cluster jackknife SE of r."""
         r = self.r
+        loo = self.replicates()
+        if loo is not None:
+            se = jackknife_se(loo, torch.isfinite(loo))
+            return torch.where(torch.isnan(r), r, se)
         n = self.count
         return ((1 - r * r).clamp(min=0) / (n - 2).clamp(min=1)).sqrt()  # NaN where r is
 

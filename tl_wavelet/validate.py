@@ -377,11 +377,12 @@ def check_type(value: Any, name: str, types: type | tuple[type, ...], what: str)
     return value
 
 
-def warn_small_sample(what: str, n: int, need: int, stacklevel: int = 3) -> None:
+def warn_small_sample(what: str, n: int, need: int, stacklevel: int = 3, unit: str = "sample(s)") -> None:
     """The one warning for a statistic left NaN because the sample is too small."""
+    more = "sequences from more documents" if unit == "documents" else "more sequences"
     warnings.warn(
-        f"{what} is undefined with {n} sample(s) and is reported as NaN: it needs at least {need}. "
-        "Pass more sequences.",
+        f"{what} is undefined with {n} {unit} and is reported as NaN: it needs at least {need}. "
+        f"Pass {more}.",
         RuntimeWarning,
         stacklevel=stacklevel,
     )

@@ -323,7 +323,7 @@ def _level(level, n: int) -> int:
 
 
 # ------------------------------------------------------------------ the work
-def _views(model, text, heads, bands, level, wavelet, ablate, truncate) -> list[HeadView]:
+def _views(model, text, heads, bands, level, band_wavelet, ablate, truncate) -> list[HeadView]:
     shape = model_shape(model)
     pairs = []
     for lh in heads:
@@ -352,8 +352,8 @@ def _views(model, text, heads, bands, level, wavelet, ablate, truncate) -> list[
         for L, h in pairs:
             a = cache[hook_name("pattern", L)][0, h].double().cpu()
             z = cache[hook_name("z", L)][0, :, h].double().cpu()
-            band_a = causal_bands(a, wavelet, level, dim=0)  # over queries: the ablation's split
-            band_z = causal_bands(z, wavelet, level, dim=0)
+            band_a = causal_bands(a, band_wavelet, level, dim=0)  # over queries: the ablation's split
+            band_z = causal_bands(z, band_wavelet, level, dim=0)
             mass = band_a.abs().sum(-1)  # [band, q]
             share = mass / mass.sum(0, keepdim=True).clamp(min=1e-30)
             tab = {"position": np.arange(n), "token": str_tokens}
@@ -364,7 +364,7 @@ def _views(model, text, heads, bands, level, wavelet, ablate, truncate) -> list[
             tab["loss"] = np.append(clean, np.nan)
             if ablate:
                 for b in chosen:
-                    hook = band_ablation_hook(L, h, [b], wavelet=wavelet, level=level, model=model)
+                    hook = band_ablation_hook(L, h, [b], band_wavelet=band_wavelet, level=level, model=model)
                     ablated = _token_loss(model.run_with_hooks(toks, fwd_hooks=[hook], return_type="logits"), toks)
                     tab[f"delta_loss_{b}"] = np.append(ablated - clean, np.nan)
             out.append(HeadView(L, h, labels, str_tokens, a.float(), band_a.float(), band_z.float(), pd.DataFrame(tab)))
@@ -393,7 +393,7 @@ def head(
     bands: str | Sequence[str] | None = None,
     ablate: bool = False,
     level: int | None = None,
-    wavelet: str = "haar",
+    band_wavelet: str = "haar",
     truncate: bool = True,
 ) -> HeadView:
     """One head on one text: band-split attention and output per token, optionally ablated.
@@ -407,7 +407,7 @@ def head(
     bands : bands to ablate with ``ablate=True`` (names such as ``"A5"``, ``"D1"``; default all)
     ablate : also measure each band's per-token loss change (one forward per band)
     level : decomposition depth (default: 5, or less for texts shorter than 32 tokens)
-    wavelet : the causal bands' filter (``"haar"``, as the ablation's default)
+    band_wavelet : the causal bands' filter (``"haar"``, as the ablation's default)
     truncate : texts longer than the context keep their first ``n_ctx`` tokens with a
         warning; ``False`` raises instead
 
@@ -421,7 +421,7 @@ def head(
     >>> v.to_dataframe().columns[:4].tolist()                          # doctest: +SKIP
     ['position', 'token', 'attn_A3', 'attn_D3']
     """
-    return _views(model, text, [(layer, head)], bands, level, wavelet, check_bool(ablate, "ablate"),
+    return _views(model, text, [(layer, head)], bands, level, band_wavelet, check_bool(ablate, "ablate"),
                   check_bool(truncate, "truncate"))[0]
 
 
@@ -433,7 +433,7 @@ def compare_heads(
     bands: str | Sequence[str] | None = None,
     ablate: bool = False,
     level: int | None = None,
-    wavelet: str = "haar",
+    band_wavelet: str = "haar",
     truncate: bool = True,
 ) -> HeadViews:
     """Two or more heads on the same text, side by side (one forward pass for all of them).
@@ -449,5 +449,5 @@ def compare_heads(
     >>> vs = compare_heads(model, text, [(1, 3), (2, 0)])      # doctest: +SKIP
     >>> vs.wide("z_norm_{band}")                               # doctest: +SKIP
     """
-    return HeadViews(_views(model, text, list(heads), bands, level, wavelet, check_bool(ablate, "ablate"),
+    return HeadViews(_views(model, text, list(heads), bands, level, band_wavelet, check_bool(ablate, "ablate"),
                             check_bool(truncate, "truncate")))

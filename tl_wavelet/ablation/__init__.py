@@ -15,7 +15,7 @@ Hooks compose with ``model.hooks(...)`` / ``run_with_hooks``.
 """
 from .positional import band_ablation_hook, band_components, patch_bands, resolve_bands
 from .result import SweepAccessor
-from .rope import RopeBand, resolve_rope_bands, rope_ablation_hook, rope_bands, rope_keep_mask, rope_pair_dims
+from .rope_pairs import RopeBand, resolve_rope_bands, rope_ablation_hook, rope_bands, rope_keep_mask, rope_pair_dims
 from .spec import METHODS, BandSpec, derangement
 from .sweep import ESTIMATORS, band_sweep, position_buckets
 

@@ -23,14 +23,19 @@ from ..adapter import LayerRunner, hook_name
 from .passes import chunks, clean_pass, progress_bar, token_losses
 from .spec import Ablation, Target
 
-__all__ = ["LossAccumulator", "stacked_hook", "run_exact", "StackSize"]
+__all__ = ["LossAccumulator", "document_se", "stacked_hook", "run_exact", "StackSize"]
 
 
 class LossAccumulator:
-    """Per-ablation sums of per-token loss changes: per sequence and per position bucket."""
+    """Per-ablation sums of per-token loss changes: per sequence and per position bucket.
 
-    def __init__(self, n_seq: int, buckets):
-        self.n_seq, self.buckets = n_seq, buckets
+    ``clusters``: each sequence's document code (``0..G-1``), or None. With documents the
+    ``se`` is the delete-one-document jackknife SE of ``delta_loss`` (windows of one document
+    are not independent); without, the SE of the per-sequence mean changes over sequences.
+    """
+
+    def __init__(self, n_seq: int, buckets, clusters: np.ndarray | None = None):
+        self.n_seq, self.buckets, self.clusters = n_seq, buckets, clusters
         self.seq_sum: dict[Ablation, np.ndarray] = {}
         self.bucket_sum: dict[Ablation, np.ndarray] = {}
         self.seq_count = np.zeros(n_seq)
@@ -55,12 +60,32 @@ class LossAccumulator:
         """``delta_loss``, ``se`` (over sequences), ``n_tokens`` and the per-bucket means of ``ab``."""
         s, n = self.seq_sum[ab], self.seq_count
         total = n.sum()
-        per_seq = s[n > 0] / n[n > 0]
-        se = float(per_seq.std(ddof=1) / math.sqrt(len(per_seq))) if len(per_seq) > 1 else math.nan
+        if self.clusters is not None:
+            se = document_se(s, n, self.clusters)
+        else:
+            per_seq = s[n > 0] / n[n > 0]
+            se = float(per_seq.std(ddof=1) / math.sqrt(len(per_seq))) if len(per_seq) > 1 else math.nan
         out = {"delta_loss": float(s.sum() / total), "se": se, "n_tokens": int(total)}
         for (lo, hi), v, c in zip(self.buckets, self.bucket_sum[ab], self.bucket_count):
             out[f"delta_loss_pos_{lo}_{hi}"] = float(v / c) if c else math.nan
         return out
+
+
+def document_se(sums: np.ndarray, counts: np.ndarray, clusters: np.ndarray) -> float:
+    """Delete-one-document jackknife SE of ``sums.sum() / counts.sum()`` (per-sequence sums and token
+    counts, each sequence's document code); NaN with fewer than 2 documents holding tokens.
+
+    >>> round(document_se(np.array([1.0, 3.0, 5.0]), np.ones(3), np.array([0, 1, 2])), 6)  # = SD / sqrt(3)
+    1.154701
+    """
+    g = int(clusters.max()) + 1
+    cs, cn = np.bincount(clusters, sums, g), np.bincount(clusters, counts, g)
+    keep = cn > 0
+    if keep.sum() < 2:
+        return math.nan
+    loo = (sums.sum() - cs[keep]) / (counts.sum() - cn[keep])
+    k = int(keep.sum())
+    return float(math.sqrt((k - 1) / k * ((loo - loo.mean()) ** 2).sum()))
 
 
 def stacked_hook(target: Target, abls: Sequence[Ablation], rows: Tensor):
@@ -109,10 +134,10 @@ class StackSize:
 
 
 def run_exact(model, runner: LayerRunner, target: Target, tokens, valid, ablations, buckets, batch_size, progress,
-              cells_per_forward: int | None = None):
+              cells_per_forward: int | None = None, clusters: np.ndarray | None = None):
     """Every ablation's per-token loss change, accumulated: ``(LossAccumulator, clean loss sum)``."""
     n_seq = tokens.shape[0]
-    acc = LossAccumulator(n_seq, buckets)
+    acc = LossAccumulator(n_seq, buckets, clusters)
     by_layer: dict[int, list[Ablation]] = {}
     for a in ablations:
         by_layer.setdefault(a.layer, []).append(a)

@@ -72,7 +72,7 @@ def band_components(
     x: Float[Tensor, "batch pos *rest"],
     *,
     causal: bool = True,
-    wavelet: str = "haar",
+    band_wavelet: str = "haar",
     level: int = 5,
     mode: str = "symmetric",
 ) -> Float[Tensor, "bands batch pos *rest"]:
@@ -82,7 +82,7 @@ def band_components(
     ----------
     x : Tensor
         ``[batch, pos, ...]``.
-    causal, wavelet, level, mode
+    causal, band_wavelet, level, mode
         The decomposition, see :class:`~tl_wavelet.ablation.spec.BandSpec`:
         ``causal=True``, the causal a-trous bands ``[A_J, D_J, ..., D_1]``
         (:func:`~tl_wavelet.transforms.causal_bands`); ``causal=False``, the signal-space
@@ -101,7 +101,7 @@ def band_components(
     >>> comps.shape, torch.allclose(comps.sum(0), x)
     (torch.Size([4, 2, 32, 3]), True)
     """
-    return _components(x, BandSpec(causal, wavelet, level, mode)).to(x.dtype)
+    return _components(x, BandSpec(causal, band_wavelet, level, mode)).to(x.dtype)
 
 
 def _patch(
@@ -147,7 +147,7 @@ def patch_bands(
     *,
     method: Method = "zero",
     causal: bool = True,
-    wavelet: str = "haar",
+    band_wavelet: str = "haar",
     level: int = 5,
     mode: str = "symmetric",
     reference: Float[Tensor, "rbatch pos *rest"] | None = None,
@@ -178,7 +178,7 @@ def patch_bands(
         Band indices into ``band_labels(level)``.
     method : str
         ``"zero"``, ``"mean"`` or ``"resample"``.
-    causal, wavelet, level, mode
+    causal, band_wavelet, level, mode
         The decomposition (:class:`~tl_wavelet.ablation.spec.BandSpec`).
     reference : Tensor, optional
         ``[rbatch, pos, ...]``, the source for ``mean`` / ``resample``.
@@ -200,7 +200,7 @@ def patch_bands(
     True
     """
     method = check_method(method)
-    spec = BandSpec(causal, wavelet, level, mode)
+    spec = BandSpec(causal, band_wavelet, level, mode)
     seed = check_int(seed, "seed")
     check_tensor(x, "x", min_ndim=2, shape="[batch, pos, ...]")
     if isinstance(remove, (list, tuple)) and not remove:
@@ -259,7 +259,7 @@ def band_ablation_hook(
     *,
     method: Method = "zero",
     causal: bool = True,
-    wavelet: str = "haar",
+    band_wavelet: str = "haar",
     level: int = 5,
     mode: str = "symmetric",
     reference: Float[Tensor, "rbatch pos head d_head"] | None = None,
@@ -282,8 +282,9 @@ def band_ablation_hook(
     causal : bool
         Causal a-trous bands (default; needed whenever a loss is measured) or the
         two-sided DWT (``causal=False``, leaks future positions into past ones).
-    wavelet, level, mode
-        The decomposition (``mode`` only for the DWT).
+    band_wavelet, level, mode
+        The decomposition (``mode`` only for the DWT); ``band_wavelet`` as in
+        :class:`~tl_wavelet.analysis.MetricConfig` (the DWT metrics' filter is ``wavelet``).
     reference : Tensor, optional
         ``hook_z`` of this layer on other sequences ``[rbatch, pos, head, d_head]`` (e.g.
         from ``run_with_cache``), the source for ``mean``/``resample``; default: the
@@ -315,7 +316,7 @@ def band_ablation_hook(
     >>> loss = model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(name, fn)])  # doctest: +SKIP
     """
     method = check_method(method)
-    spec = BandSpec(causal, wavelet, level, mode)
+    spec = BandSpec(causal, band_wavelet, level, mode)
     remove = spec.resolve(bands)
     seed = check_int(seed, "seed")
     if model is not None:

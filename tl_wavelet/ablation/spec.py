@@ -9,7 +9,7 @@ Everything here is shared by the hooks (:mod:`.positional`, :mod:`.rope`) and by
   for the hooks and for attribution alike;
 * :class:`Ablation` and :class:`Target`: one cell of a sweep, and the interface that the
   two patch targets (:class:`~tl_wavelet.ablation.positional.ZBands`,
-  :class:`~tl_wavelet.ablation.rope.RopePairs`) implement, as TransformerLens's
+  :class:`~tl_wavelet.ablation.rope_pairs.RopePairs`) implement, as TransformerLens's
   ``patching.py`` passes a patch setter instead of branching on the activation.
 """
 from __future__ import annotations

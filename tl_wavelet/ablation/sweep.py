@@ -41,7 +41,7 @@ from .attribution import ESTIMATORS, FISHER_SEQUENCE_SAMPLES, attribute
 from .exact import run_exact
 from .passes import chunks, clean_pass
 from .positional import ZBands
-from .rope import RopePairs, _default_n_bands, rope_bands
+from .rope_pairs import RopePairs, _default_n_bands, rope_bands
 from .spec import BandSpec, Target, check_method
 
 __all__ = ["band_sweep", "position_buckets", "ESTIMATORS"]
@@ -61,6 +61,34 @@ def _prepare(model, tokens, attention_mask, seq_len=None, name="tokens") -> tupl
         raise ValueError(f"{name} must have at least 2 positions (a next-token loss), got shape {tuple(tokens.shape)}.")
     mask = None if attention_mask is None else check_right_padding(attention_mask, tokens)
     return tokens.to(device), None if mask is None else mask.to(device)
+
+
+def _with_documents(model, tokens, attention_mask, seq_len, documents):
+    """``(tokens, mask, document codes or None)``: text labels its windows with their documents;
+    token ids carry ``documents`` (one id per sequence); one string or unlabelled ids: None."""
+    from ..inference.units import as_clusters  # lazily: tl_wavelet.inference builds on the sweep's modules
+
+    if is_text(tokens):
+        if documents is not None:
+            raise ValueError("documents: tokens is text, cut into windows per document, which labels them itself; "
+                             "pass documents=... only with token ids.")
+        if isinstance(tokens, str):
+            return (*_prepare(model, tokens, attention_mask, seq_len), None)
+        from ..corpus import chunk_documents
+
+        if attention_mask is not None:
+            raise ValueError("attention_mask applies to padded token ids; text is cut into full windows without one.")
+        try:
+            ids, docs = chunk_documents(model, tokens, 256 if seq_len is None else seq_len)
+        except ValueError as e:
+            raise ValueError(f"tokens: {e}") from None
+        toks, mask = _prepare(model, ids, None)
+        return toks, mask, docs.numpy()
+    toks, mask = _prepare(model, tokens, attention_mask, seq_len)
+    if documents is None:
+        return toks, mask, None
+    codes, _ = as_clusters(documents, toks.shape[0], "documents")
+    return toks, mask, codes.numpy()
 
 
 def position_buckets(n: int) -> list[tuple[int, int]]:
@@ -100,7 +128,7 @@ def band_sweep(
     attribution: bool | Literal["atp", "atp2", "ig"] = False,
     verify_top_k: int = 0,
     level: int = 5,
-    wavelet: str = "haar",
+    band_wavelet: str = "haar",
     mode: str = "symmetric",
     attention_mask: Int[Tensor, "batch pos"] | None = None,
     reference: Int[Tensor, "rbatch pos"] | None = None,
@@ -112,6 +140,7 @@ def band_sweep(
     cells_per_forward: int | None = None,
     on_checkpoint: Callable[[dict], None] | None = None,
     resume: dict | None = None,
+    documents=None,
 ) -> pd.DataFrame:
     """Loss change when one band of one head is removed, for every (layer, head, band).
 
@@ -164,7 +193,7 @@ def band_sweep(
         exact columns only where verified.
     verify_top_k : int
         With attribution, recompute the ``k`` largest ``abs(estimate)`` exactly.
-    level, wavelet, mode : int, str, str
+    level, band_wavelet, mode : int, str, str
         The positional decomposition (:class:`~tl_wavelet.ablation.spec.BandSpec`;
         ``mode`` for the DWT only).
     attention_mask : Tensor, optional
@@ -198,13 +227,19 @@ def band_sweep(
         tokens and options: its attribution estimates and finished cells are kept, and
         only the rest runs. A state from other arguments is refused (ValueError naming
         what differs).
+    documents : sequence, optional
+        Token ids only: one document id per sequence (e.g. from
+        :func:`tl_wavelet.corpus.chunk_documents`); ``se`` is then the delete-one-document
+        jackknife SE (windows of one document are not independent samples). Text (a list
+        of documents) labels its windows itself.
 
     Returns
     -------
     pandas.DataFrame
         One row per (layer, head, band): ``delta_loss`` (mean change of next-token
         cross-entropy over real tokens, nats; positive = the band mattered), ``se``
-        (standard error over sequences), ``n_tokens``, ``delta_loss_pos_{lo}_{hi}`` (the
+        (standard error by document where the sequences carry their documents, else over
+        sequences: ``df.attrs["se_unit"]``, ``df.attrs["n_clusters"]``), ``n_tokens``, ``delta_loss_pos_{lo}_{hi}`` (the
         mean change over predicting positions lo..hi, dyadic buckets), and with
         attribution ``estimate`` and ``verified``. ``df.attrs`` holds the clean loss and
         the settings.
@@ -238,20 +273,20 @@ def band_sweep(
     _check_callback(on_checkpoint)
     n_rope_bands = None if n_rope_bands is None else check_int(n_rope_bands, "n_rope_bands", minimum=1)
     seed = check_int(seed, "seed")
-    tokens, mask = _prepare(model, tokens, attention_mask, seq_len)
+    tokens, mask, clusters = _with_documents(model, tokens, attention_mask, seq_len, documents)
     if fisher_samples is None:
         # the curvature term's relative noise is about sqrt(2 / (samples x sequences)): keep it near 0.25
         fisher_samples = max(1, math.ceil(FISHER_SEQUENCE_SAMPLES / tokens.shape[0]))
     layers = resolve_layers(shape, layers)
     heads = resolve_heads(shape, heads)
     n = tokens.shape[1]
-    cells: Target = (ZBands(BandSpec(causal, wavelet, level, mode), method, seed) if target == "z"
+    cells: Target = (ZBands(BandSpec(causal, band_wavelet, level, mode), method, seed) if target == "z"
                      else RopePairs(model, shape, n_rope_bands))
     ablations = cells.ablations(layers, heads, bands, n)
     require_hooks(model, [hook_name(cells.act, L) for L in layers] + [f"blocks.{L}.hook_resid_pre" for L in layers],
                   why=f"band_sweep target={target!r}")
     options = dict(target=target, method=method, causal=causal, batch_size=batch_size, attribution=estimator,
-                   verify_top_k=verify_top_k, level=level, wavelet=wavelet, mode=mode, n_rope_bands=n_rope_bands,
+                   verify_top_k=verify_top_k, level=level, wavelet=band_wavelet, mode=mode, n_rope_bands=n_rope_bands,
                    ig_steps=ig_steps, fisher_samples=fisher_samples, seed=seed)
     world = D.world_size()
     if world > 1:
@@ -271,9 +306,10 @@ def band_sweep(
         # the order of a saved state's options: kept, so that states saved before still resume
         "options": repr({"target": target, "layers": layers, "heads": heads, "bands": bands,
                          **{k: v for k, v in options.items() if k != "target"}}),
+        **({} if clusters is None else {"documents": digest(torch.as_tensor(clusters))}),
     }
     run = _SweepRun(model, LayerRunner(model, shape), cells, tokens, mask, batch_size, progress, cells_per_forward,
-                    _resume_state(resume, fingerprint), fingerprint, on_checkpoint)
+                    _resume_state(resume, fingerprint), fingerprint, on_checkpoint, clusters)
     if estimator is None:
         rows, clean_sum = run.exact(ablations)
         df = pd.DataFrame([{"layer": a.layer, "head": a.head, "band": a.band, **rows[a]} for a in ablations])
@@ -281,14 +317,16 @@ def band_sweep(
         est, clean_sum = run.attribution(ablations, layers, heads, estimator, ig_steps,
                                          fisher_samples if estimator == "atp2" else 0, seed)
         df = _verified_frame(ablations, est, run.buckets, verify_top_k, run.exact)
-    df = _small_sample_nans(df, tokens.shape[0], method, reference, estimator, fisher_samples)
+    n_docs = None if clusters is None else len(np.unique(clusters))
+    df = _small_sample_nans(df, tokens.shape[0], method, reference, estimator, fisher_samples, n_docs)
     if target == "rope":
         df = _with_wavelengths(model, df, n_rope_bands)
     n_tok = int(run.valid.sum())
     df.attrs.update(
         clean_loss=clean_sum / n_tok, n_tokens=n_tok, n_sequences=int(tokens.shape[0]), seq_len=n,
-        target=target, method=method, causal=causal, wavelet=wavelet, level=level,
+        target=target, method=method, causal=causal, band_wavelet=band_wavelet, level=level,
         attribution=estimator or False, skipped_early_layers=run.runner.skip,
+        se_unit="sequence" if clusters is None else "document", n_clusters=int(tokens.shape[0]) if n_docs is None else n_docs,
         **({"fisher_samples": fisher_samples} if estimator == "atp2" else {}),
     )
     return df
@@ -299,8 +337,8 @@ class _SweepRun:
     over ranks) and the attribution pass."""
 
     def __init__(self, model, runner, cells: Target, tokens, mask, batch_size, progress, cells_per_forward, saved,
-                 fingerprint, on_checkpoint):
-        self.model, self.runner, self.cells, self.tokens = model, runner, cells, tokens
+                 fingerprint, on_checkpoint, clusters=None):
+        self.model, self.runner, self.cells, self.tokens, self.clusters = model, runner, cells, tokens, clusters
         self.batch_size, self.progress, self.cells_per_forward = batch_size, progress, cells_per_forward
         self.saved, self.fingerprint, self.on_checkpoint = saved, fingerprint, on_checkpoint
         self.world, self.rank = D.world_size(), D.rank()
@@ -324,7 +362,7 @@ class _SweepRun:
             if not mine:  # fewer cells to verify than ranks: this rank idles
                 return {}, None
             acc, clean = run_exact(self.model, self.runner, self.cells, self.tokens, self.valid, mine, self.buckets,
-                                   self.batch_size, self.progress, self.cells_per_forward)
+                                   self.batch_size, self.progress, self.cells_per_forward, self.clusters)
             return {_key(a): acc.row(a) for a in mine}, clean
 
         parts = D.run_collectively(local, "band_sweep (exact)")
@@ -385,7 +423,7 @@ def _with_wavelengths(model, df: pd.DataFrame, n_rope_bands: int | None) -> pd.D
     return df
 
 
-def _small_sample_nans(df, n_seq, method, reference, estimator, fisher_samples) -> pd.DataFrame:
+def _small_sample_nans(df, n_seq, method, reference, estimator, fisher_samples, n_docs=None) -> pd.DataFrame:
     """NaN, with a warning that says how many are needed, where a number is undefined at this sample size."""
     effect_cols = [c for c in df.columns if c.startswith("delta_loss") or c in ("se", "estimate")]
     if method == "mean" and reference is None and n_seq < 2:
@@ -393,7 +431,9 @@ def _small_sample_nans(df, n_seq, method, reference, estimator, fisher_samples) 
         warn_small_sample("method='mean' over the swept sequences (no reference=...)", n_seq, 2, stacklevel=4)
         df[effect_cols] = np.nan
         return df
-    if n_seq < 2:
+    if n_docs is not None and n_docs < 2 and "se" in df:
+        warn_small_sample("se (a standard error by document)", n_docs, 2, stacklevel=4, unit="documents")
+    elif n_seq < 2:
         warn_small_sample("se (a standard error over sequences)", n_seq, 2, stacklevel=4)
     if estimator == "atp2" and fisher_samples * n_seq < MIN_FISHER_DRAWS:
         warn_small_sample(

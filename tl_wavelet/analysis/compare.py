@@ -17,14 +17,14 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import metrics as M
-from ..adapter import as_tokens, facts, hook_name, model_shape, require_hooks, resolve_layers
+from ..adapter import facts, hook_name, model_shape, require_hooks, resolve_layers
 from ..paper import paper_numbers
 from ..signals import received_attention
-from ..stats import RunningMoments
 from ..transforms import dwt_max_level, min_length
 from ..validate import check_bool, check_int, check_ratios
 
@@ -58,27 +58,38 @@ def scale_sensitivity_rerun(
     progress: bool = True,
     seq_len: int | None = None,
     n_sequences: int | None = None,
+    documents=None,
 ) -> pd.DataFrame:
     """Per-head scale sensitivity S(alpha), running the model on the cut tokens.
 
     ``tokens`` takes every form of :func:`tl_wavelet.adapter.as_tokens`: token ids
     (``seq_len`` keeps a prefix, ``n_sequences`` the first sequences) or text (a string
-    or a list of documents, cut into ``seq_len``-token windows; ``seq_len`` is then
-    required).
+    or a list of documents, cut into ``seq_len``-token windows per document; ``seq_len``
+    is then required). Windows of one document are not independent: uncertainties
+    resample **documents** (text: each window's document; token ids: ``documents``, one id
+    per sequence, e.g. from :func:`tl_wavelet.corpus.chunk_documents`; without them every
+    sequence is its own unit, and the table says so).
 
     Returns one row per (layer, head) with ``S_<alpha>`` (paper: 1 - cos of the DWT
     coefficient vectors, each scale cut to the shorter length) and ``S_<alpha>_shares``
-    (ours: 1 - cos of the band-energy share vectors), each with ``_se`` over sequences,
-    and ``causal`` (whether the model's attention is causal).
+    (ours: 1 - cos of the band-energy share vectors), each with ``_se`` (delete-one-document
+    jackknife), ``n`` and ``unit`` (what the SE resamples), and ``causal``. ``df.attrs["model"]``
+    holds the model-level means (over heads) with their standard errors by the same unit,
+    which :func:`position_encoding_table` reports.
 
     Examples
     --------
     >>> df = scale_sensitivity_rerun(model, tlw.corpus.default_corpus(), seq_len=128,
     ...                              n_sequences=8, progress=False)  # doctest: +SKIP
     """
+    from ..inference.resample import ClusterSums, resample
+    from ..inference.units import as_clusters, tokens_and_documents
+
     shape = model_shape(model)
     layers = resolve_layers(shape, layers)
-    tokens = as_tokens(model, tokens, seq_len=seq_len, n_sequences=n_sequences)
+    tokens, documents, unit = tokens_and_documents(model, tokens, documents, seq_len=seq_len, n_sequences=n_sequences,
+                                                   name="tokens", default_seq_len=None)
+    codes, labels = as_clusters(documents, tokens.shape[0], "documents")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     progress = check_bool(progress, "progress")
     level = check_int(level, "level", minimum=1)
@@ -92,12 +103,13 @@ def scale_sensitivity_rerun(
                 f"alpha={a} cuts {n} tokens to {m}, too short for one {wavelet} level: "
                 f"use sequences of at least {math.ceil(min_length(wavelet, 1) / a)} tokens."
             )
-    stats: dict[tuple[int, str], RunningMoments] = {}
+    sums = ClusterSums(len(labels))
     causal_seen = set()
     f = facts(model)
     f.placement()
     stop = hook_name("pattern", layers[-1])
     batches = range(0, tokens.shape[0], batch_size)
+    keys = [f"S_{a:g}{suffix}" for a in alphas for suffix in ("", "_shares")]
     for start in tqdm(batches, desc="scale sensitivity", unit="batch", disable=not progress):
         batch = f.to_device(tokens[start : start + batch_size])
         signals: dict[int, dict[int, Tensor]] = {}
@@ -110,27 +122,44 @@ def scale_sensitivity_rerun(
             f.run_until(batch[:, :length], [(hook_name("pattern", L), grab) for L in layers], stop_at=stop)
         for a, m in cuts.items():
             lev = min(level, dwt_max_level(m, wavelet))
-            for L in layers:
-                full, short = signals[n][L], signals[m][L]
-                for paper, key in ((True, f"S_{a:g}"), (False, f"S_{a:g}_shares")):
-                    s = M.scale_sensitivity(full, short, wavelet, lev, paper=paper)
-                    stats.setdefault((L, key), RunningMoments()).update(s)
+            for paper, key in ((True, f"S_{a:g}"), (False, f"S_{a:g}_shares")):
+                per_layer = [M.scale_sensitivity(signals[n][L], signals[m][L], wavelet, lev, paper=paper) for L in layers]
+                sums.add(key, torch.stack(per_layer, 1), codes[start : start + batch_size])  # [b, layers, heads]
+    g = len(labels)
+
+    def per_head(t):
+        return torch.stack([t[k][0] / t[k][1].clamp(min=1) for k in keys], 1)  # [R, keys, layers, heads]
+
+    def per_model(t):
+        return per_head(t).flatten(2).mean(-1)  # [R, keys]: heads weighted alike, as the paper averages
+
+    heads = resample(sums, per_head, unit=unit)
+    model_level = resample(sums, per_model, unit=unit)
     rows = []
-    for L in layers:
+    for li, L in enumerate(layers):
         for h in range(shape.n_heads):
             row = {"layer": L, "head": h, "causal": all(causal_seen)}
-            for (layer, key), mom in stats.items():
-                if layer == L:
-                    row[key] = float(mom.mean[h])
-                    row[f"{key}_se"] = float(mom.se[h])
+            for ki, key in enumerate(keys):
+                row[key] = float(heads.value[ki, li, h])
+                row[f"{key}_se"] = float(heads.se[ki, li, h])
+            row["n"], row["unit"] = g, unit
             rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["model"] = {key: {"mean": float(model_level.value[ki]), "se": float(model_level.se[ki]),
+                               "low": float(model_level.low[ki]), "high": float(model_level.high[ki])}
+                         for ki, key in enumerate(keys)}
+    df.attrs["n"], df.attrs["unit"], df.attrs["n_sequences"] = g, unit, int(tokens.shape[0])
+    return df
 
 
 def position_encoding_table(results: dict[str, tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     """Model-level means of :func:`scale_sensitivity_rerun` beside the paper's Table 4 rows.
 
-    ``results`` maps a model name to ``(position_encoding, per_head_dataframe)``.
+    ``results`` maps a model name to ``(position_encoding, per_head_dataframe)``. Each model's
+    ``_se`` is the standard error of its mean over heads **by document** (the rerun's
+    ``df.attrs["model"]``; heads of one model are not independent samples), with ``n`` and
+    ``unit`` saying what was resampled. There is one model per position encoding here, so
+    no SE covers the difference between models: ``n_models`` says so.
     """
     if not isinstance(results, dict):
         raise TypeError(f"results must be a dict model -> (position_encoding, DataFrame), got {type(results).__name__}.")
@@ -139,13 +168,23 @@ def position_encoding_table(results: dict[str, tuple[str, pd.DataFrame]]) -> pd.
             raise TypeError(
                 f"results[{name!r}] must be (position_encoding, scale_sensitivity_rerun DataFrame), got {value!r:.80}."
             )
+    counts: dict[str, int] = {}
+    for encoding, _ in results.values():
+        counts[encoding] = counts.get(encoding, 0) + 1
     rows = []
     for name, (encoding, df) in results.items():
         row = {"model": name, "position_encoding": encoding}
+        model_level = df.attrs.get("model", {})
         for col in df.columns:
             if col.startswith("S_") and not col.endswith("_se"):
-                row[col] = float(df[col].mean())
-                # SE of the mean over heads, from the per-head spread
-                row[f"{col}_se"] = float(df[col].std(ddof=1) / math.sqrt(len(df)))
+                if col in model_level:
+                    row[col] = model_level[col]["mean"]
+                    row[f"{col}_se"] = model_level[col]["se"]
+                else:  # a table made elsewhere, without per-document sums: no honest SE
+                    row[col] = float(df[col].mean())
+                    row[f"{col}_se"] = math.nan
+        row["n"] = df.attrs.get("n", math.nan)
+        row["unit"] = df.attrs.get("unit", "n/a")
+        row["n_models"] = counts[encoding]
         rows.append(row)
     return pd.concat([pd.DataFrame(rows), paper_table4()], ignore_index=True)

@@ -40,7 +40,9 @@ class MetricConfig:
     band_wavelet : the causal a-trous decomposition behind the default band shares
         ("haar": its dyadic bands are exact offset ranges [2^(j-1), 2^j); db2's negative
         taps move some offsets one band off, see docs/metrics.md).
-    paper : follow the paper's text literally where our defaults close its gaps.
+    paper : the paper's formulas where our defaults close its gaps (DC kept, db2 band shares,
+        unnormalised wavelet entropy, S on coefficient vectors); the signal stays ``signal``: the
+        most literal reading also takes ``signal="last_row"`` (``tl_wavelet.inference.LITERAL``).
     alphas : truncation ratios for scale sensitivity S(alpha).
     max_rows : ``pattern_rows`` uses at most this many query rows per sequence (evenly
         spaced, always including the last), since rows of one sequence are highly redundant.

@@ -294,9 +294,9 @@ class _LayerState:
     n_seen: int = 0
     nonfinite: Tensor | None = None  # sequences fed a NaN/inf activation (a device counter)
 
-    def add(self, values: dict[str, Tensor]) -> None:
+    def add(self, values: dict[str, Tensor], clusters: Tensor | None = None, n_clusters: int | None = None) -> None:
         for key, val in values.items():
-            self.moments.setdefault(key, RunningMoments()).update(val)
+            self.moments.setdefault(key, RunningMoments()).update(val, clusters, n_clusters)
 
 
 class HeadAccumulator:
@@ -309,6 +309,11 @@ class HeadAccumulator:
     rope : also measure RoPE frequency usage from ``hook_rot_q``/``hook_rot_k`` (or
         ``hook_q``/``hook_k`` where the model does not fire those; see
         :func:`tl_wavelet.rope.rotary_hooks`) (None: when the model is rotary)
+    documents : one document id (int or str) per sequence, in the order the sequences
+        are fed (e.g. from :func:`tl_wavelet.corpus.chunk_documents`): the sums are also
+        kept per document and the standard errors are delete-one-document jackknife SEs
+        (windows of one document are not independent). None: SEs over sequences.
+        Memory: documents x layers x heads x ~(2 x bands + 20) float64 sums.
     **config : fields of :class:`MetricConfig`
 
     Example
@@ -318,7 +323,8 @@ class HeadAccumulator:
     >>> acc.report().to_dataframe().head()                         # doctest: +SKIP
     """
 
-    def __init__(self, model, layers: int | Iterable[int] | None = None, rope: bool | None = None, **config):
+    def __init__(self, model, layers: int | Iterable[int] | None = None, rope: bool | None = None, *,
+                 documents=None, **config):
         self.shape: ModelShape = model_shape(model)
         self._causal: bool | None = is_causal(model)  # "received" counts the queries that see each key
         self.model_name = getattr(getattr(model, "cfg", None), "model_name", None)
@@ -347,6 +353,7 @@ class HeadAccumulator:
         self._pending: dict[tuple[int, str], tuple[dict, int, int]] = {}  # this forward pass, not yet committed
         self.attention_path = "patterns"  # set by analysis.stream: "patterns" or "blockwise"
         self.seq_len: int | None = None
+        self._set_documents(documents)
         self.fingerprint = {
             "model": model_fingerprint(model),
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.config).items()},
@@ -356,7 +363,7 @@ class HeadAccumulator:
 
     @classmethod
     def from_shape(cls, shape: ModelShape, layers: int | Iterable[int] | None = None, *,
-                   rope_meta: dict[int, dict] | None = None, **config) -> "HeadAccumulator":
+                   rope_meta: dict[int, dict] | None = None, documents=None, **config) -> "HeadAccumulator":
         """An accumulator fed by hand through :meth:`add`, for models without TransformerLens hooks.
 
         E.g. the attention patterns a Hugging Face model returns with
@@ -377,7 +384,38 @@ class HeadAccumulator:
         self._rope_k = {L: RunningMoments() for L in self.layers} if self.rope else {}
         self._pending = {}
         self.attention_path = "patterns"
+        self._set_documents(documents)
         return self
+
+    def _set_documents(self, documents) -> None:
+        self._doc_codes: Tensor | None = None  # each fed sequence's document code (CPU), in feed order
+        self._doc_labels: list | None = None  # code -> the caller's id
+        self._doc_on: dict = {}  # the codes copied to a device once
+        self._doc_offset = 0  # where this process's sequences start (set per rank by analysis.stream)
+        if documents is not None:
+            from ..inference.units import as_clusters  # lazily: tl_wavelet.inference builds on this module
+
+            if isinstance(documents, (str, bytes)) or not hasattr(documents, "__len__"):
+                raise TypeError("documents must be one document id per sequence (a list or 1-D tensor), got "
+                                f"{type(documents).__name__}.")
+            self._doc_codes, self._doc_labels = as_clusters(documents, len(documents), "documents")
+
+    @property
+    def se_unit(self) -> str:
+        """What the standard errors resample: "document" (built with ``documents=``) or "sequence"."""
+        return "sequence" if self._doc_labels is None else "document"
+
+    def _clusters(self, seen: int, b: int, device: torch.device) -> Tensor | None:
+        """The document codes of the next ``b`` sequences of a layer that has seen ``seen`` (None without documents)."""
+        if self._doc_codes is None:
+            return None
+        start = self._doc_offset + seen
+        if start + b > self._doc_codes.numel():
+            raise ValueError(f"documents: {self._doc_codes.numel()} document ids were given, but sequence {start + b} "
+                             "arrived: give one id per sequence fed.")
+        if device not in self._doc_on:
+            self._doc_on[device] = self._doc_codes.to(device)
+        return self._doc_on[device][start : start + b]
 
     def add_rope(self, layer: int, which: str, activation: Float[Tensor, "batch pos head d_head"]) -> None:
         """Fold one layer's queries (``which="q"``) or keys (``"k"``) [batch, pos, head, d_head] into the RoPE usage.
@@ -499,8 +537,10 @@ class HeadAccumulator:
             values = dict(values)
             bad = values.pop("_nonfinite")
             state.nonfinite = bad if state.nonfinite is None else state.nonfinite + bad
-            state.add(values)
-            state.rho.update(values["positional_entropy"], values["spectral_entropy"])
+            clusters = self._clusters(state.n_seen, batch, values["positional_entropy"].device)
+            g = None if self._doc_labels is None else len(self._doc_labels)
+            state.add(values, clusters, g)
+            state.rho.update(values["positional_entropy"], values["spectral_entropy"], clusters, g)
             state.n_seen += batch
         else:
             (self._rope_q if part == "q" else self._rope_k)[layer].update(values)
@@ -561,6 +601,7 @@ class HeadAccumulator:
             },
             "rope_q": {L: m.state_dict() for L, m in self._rope_q.items()},
             "rope_k": {L: m.state_dict() for L, m in self._rope_k.items()},
+            "documents": None if self._doc_labels is None else list(self._doc_labels),
         }
 
     def _checked(self, sd, what: str) -> dict:
@@ -605,6 +646,7 @@ class HeadAccumulator:
         """
         sd = self._checked(other, "other (the state to merge)")
         self._drop_pending()
+        cluster_map = self._cluster_map(sd)
         if sd["seq_len"] is not None:
             if self.seq_len is not None and sd["seq_len"] != self.seq_len:
                 raise ValueError(
@@ -618,11 +660,41 @@ class HeadAccumulator:
             if theirs.get("nonfinite"):  # states saved before this count existed hold none
                 mine.nonfinite = int(theirs["nonfinite"]) + (0 if mine.nonfinite is None else mine.nonfinite)
             for key, m in theirs["moments"].items():
-                mine.moments.setdefault(key, RunningMoments()).merge(m)
-            mine.rho.merge(theirs["rho"])
+                mine.moments.setdefault(key, RunningMoments()).merge(m, cluster_map)
+            mine.rho.merge(theirs["rho"], cluster_map)
             self._rope_q[L].merge(sd["rope_q"][L])
             self._rope_k[L].merge(sd["rope_k"][L])
         return self
+
+    def _cluster_map(self, sd: dict) -> Tensor | None:
+        """Where a merged state's documents go among these (its labels matched to ours, new ones appended)."""
+        theirs = sd.get("documents")
+        measured = any(int(sd["layers"][L]["n_seen"]) for L in self.layers)
+        if theirs is None:
+            if self._doc_labels is not None and measured:
+                raise ValueError("other (the state to merge) was measured without document labels and this accumulator "
+                                 "with them: its standard errors could not be by document. Measure both with documents=.")
+            return None
+        if self._doc_labels is None:
+            if self.n_sequences > 0:
+                raise ValueError("other (the state to merge) was measured with document labels and this accumulator "
+                                 "without: build it with documents=... (the ids of the sequences it is fed).")
+            self._doc_labels = []
+        codes = {v: i for i, v in enumerate(self._doc_labels)}
+        for v in theirs:
+            if v not in codes:
+                codes[v] = len(self._doc_labels)
+                self._doc_labels.append(v)
+        return torch.tensor([codes[v] for v in theirs], dtype=torch.long, device="cpu")
+
+    @property
+    def n_documents(self) -> int | None:
+        """Documents whose sequences were measured (None without document labels)."""
+        if self._doc_labels is None:
+            return None
+        st = self._state[self.layers[0]]
+        cn = st.moments["positional_entropy"].cn if "positional_entropy" in st.moments else None
+        return 0 if cn is None else int((to_host(cn).flatten(1).amax(1) > 0).sum())
 
     def report(self):
         """Freeze the running sums into a :class:`tl_wavelet.HeadReport` (float64, on the CPU)."""
@@ -647,7 +719,10 @@ class HeadAccumulator:
                 f"Non-finite (NaN/inf) activations in {sum(bad.values())} (sequence, layer) pair(s), layers "
                 f"{sorted(bad)}: their undefined metrics are left out of the means (a float16 overflow? run the model "
                 "in bfloat16 or float32).", RuntimeWarning, stacklevel=2)
-        if n < 2:
+        n_docs = self.n_documents
+        if n_docs is not None and n_docs < 2:
+            warn_small_sample("The standard errors by document (columns *_se)", n_docs, 2, unit="documents")
+        elif n < 2:
             warn_small_sample("The standard errors (columns *_se)", n, 2)
         if n < MIN_CORRELATION_N:
             warn_small_sample("rho (a correlation over sequences) and rho_se", n, MIN_CORRELATION_N)
@@ -657,6 +732,8 @@ class HeadAccumulator:
             for key, mom in st.moments.items():
                 stats[(L, key)] = (to_host(mom.mean), to_host(mom.se))
             stats[(L, "rho")] = (to_host(st.rho.r), to_host(st.rho.se))
+        # leave-one-document-out rho per head: the jackknife of rho averaged over a layer's heads
+        replicates = None if n_docs is None else {L: {"rho": to_host(st.rho.replicates())} for L, st in self._state.items()}
         rope = None
         if self.rope:
             rope = {}
@@ -681,6 +758,9 @@ class HeadAccumulator:
             rope=rope,
             model_name=self.model_name,
             attention=self.attention_path,
+            se_unit=self.se_unit,
+            n_clusters=n if n_docs is None else n_docs,
+            replicates=replicates,
         )
 
 

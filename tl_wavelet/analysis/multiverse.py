@@ -31,10 +31,13 @@ multi-row ``pattern_rows`` signal, and the wavelet metrics (wavelet entropy, sca
 sensitivity) use the single full-length signals (``pattern_rows`` is left out there, its
 wavelet metrics are those of ``last_row``).
 
-Standard errors: sequences are dealt into ``n_groups`` groups (sequence i to group
-i mod n_groups) whose sums are kept; the SE is the delete-one-group jackknife of the
-reading's value (mean over layers and heads), so it also covers rho, which has no
-per-sequence value. Memory does not grow with the number of sequences.
+Standard errors: the sums of every reading are kept per **document** (``groups``: each
+sequence's document, e.g. from :func:`tl_wavelet.corpus.chunk_documents`; text passed to
+:func:`multiverse` is labelled so by itself), and the SE is the delete-one-document
+jackknife of the reading's value (mean over layers and heads), so it also covers rho,
+which has no per-sequence value, and respects that windows of one document are not
+independent. Without document labels, sequence i goes to group i mod ``n_groups`` and the
+table says that its unit is a sequence group. Memory does not grow with the number of sequences.
 """
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .. import metrics as M
-from ..adapter import ModelShape, as_tokens, hook_name, is_text, model_shape, require_hooks, resolve_layers
+from ..adapter import ModelShape, hook_name, model_shape, require_hooks, resolve_layers
 from ..paper import paper_numbers
 from ..signals import offset_aligned_rows
 from ..stats import MIN_CORRELATION_N, to_host
@@ -238,7 +241,9 @@ class MultiverseAccumulator:
     layers : layers to measure (None: all)
     alphas : truncation ratios of the scale sensitivity S(alpha)
     max_rows : query rows per sequence of the ``pattern_rows`` signal
-    n_groups : sequence groups kept for the jackknife standard errors
+    n_groups : without ``groups``: sequence i goes to group i mod n_groups for the jackknife
+    groups : one document (any int or string id) per sequence, in the order they are fed:
+        the jackknife deletes one document at a time (``n_groups`` is then ignored)
 
     Use :meth:`hooks` with ``model.hooks(...)`` / ``run_with_hooks``, or feed patterns
     yourself with :meth:`update`; then :meth:`to_dataframe`.
@@ -257,9 +262,19 @@ class MultiverseAccumulator:
         alphas: tuple[float, ...] = (0.5, 0.25),
         max_rows: int = 32,
         n_groups: int = 20,
+        groups=None,
     ) -> None:
         self.axes = _check_axes(axes)
         self.n_groups = check_int(n_groups, "n_groups", minimum=2)  # groups for the jackknife SE
+        self._group_of: Tensor | None = None  # each sequence's document code, when given
+        self.se_unit = f"sequence group (i mod {self.n_groups})"
+        if groups is not None:
+            from ..inference.units import as_clusters
+
+            if isinstance(groups, (str, bytes)) or not hasattr(groups, "__len__"):
+                raise TypeError(f"groups must be one document id per sequence (a list or 1-D tensor), got {type(groups).__name__}.")
+            self._group_of, labels = as_clusters(groups, len(groups), "groups")
+            self.n_groups, self.se_unit = len(labels), "document"
         self.alphas = tuple(alphas)
         self.max_rows = max_rows
         # one validated MetricConfig per signal definition and per spectrum definition
@@ -445,7 +460,7 @@ class MultiverseAccumulator:
 
     def _fold(self, layer: int, values: dict[tuple, Tensor], b: int) -> None:
         """All readings of one layer as one [batch, features] block: one update per forward."""
-        groups = (torch.arange(b, device="cpu") + self._seen[layer]) % self.n_groups
+        groups = self._groups(layer, b)
         self._seen[layer] += b
         if self._layout is None:
             self._layout, start = {}, 0
@@ -455,6 +470,16 @@ class MultiverseAccumulator:
                 start += size
         flat = torch.cat([values[k].double().reshape(values[k].shape[0], -1) for k in self._layout], 1)
         self._acc.setdefault(layer, _Grouped(self.n_groups)).add(flat, groups)
+
+    def _groups(self, layer: int, b: int) -> Tensor:
+        """The jackknife groups of the next ``b`` sequences of ``layer``: their documents, or i mod n_groups."""
+        seen = self._seen[layer]
+        if self._group_of is None:
+            return (torch.arange(b, device="cpu") + seen) % self.n_groups
+        if seen + b > self._group_of.numel():
+            raise ValueError(f"groups: {self._group_of.numel()} document ids were given, but sequence {seen + b} arrived: "
+                             "give one id per sequence fed.")
+        return self._group_of[seen : seen + b]
 
     def _spectral(self, values, keys, b, rows, lengths) -> None:
         """Fourier readings of signals stacked along the batch axis ([len(keys) * b, h, r, n])."""
@@ -548,6 +573,7 @@ class MultiverseAccumulator:
             # units = layer x head, stacked along the unit axis
             merged[key] = tuple(torch.cat([part(getattr(self._acc[L], x)) for L in self.layers], 1) for x in "sc")
         bands = paper_bands()
+        n_clusters = int(max(int((self._acc[L].c.flatten(1).sum(1) > 0).sum()) for L in self.layers))
         rows, undefined = [], []
         for (family, reading), (s, c) in merged.items():
             if family == "rho_moments":
@@ -574,7 +600,8 @@ class MultiverseAccumulator:
             for j, metric in enumerate(metrics):
                 v, e = float(value[j]), float(se[j])
                 low, high, _ = bands.get(metric, (math.nan, math.nan, ""))
-                row = {"metric": metric, "value": v, "se": e, "n_sequences": self.n_sequences, "n_units": units}
+                row = {"metric": metric, "value": v, "se": e, "n_sequences": self.n_sequences, "n_units": units,
+                       "n_clusters": n_clusters, "se_unit": self.se_unit}
                 row.update({a: choice.get(a) for a in AXES})
                 if "level" in choice:
                     row["level_used"] = self._levels[(choice["wavelet"], choice["level"])]
@@ -611,6 +638,7 @@ def multiverse(
     seq_len: int | None = None,
     n_sequences: int | None = None,
     progress: bool = True,
+    documents=None,
 ) -> pd.DataFrame:
     """Every reading of the paper's ambiguous metrics, from one streamed pass over a corpus.
 
@@ -625,26 +653,34 @@ def multiverse(
     layers : layers to measure, None for all
     alphas : truncation ratios of the scale sensitivity S(alpha)
     max_rows : query rows per sequence for the ``pattern_rows`` signal
-    n_groups : sequence groups for the jackknife standard errors
+    n_groups : without document labels, sequence groups (i mod n_groups) for the jackknife
     batch_size, seq_len, n_sequences, progress : as in :func:`tl_wavelet.analyze_heads` (text is
         cut into ``seq_len``-token windows, 256 by default)
+    documents : with token ids, one document id per sequence: the jackknife deletes one
+        document at a time (text is labelled by its own documents)
 
     Returns
     -------
     DataFrame, one row per (reading, metric): ``metric, value, se`` (value: mean over
-    layers and heads; se: jackknife over sequence groups), one column per axis (None where
-    it does not apply), ``reading``, and the paper's ``paper_low, paper_high,
-    in_paper_range``. Plot it with :func:`tl_wavelet.report.specification_curve`.
+    layers and heads; se: delete-one-document jackknife, ``n_clusters`` documents, unit in
+    ``se_unit``), one column per axis (None where it does not apply), ``reading``, and the
+    paper's ``paper_low, paper_high, in_paper_range``. Counting readings in the paper's range
+    is exploratory: readings are correlated and the range is the span of a few point values
+    (the claims are tested by :func:`tl_wavelet.inference.evaluate_claims`). Plot it with
+    :func:`tl_wavelet.report.specification_curve`.
 
     Example
     -------
     >>> df = tlw.multiverse(model, tokens, axes={"wavelet": ["db2"]}, progress=False)  # doctest: +SKIP
     >>> df.query("metric == 'rho'").sort_values("value")[["reading", "value", "se"]]   # doctest: +SKIP
     """
-    acc = MultiverseAccumulator(model, axes, layers=layers, alphas=alphas, max_rows=max_rows, n_groups=n_groups)
-    if is_text(tokens_or_texts) and seq_len is None:
-        seq_len = 256  # text is cut into windows; token ids keep their length unless seq_len cuts them
-    tokens = as_tokens(model, tokens_or_texts, seq_len=seq_len, n_sequences=n_sequences, name="tokens_or_texts")
+    from ..inference.units import tokens_and_documents
+
+    # text is cut into windows per document and labelled; token ids keep their length unless seq_len cuts them
+    tokens, docs, _ = tokens_and_documents(model, tokens_or_texts, documents, seq_len=seq_len, n_sequences=n_sequences,
+                                           name="tokens_or_texts")
+    acc = MultiverseAccumulator(model, axes, layers=layers, alphas=alphas, max_rows=max_rows, n_groups=n_groups,
+                                groups=docs)
     acc.check_length(tokens.shape[1])
     stream(model, tokens, [acc], batch_size=batch_size, progress=progress)
     return acc.to_dataframe()

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from ..adapter import ModelShape
 from ..metrics import characteristic_scale
-from ..validate import check_bool, check_indices, check_int, check_type
+from ..stats import jackknife_se
+from ..validate import check_bool, check_choice, check_indices, check_int, check_type
 from .config import MetricConfig
 
 __all__ = ["HeadReport"]
@@ -30,9 +31,11 @@ _SPECTRAL_BANDS = ("spec_low", "spec_mid", "spec_high")
 
 @dataclass
 class HeadReport:
-    """Per-head metrics with standard errors over sequences.
+    """Per-head metrics with standard errors by document (or over sequences).
 
-    ``stats[(layer, metric)] = (mean, se)`` with tensors of shape [n_heads, ...];
+    ``stats[(layer, metric)] = (mean, se)`` with tensors of shape [n_heads, ...]; the SEs
+    resample ``se_unit`` ("document": delete-one-document jackknife, when the sequences
+    carry their documents; "sequence": SD / sqrt(n)) over ``n_clusters`` units;
     ``rope[layer]`` holds per-pair q/k energies with the pairs' frequencies.
     Use :meth:`to_dataframe` for one tidy row per (layer, head). In a notebook the report
     shows itself (summary, characteristic-scale heatmap, per-layer table); the ``plot_*``
@@ -49,11 +52,17 @@ class HeadReport:
     model_name: str | None = None
     #: how the heads were measured: "patterns" (hook_pattern) or "blockwise" (queries and keys)
     attention: str = "patterns"
+    #: what the standard errors resample: "document" or "sequence", and how many there were
+    se_unit: str = "sequence"
+    n_clusters: int | None = None
+    #: leave-one-document-out values {layer: {"rho": [documents, heads]}} (with document labels only)
+    replicates: dict | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------ display
     def __post_init__(self):
         check_type(self.config, "config", MetricConfig, "a MetricConfig")
         check_type(self.shape, "shape", ModelShape, "a ModelShape")
+        check_choice(self.se_unit, "se_unit", ("document", "sequence"))
         self.n_sequences = check_int(self.n_sequences, "n_sequences", minimum=1)
         self.seq_len = check_int(self.seq_len, "seq_len", minimum=1)
         self.layers = check_indices(self.layers, "layers", self.shape.n_layers, allow_none=False)
@@ -135,7 +144,9 @@ class HeadReport:
     def to_dataframe(self) -> pd.DataFrame:
         """One row per (layer, head): bands (A5..D1 shares), paper metrics, spreads, RoPE usage.
 
-        Columns ending in ``_se`` are standard errors over sequences.
+        Columns ending in ``_se`` are standard errors over ``se_unit`` (column): by document
+        (delete-one-document jackknife over ``n_clusters`` documents) when the sequences carry
+        their documents, else over sequences.
         """
         labels = self.labels
         shares = self.band_shares
@@ -146,7 +157,8 @@ class HeadReport:
             energy_mean, energy_se = s["band_energy"]
             total = energy_mean.sum(-1, keepdim=True).clamp(min=1e-30)
             for h in range(self.shape.n_heads):
-                row = {"layer": L, "head": h, "n_sequences": self.n_sequences}
+                row = {"layer": L, "head": h, "n_sequences": self.n_sequences, "se_unit": self.se_unit,
+                       "n_clusters": self.n_sequences if self.n_clusters is None else self.n_clusters}
                 for j, lab in enumerate(labels):
                     row[lab] = float(shares[li, h, j])
                     row[f"{lab}_se"] = float(energy_se[h, j] / total[h, 0])
@@ -189,15 +201,45 @@ class HeadReport:
             "rope_positional_share": float(w[lam <= self.seq_len].sum()),
         }
 
+    def layer_rho(self) -> pd.DataFrame:
+        """rho averaged over each layer's heads (the paper's number) with its standard error.
+
+        By document (``se_unit="document"``): the delete-one-document jackknife of the
+        mean over heads, which keeps the heads' shared dependence on the same documents.
+        Without document labels: ``sqrt(sum se_h^2) / n_heads``, which treats the heads'
+        errors as independent and is too small where they move together (``se_unit`` then
+        says so).
+        """
+        out = []
+        for L in self.layers:
+            r, se = (t.numpy() for t in self.stats[(L, "rho")])
+            ok = np.isfinite(r)
+            n = int(ok.sum())
+            row = {"layer": L, "rho": float(r[ok].mean()) if n else math.nan, "n_heads": n}
+            if self.replicates is not None and n:
+                loo = self.replicates[L]["rho"][:, torch.from_numpy(ok)]  # the heads of the layer mean
+                per_doc = loo.nanmean(1)
+                row["rho_se"] = float(jackknife_se(per_doc, torch.isfinite(per_doc)))
+                row["se_unit"] = "document"
+            else:
+                row["rho_se"] = float(np.sqrt(np.sum(se[ok] ** 2)) / n) if n else math.nan
+                row["se_unit"] = "sequence (heads taken as independent)"
+            out.append(row)
+        return pd.DataFrame(out)
+
     def layer_summary(self) -> pd.DataFrame:
-        """One row per layer: rho averaged over heads (the paper's number), scale coverage."""
+        """One row per layer: rho averaged over heads (the paper's number) with its SE
+        (:meth:`layer_rho`), scale coverage."""
         df = self.to_dataframe()
+        rho = self.layer_rho().set_index("layer")
         out = []
         for L, g in df.groupby("layer"):
             out.append(
                 {
                     "layer": L,
                     "rho": float(np.nanmean(g["rho"])) if g["rho"].notna().any() else math.nan,
+                    "rho_se": float(rho.loc[L, "rho_se"]),
+                    "rho_se_unit": rho.loc[L, "se_unit"],
                     # the paper's "complementary frequency bands" as a number
                     "scale_coverage": int(g["dominant_band"].nunique()),
                     "dominant_bands": ",".join(sorted(g["dominant_band"].unique())),

@@ -43,6 +43,7 @@ def analyze_heads(
     allow_beyond_context: bool = False,
     on_checkpoint=None,
     resume: dict | None = None,
+    documents=None,
 ) -> "HeadReport":
     """Measure every (layer, head) over a corpus, streaming: nothing is cached.
 
@@ -80,6 +81,11 @@ def analyze_heads(
         otherwise; with a warning when allowed).
     on_checkpoint, resume : save and continue an interrupted analysis (see :func:`stream`):
         ``on_checkpoint(state)`` every 20 batches; ``resume=state`` continues from one.
+    documents : token ids only: one document id per sequence (e.g. from
+        :func:`tl_wavelet.corpus.chunk_documents`). The standard errors are then by document
+        (delete-one-document jackknife): windows of one document are not independent. Text
+        (a list of documents) labels its windows itself; a single string and unlabelled ids
+        give SEs over sequences. The report says which (``se_unit``, ``n_clusters``).
 
     Returns
     -------
@@ -95,6 +101,21 @@ def analyze_heads(
     """
     progress = check_bool(progress, "progress")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
+    from ..inference.units import tokens_and_documents  # lazily: tl_wavelet.inference builds on analysis
+
+    if is_text(tokens_or_texts) and attention_mask is not None:
+        raise ValueError("attention_mask applies to padded token ids; text is cut into full windows without one.")
+    if attention_mask is None:
+        tokens, documents, _ = tokens_and_documents(model, tokens_or_texts, documents, seq_len=seq_len,
+                                                    n_sequences=n_sequences, name="tokens_or_texts")
+        if isinstance(tokens_or_texts, str):
+            documents = None  # one text: its windows are the only units there are
+    else:
+        full, documents, _ = tokens_and_documents(model, tokens_or_texts, documents, name="tokens_or_texts")
+        mask = check_right_padding(attention_mask, full)
+        tokens = as_tokens(model, full, seq_len=seq_len, n_sequences=n_sequences, name="tokens_or_texts")
+        tokens = _cut_to_real_length(tokens, mask[: tokens.shape[0], : tokens.shape[1]])
+        documents = None if documents is None else documents[: tokens.shape[0]]
     acc = HeadAccumulator(
         model,
         layers=layers,
@@ -104,18 +125,8 @@ def analyze_heads(
         level=level,
         paper=paper,
         drop_first_key=drop_first_key,
+        documents=documents,
     )
-    if is_text(tokens_or_texts):
-        if attention_mask is not None:
-            raise ValueError("attention_mask applies to padded token ids; text is cut into full windows without one.")
-        seq_len = 256 if seq_len is None else seq_len
-    if attention_mask is None:
-        tokens = as_tokens(model, tokens_or_texts, seq_len=seq_len, n_sequences=n_sequences, name="tokens_or_texts")
-    else:
-        full = as_tokens(model, tokens_or_texts, name="tokens_or_texts")
-        mask = check_right_padding(attention_mask, full)
-        tokens = as_tokens(model, full, seq_len=seq_len, n_sequences=n_sequences, name="tokens_or_texts")
-        tokens = _cut_to_real_length(tokens, mask[: tokens.shape[0], : tokens.shape[1]])
     if D.world_size() > tokens.shape[0]:
         raise ValueError(
             f"{D.world_size()} ranks but only {tokens.shape[0]} sequences: every rank needs at least one. "
@@ -207,7 +218,7 @@ def stream(model, tokens, accumulators, *, batch_size: int = 8, progress: bool =
             stop = min(done + step, n)
             with warnings.catch_warnings():  # the last slice may leave ranks idle: expected here
                 warnings.filterwarnings("ignore", message=".*some ranks idle.*")
-                _stream_pass(tokens[done:stop], accumulators, forward, batch_size, False)
+                _stream_pass(tokens[done:stop], accumulators, forward, batch_size, False, first=done)
             done = stop
             if on_checkpoint is not None:
                 on_checkpoint(stream_state(tokens, batch_size, accumulators, done))
@@ -236,8 +247,11 @@ def _resumed(resume, fingerprint: dict, accumulators) -> int:
     return int(resume["done"])
 
 
-def _stream_pass(tokens, accumulators, forward, batch_size: int, progress: bool) -> None:
-    """Every batch of ``tokens`` through ``forward``: on one process, or dealt out over the ranks and merged."""
+def _stream_pass(tokens, accumulators, forward, batch_size: int, progress: bool, first: int = 0) -> None:
+    """Every batch of ``tokens`` through ``forward``: on one process, or dealt out over the ranks and merged.
+
+    ``first``: how many sequences the accumulators held before ``tokens`` (a resumed stream).
+    """
     world, rank = D.world_size(), D.rank()
     n = tokens.shape[0]
 
@@ -254,6 +268,12 @@ def _stream_pass(tokens, accumulators, forward, batch_size: int, progress: bool)
     if world == 1:
         run(D.batch_ranges(n, batch_size))
         return
+    _distributed_pass(tokens, accumulators, run, batch_size, first)
+
+
+def _distributed_pass(tokens, accumulators, run, batch_size: int, first: int) -> None:
+    """This rank's batches through ``run``, then every rank's sums gathered and merged in rank order."""
+    world, rank, n = D.world_size(), D.rank(), tokens.shape[0]
     if rank == 0 and world > -(-n // batch_size):
         warnings.warn(
             f"{n} sequences make {-(-n // batch_size)} batches of {batch_size} for {world} ranks: some ranks "
@@ -271,14 +291,21 @@ def _stream_pass(tokens, accumulators, forward, batch_size: int, progress: bool)
     for acc in accumulators:
         acc.reset()  # gather only this call's sums, not what every rank already holds
 
+    ranges = D.batch_ranges(n, batch_size, rank, world)
+
     def local():
-        run(D.batch_ranges(n, batch_size, rank, world))
+        for acc in accumulators:  # document labels are in feed order: this rank's sequences start further on
+            if hasattr(acc, "_doc_offset"):
+                acc._doc_offset = first + (ranges[0][0] if ranges else 0)
+        run(ranges)
         return [acc.state_dict() for acc in accumulators]
 
     try:
         parts = D.run_collectively(local, "analysis.stream")
     finally:
         for acc, sd in zip(accumulators, before, strict=True):
+            if hasattr(acc, "_doc_offset"):
+                acc._doc_offset = 0
             acc.load_state_dict(sd)
     for part in parts:  # rank order on every rank: the same sums everywhere
         for acc, sd in zip(accumulators, part, strict=True):

@@ -104,14 +104,17 @@ def _english_documents() -> list[Tensor]:
 
 
 def english_bytes(
-    n_sequences: int, seq_len: int, *, split: str = "train", seed: int = 0
-) -> Int[Tensor, "batch pos"]:
+    n_sequences: int, seq_len: int, *, split: str = "train", seed: int = 0, return_documents: bool = False
+) -> Int[Tensor, "batch pos"] | tuple[Int[Tensor, "batch pos"], Int[Tensor, " batch"]]:
     """Windows of the packaged English corpus (:func:`tl_wavelet.corpus.default_corpus`) as UTF-8 bytes.
 
     Each window lies inside one document (no window joins two texts). ``split="train"``
     draws from the first 90 % of every document, ``"probe"`` from the last 10 %, so a
     probe is held-out text. Windows start at seeded random offsets, documents drawn in
-    proportion to their length; token ids are byte values (vocabulary 256).
+    proportion to their length; token ids are byte values (vocabulary 256). With
+    ``return_documents`` also each window's document (its index in
+    :func:`tl_wavelet.corpus.default_corpus`): windows of one document are not independent,
+    and uncertainties resample documents (:mod:`tl_wavelet.inference`).
 
     Examples
     --------
@@ -125,12 +128,13 @@ def english_bytes(
             raise ValueError(f"{name} must be a positive int, got {v!r}.")
     if split not in ("train", "probe"):
         raise ValueError(f"split must be 'train' or 'probe', got {split!r}.")
-    parts = []
-    for doc in _english_documents():
+    parts, owners = [], []
+    for i, doc in enumerate(_english_documents()):
         cut = int(len(doc) * (1 - _HELD_OUT))
         part = doc[:cut] if split == "train" else doc[cut:]
         if len(part) >= seq_len:
             parts.append(part)
+            owners.append(i)
     if not parts:
         raise ValueError(f"seq_len={seq_len} is longer than every document's {split} part: use a shorter seq_len.")
     g = torch.Generator().manual_seed(seed)
@@ -138,4 +142,7 @@ def english_bytes(
     doc = torch.multinomial(starts_per_doc.expand(n_sequences, -1), 1, replacement=True, generator=g)[:, 0]
     u = torch.rand(n_sequences, generator=g, dtype=torch.float64, device="cpu")
     start = (u * starts_per_doc[doc]).long()
-    return torch.stack([parts[int(d)][int(s) : int(s) + seq_len] for d, s in zip(doc, start)])
+    windows = torch.stack([parts[int(d)][int(s) : int(s) + seq_len] for d, s in zip(doc, start)])
+    if return_documents:
+        return windows, torch.tensor([owners[int(d)] for d in doc], dtype=torch.long, device="cpu")
+    return windows

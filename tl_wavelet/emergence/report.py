@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..report.html import atomic_write, markdown_table, versions
-from ..track.plots import plot_metric, plot_phase_changes, plot_scale_heatmaps
+from ..track.figures import plot_metric, plot_phase_changes, plot_scale_heatmaps
 from .experiment import EmergenceConfig, planted_band
 
 __all__ = ["write_emergence_report", "emergence_figures", "english_figures", "answers_markdown", "multiverse_table"]

@@ -21,12 +21,11 @@ originals.
 :func:`load` also accepts any local HuggingFace model directory and any hub name (the
 latter needs a reachable hub or the local HuggingFace cache).
 
-:func:`rope_metadata` reports, per layer, the RoPE base, the rotary dimension, the sliding
-window and the rotary frequencies, the frequencies being read off the model's own
-computation rather than off TransformerLens' config (``cfg.rotary_base`` is wrong for
-these models under transformers 5).
+:func:`tl_wavelet.rope_frequencies` reports, per layer, the RoPE base, the rotary
+dimension, the sliding window and the rotary frequencies, the frequencies being read off
+the model's own computation rather than off TransformerLens' config (``cfg.rotary_base`` is
+wrong for these models under transformers 5).
 """
-from ..rope import rope_metadata
 from .cache import cache_path, default_cache_root
 from .load import load, load_encoder, load_hf
 from .registry import ENCODERS, KNOWN_MODELS, resolve_name, tl_major_version
@@ -37,7 +36,6 @@ __all__ = [
     "load_encoder",
     "ENCODERS",
     "load_hf",
-    "rope_metadata",
     "resolve_name",
     "cache_path",
     "default_cache_root",

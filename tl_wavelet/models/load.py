@@ -205,7 +205,7 @@ def _finish_hooked(model, state, hf, arch: str, label: str, device):
     model.to(device)
     model.eval()
     _check_logits(model, hf, arch)
-    # rope_metadata reads bases and windows from the HF config (TL's cfg lacks rope types).
+    # rope_frequencies reads bases and windows from the HF config (TL's cfg lacks rope types).
     model._tl_wavelet_hf_config = hf.config
     model._tl_wavelet_name = label
     return model

@@ -21,13 +21,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import figures
 from ..display import fmt as _fmt
 from ..display import img_tag as _img
 from ..display import png_bytes as _png
 from ..display import table_html as _table_html
 from ..paper import SOURCE, comparison_table, definitions_text, paper_numbers
 from ..view import circuitsvis_parts, circuitsvis_script
-from . import plots
 
 __all__ = ["write_report", "atomic_write", "versions", "markdown_table", "summary_markdown", "OUTPUT_FILES"]
 
@@ -124,7 +124,7 @@ def _comparison_display(comp: pd.DataFrame) -> pd.DataFrame:
     """
     d = comp.copy()
     d.insert(1, "defs", np.where(d["source"] == "paper", "paper",
-                                 np.where(d["definitions"].str.startswith("paper-literal"), "ours, paper=True", "ours, default")))
+                                 np.where(d["definitions"].str.startswith("paper"), "ours, paper=True", "ours, default")))
     d = d.drop(columns=["source", "definitions"])
     ren = dict(_COMP_NAMES)
     ren.update({c: "H_w " + c.rsplit("_", 1)[1] for c in d.columns if c.startswith("wavelet_entropy_s")})
@@ -160,8 +160,9 @@ _HOW = {
         "mean over heads of Pearson(H_pos, H_spec) (negative = heads spread in position are concentrated "
         "in frequency). <b>band_*_pct</b> is the Fourier power in the low / mid / high bands (0–¼, ¼–¾, "
         "¾–1 of Nyquist). The paper used 0.5B–12B models on Wikipedia with partly unstated definitions; "
-        "rows computed with <i>paper=True</i> follow its text literally, the default rows close its gaps "
-        "our way (see Definitions). Ranges are the paper's 'about' values. Compare orders of magnitude "
+        "rows computed with <i>paper=True</i> use its formulas (DC kept, db2 band shares, unnormalised "
+        "wavelet entropy) on the signal chosen (the most literal reading also takes the last query row: "
+        "<code>tl-wavelet claims</code>), the default rows close its gaps our way (see Definitions). Ranges are the paper's 'about' values. Compare orders of magnitude "
         "and signs, not decimals."
     ),
     "scale": (
@@ -178,7 +179,9 @@ _HOW = {
     "rho": (
         "The paper's uncertainty measure per layer: for each head, the Pearson correlation over "
         "sequences of positional entropy and spectral entropy; the dots are heads, the line their mean "
-        "with a standard error (heads taken as independent). Negative values are the trade-off the paper "
+        "with a standard error: by document where the windows carry their documents (the delete-one-document "
+        "jackknife of the mean over heads), else treating heads as independent (too small: heads see the same "
+        "sequences; the legend says which). Negative values are the trade-off the paper "
         "reports; the grey band is the range of its seven headline models. A layer with no dot has "
         "entropies that do not vary across sequences, or fewer than 4 sequences (rho undefined, shown as –)."
     ),
@@ -339,13 +342,13 @@ def findings(model_name: str, comp: pd.DataFrame, reports: Mapping[str, object],
         f"(range {float(df['scale_tokens'].min()):.1f}–{float(df['scale_tokens'].max()):.0f})."
     )
     if getattr(main, "rope", None) is not None:
-        rs = plots.rope_weight_summary(main)
+        rs = figures.rope_weight_summary(main)
         if math.isfinite(rs["beyond_context"]):
             out.append(
                 f"<b>RoPE usage.</b> {100 * rs['beyond_context']:.0f}% of the heads' q·k weight sits in rotary pairs whose "
                 f"wavelength exceeds the {rs['seq_len']}-token context; {100 * rs['decade_share']:.0f}% is in pairs of "
-                f"wavelength {plots._tokens_str(rs['decade'][0])}–{plots._tokens_str(rs['decade'][1])} tokens (median "
-                f"{plots._tokens_str(rs['median'])}). Such pairs turn by less than a full period within the context: the "
+                f"wavelength {figures._tokens_str(rs['decade'][0])}–{figures._tokens_str(rs['decade'][1])} tokens (median "
+                f"{figures._tokens_str(rs['median'])}). Such pairs turn by less than a full period within the context: the "
                 "heads' scores lean on them for content, and on the few fast pairs for position."
             )
     if sweep is not None and len(sweep) and "delta_loss" in sweep:
@@ -473,15 +476,15 @@ class _Report:
             self.save(name, self.figs[name])
 
         main, reports = self.main, self.reports
-        figure("scale_heatmap.png", lambda: plots.plot_scale_heatmap(main))
+        figure("scale_heatmap.png", lambda: figures.plot_scale_heatmap(main))
         for k in self.keys:
-            figure(f"band_energy{self.suffix[k]}.png", lambda k=k: plots.plot_band_energy(reports[k]))
-        figure("rho.png", lambda: plots.plot_rho(dict(reports) if len(reports) > 1 else main))
-        figure("uncertainty.png", lambda: plots.plot_uncertainty(main))
+            figure(f"band_energy{self.suffix[k]}.png", lambda k=k: figures.plot_band_energy(reports[k]))
+        figure("rho.png", lambda: figures.plot_rho(dict(reports) if len(reports) > 1 else main))
+        figure("uncertainty.png", lambda: figures.plot_uncertainty(main))
         if self.rope_df is not None:
-            figure("rope_usage.png", lambda: plots.plot_rope_usage(main))
+            figure("rope_usage.png", lambda: figures.plot_rope_usage(main))
         if self.sweep is not None and len(self.sweep):
-            figure("sweep.png", lambda: plots.plot_sweep(self.sweep))
+            figure("sweep.png", lambda: figures.plot_sweep(self.sweep))
 
     def html_head(self, drilldown: bool) -> list[str]:
         shape, main = self.main.shape, self.main
@@ -538,7 +541,7 @@ class _Report:
     def html_sweep(self, drilldown) -> list[str]:
         sweep, status = self.sweep, self.meta.get("sweep_status")
         if sweep is not None and len(sweep):
-            vcol = plots._default_sweep_value(sweep)
+            vcol = figures._default_sweep_value(sweep)
             top = sweep.reindex(sweep[vcol].abs().sort_values(ascending=False).index)
             cols = ["layer", "head", "band", *_sweep_value_cols(sweep)]
             body = (f'<p class="note">{html.escape(str(status))}</p>' if status else "") + _img(self.figs["sweep.png"], "band sweep")

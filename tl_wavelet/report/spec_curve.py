@@ -111,7 +111,11 @@ def multiverse_summary(df: pd.DataFrame, model_name: str = "") -> str:
     range and which; then whether any single reading reproduces rho and the low-band share
     together."""
     _check_df(df)
-    lines = [f"## Definition multiverse{': ' + model_name if model_name else ''}", ""]
+    lines = [f"## Definition multiverse{': ' + model_name if model_name else ''}", "",
+             "Exploratory: the counts below describe how the paper's numbers depend on its open choices. They are "
+             "not evidence for or against its claims: the readings are correlated, they were listed after the paper "
+             "was read, and a 'paper range' is the span of a few published point values. The claims are tested under "
+             "one reading fixed beforehand by `tl-wavelet claims` (docs/results.md).", ""]
     rows = []
     for metric, g in df[df["paper_low"].notna()].groupby("metric", sort=False):
         ok = g[g["in_paper_range"] == True]
