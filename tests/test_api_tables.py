@@ -35,8 +35,15 @@ from tl_wavelet import corpus as C
 from tl_wavelet import inference as INF
 from tl_wavelet import models as MD
 from tl_wavelet import track as T
+from tl_wavelet.ablation import positional as AP
+from tl_wavelet.ablation import rope_pairs as AR
+from tl_wavelet.ablation import spec as AS
+from tl_wavelet.ablation import sweep as ASW
 from tl_wavelet.analysis import HeadAccumulator, HeadReport, MetricConfig, layer_metrics, rope_pair_energy, stream
 from tl_wavelet.analysis import compare as CMP
+from tl_wavelet.inference import claims as INF_CLAIMS
+from tl_wavelet.inference import null as INF_NULL
+from tl_wavelet.inference import units as INF_UNITS
 
 N, LEVEL = 32, 3
 
@@ -407,8 +414,8 @@ TABLES: dict[Any, Table] = {
         lambda c, **k: A.BandSpec(**k), lambda c: dict(level=LEVEL),
         [*BOOL_FORMS("causal"), ("wavelet", "db99x", Raises(ValueError, "db99x")), ("level", 0, ValueError),
          *INT_FORMS("level", 3), ("mode", "wrapx", Raises(ValueError, "wrapx"))]),
-    A.resolve_bands: Table(
-        lambda c, **k: A.resolve_bands(**k), lambda c: dict(bands=["A3"], level=LEVEL),
+    AP.resolve_bands: Table(
+        lambda c, **k: AP.resolve_bands(**k), lambda c: dict(bands=["A3"], level=LEVEL),
         [("bands", [], ValueError), ("bands", ["D9"], Raises(ValueError, "D9")), ("bands", [9], ValueError),
          ("bands", [-1], Same(["D1"])), ("bands", np.array([0]), Same(["A3"])), ("bands", [1.0], TypeError),
          ("level", 0, ValueError), ("level", np.int64(LEVEL), Same(LEVEL))]),
@@ -423,8 +430,8 @@ TABLES: dict[Any, Table] = {
          ("remove", np.array([0]), Same([0])), ("remove", [], OK), ("remove", [1.5], TypeError),
          ("method", "median", ValueError), ("reference", _x(2, 16, 3), ValueError), ("seed", "1", TypeError),
          ("x", _x(32), ValueError)]),
-    A.derangement: Table(
-        lambda c, **k: A.derangement(**k), lambda c: dict(n=4),
+    AS.derangement: Table(
+        lambda c, **k: AS.derangement(**k), lambda c: dict(n=4),
         [("n", 1, ValueError), ("n", 0, ValueError), *INT_FORMS("n", 4), ("seed", "1", TypeError),
          ("seed", np.int64(3), Same(3))]),
     A.band_ablation_hook: Table(
@@ -442,17 +449,17 @@ TABLES: dict[Any, Table] = {
         lambda c, **k: A.rope_bands(c["model"], **k), lambda c: dict(layer=0, n_bands=2),
         [("layer", 9, ValueError), ("layer", -2, Same(0)), ("layer", np.int64(0), Same(0)), ("layer", 0.0, TypeError),
          ("n_bands", 0, ValueError), ("n_bands", 99, ValueError), ("n_bands", np.int64(2), Same(2))], model=True),
-    A.resolve_rope_bands: Table(
-        lambda c, **k: A.resolve_rope_bands(c["model"], **k), lambda c: dict(layer=0, bands=["R0"], n_bands=2),
+    AR.resolve_rope_bands: Table(
+        lambda c, **k: AR.resolve_rope_bands(c["model"], **k), lambda c: dict(layer=0, bands=["R0"], n_bands=2),
         [("bands", [], ValueError), ("bands", ["R9"], Raises(ValueError, "R9")), ("bands", [9], ValueError),
          ("bands", [-1], Same([7])), ("bands", np.array([1]), Same([1])), ("layer", 9, ValueError)],  # ints: rotary pairs
         model=True),
-    A.rope_pair_dims: Table(
-        lambda c, **k: A.rope_pair_dims(**k), lambda c: dict(pairs=[0, 1], rotary_dim=16),
+    AR.rope_pair_dims: Table(
+        lambda c, **k: AR.rope_pair_dims(**k), lambda c: dict(pairs=[0, 1], rotary_dim=16),
         [("pairs", [8], ValueError), ("pairs", [-1], Same([7])), ("pairs", np.array([0, 1]), Same([0, 1])),
          ("rotary_dim", 15, ValueError), ("rotary_dim", 0, ValueError), *BOOL_FORMS("adjacent_pairs")]),
-    A.rope_keep_mask: Table(
-        lambda c, **k: A.rope_keep_mask(**k), lambda c: dict(n_heads=4, d_head=16, heads=[0], dims=[0, 8]),
+    AR.rope_keep_mask: Table(
+        lambda c, **k: AR.rope_keep_mask(**k), lambda c: dict(n_heads=4, d_head=16, heads=[0], dims=[0, 8]),
         [("heads", [4], ValueError), ("heads", [-1], Same([3])), ("dims", [16], ValueError), ("dims", [-1], Same([15])),
          ("n_heads", 0, ValueError), ("d_head", 2.0, TypeError), ("heads", np.array([0]), Same([0]))]),
     A.rope_ablation_hook: Table(
@@ -473,8 +480,8 @@ TABLES: dict[Any, Table] = {
          ("documents", [0], Raises(ValueError, "documents has 1 ids")), ("documents", [0.5, 1.0], TypeError),
          ("documents", np.array([3, 4]), OK)],
         model=True),
-    A.position_buckets: Table(
-        lambda c, **k: A.position_buckets(**k), lambda c: dict(n=64),
+    ASW.position_buckets: Table(
+        lambda c, **k: ASW.position_buckets(**k), lambda c: dict(n=64),
         [("n", 0, ValueError), ("n", -4, ValueError), *INT_FORMS("n", 64)]),
     A.SweepAccessor: Table(
         lambda c, **k: A.SweepAccessor(**k), lambda c: dict(df=_sweep_df(c)),
@@ -604,15 +611,15 @@ TABLES: dict[Any, Table] = {
          ("ids", np.array([0, 1]), Same([0, 1])), ("ids", torch.tensor([0, 1]), Same([0, 1])),
          ("ids", torch.tensor([0.0, 1.0]), TypeError), ("ids", None, OK)],
         view=lambda c, r: (r[0].tolist(), r[1])),
-    INF.tokens_and_documents: Table(
-        lambda c, **k: INF.tokens_and_documents(c["model"], **k), lambda c: dict(data=c["toks"][:2], default_seq_len=16),
+    INF_UNITS.tokens_and_documents: Table(
+        lambda c, **k: INF_UNITS.tokens_and_documents(c["model"], **k), lambda c: dict(data=c["toks"][:2], default_seq_len=16),
         [("data", TOKS_FLOAT, TypeError), ("documents", [0], Raises(ValueError, "documents has 1 ids")),
          ("data", [TEXT, TEXT], OK), ("data", TOKS_NUMPY, Same(TOKS_2)), ("seq_len", 999, ValueError),
          ("documents", np.array([3, 4]), Same([3, 4]))],
         view=lambda c, r: (r[0], r[1] and list(r[1]), r[2])),
     INF.DecayFit: Table(lambda c, **k: INF.DecayFit(torch.zeros(5), torch.tensor(0.0), torch.tensor(1.0)), lambda c: {},
                         [("_", None, OK)], view=lambda c, f: f.theta),
-    INF.decay_features: Table(lambda c, **k: INF.decay_features(**k), lambda c: dict(n=8),
+    INF_NULL.decay_features: Table(lambda c, **k: INF_NULL.decay_features(**k), lambda c: dict(n=8),
                               [("n", 1, ValueError), ("n", 8.0, TypeError), ("n", np.int64(8), Same(8)), ("n", "8", TypeError)]),
     INF.fit_decay_law: Table(
         lambda c, **k: INF.fit_decay_law(**k), lambda c: dict(pattern=torch.softmax(_x(2, 16, 16), -1).tril()),
@@ -683,7 +690,7 @@ TABLES: dict[Any, Table] = {
          ("run", "/nonexistent/run", Raises(FileNotFoundError, "config.json")),
          ("documents", [0], Raises(ValueError, "documents has 1 ids"))],
         model=True),
-    INF.reading_label: Table(lambda c, **k: INF.reading_label(**k), lambda c: dict(cfg=MetricConfig()),
+    INF_CLAIMS.reading_label: Table(lambda c, **k: INF_CLAIMS.reading_label(**k), lambda c: dict(cfg=MetricConfig()),
                              [("cfg", "literal", TypeError), ("cfg", None, TypeError)]),
     INF.emergence_claims: Table(
         lambda c, **k: INF.emergence_claims(**k), lambda c: dict(out="/nonexistent/run", progress=False),

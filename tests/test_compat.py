@@ -19,7 +19,8 @@ from compat_models import ARCHS, NON_ROTARY, ROTARY, save_tiny
 from models_for_tests import word_tokenizer
 
 import tl_wavelet as tlw
-from tl_wavelet.ablation import band_ablation_hook, rope_ablation_hook, rope_pair_dims
+from tl_wavelet.ablation import band_ablation_hook, rope_ablation_hook
+from tl_wavelet.ablation.rope_pairs import rope_pair_dims
 from tl_wavelet.analysis import MetricConfig, layer_metrics
 from tl_wavelet.models import tl_major_version
 from tl_wavelet.rope import apply_rope, rotary_hooks

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from tl_wavelet.ablation import band_ablation_hook, band_sweep, derangement, position_buckets, rope_ablation_hook
+from tl_wavelet.ablation import band_ablation_hook, band_sweep, rope_ablation_hook
+from tl_wavelet.ablation.spec import derangement
+from tl_wavelet.ablation.sweep import position_buckets
 from tl_wavelet.adapter import LayerRunner as _Runner
 from tl_wavelet.adapter import hf_layer_list as _hf_layer_list
 from tl_wavelet.adapter import model_shape

@@ -778,7 +778,7 @@ def _compare_tokens(model, texts, args, prepend_bos: bool = True):
 def _compare_in(args, od) -> int:
     from .analysis.compare import position_encoding_table, scale_sensitivity_rerun
     from .corpus import default_corpus
-    from .report import atomic_write, markdown_table
+    from .report.html import atomic_write, markdown_table
 
     out = od.work
     names = ["position_encoding.csv", "summary.md"]
@@ -985,7 +985,8 @@ def _multiverse_in(args, axes, od) -> int:
 
     from .analysis.multiverse import MultiverseAccumulator
     from .analysis.run import stream
-    from .report import atomic_write, multiverse_summary, specification_curve
+    from .report import multiverse_summary, specification_curve
+    from .report.html import atomic_write
 
     _log(args, f"Loading model {args.model!r} ...")
     model = _load_model(args)

@@ -56,8 +56,8 @@ from .adapter import facts, hook_name, model_shape, require_hooks, resolve_heads
 from .transforms import band_labels, causal_bands
 from .validate import check_bool
 
-__all__ = ["head", "compare_heads", "top_heads", "HeadView", "HeadViews", "circuitsvis_html", "circuitsvis_parts",
-           "circuitsvis_script"]
+# the report's CircuitsVis helpers (circuitsvis_html, _parts, _script) are internal
+__all__ = ["head", "compare_heads", "top_heads", "HeadView", "HeadViews"]
 
 
 # ------------------------------------------------------------------ CircuitsVis, offline

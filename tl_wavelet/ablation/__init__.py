@@ -5,36 +5,32 @@
   the :class:`~.spec.Target` interface of the sweep
 - :mod:`.positional`: wavelet bands of ``hook_z`` over positions (hooks and the
   :class:`~.positional.ZBands` target)
-- :mod:`.rope`: RoPE pair bands of ``hook_rot_q``/``hook_rot_k`` (hooks and the
-  :class:`~.rope.RopePairs` target)
+- :mod:`.rope_pairs`: RoPE pair bands of ``hook_rot_q``/``hook_rot_k`` (hooks and the
+  :class:`~.rope_pairs.RopePairs` target)
 - :mod:`.sweep`: :func:`band_sweep`, every (layer, head, band) cell, run by
   :mod:`.exact` or estimated by :mod:`.attribution`
 - :mod:`.result`: the ``df.sweep`` accessor on its table (``.plot()``, ``.top()``)
 
 Hooks compose with ``model.hooks(...)`` / ``run_with_hooks``.
 """
-from .positional import band_ablation_hook, band_components, patch_bands, resolve_bands
+from .positional import band_ablation_hook, band_components, patch_bands
 from .result import SweepAccessor
-from .rope_pairs import RopeBand, resolve_rope_bands, rope_ablation_hook, rope_bands, rope_keep_mask, rope_pair_dims
-from .spec import METHODS, BandSpec, derangement
-from .sweep import ESTIMATORS, band_sweep, position_buckets
+from .rope_pairs import RopeBand, rope_ablation_hook, rope_bands
+from .spec import METHODS, BandSpec
+from .sweep import ESTIMATORS, band_sweep
 
+# The public surface (docs/api.md); the leaf modules' helpers (resolve_bands, derangement,
+# rope_pair_dims, position_buckets, ...) are internal.
 __all__ = [
-    "METHODS",
-    "BandSpec",
-    "resolve_bands",
-    "band_components",
-    "patch_bands",
-    "derangement",
+    "band_sweep",
     "band_ablation_hook",
+    "rope_ablation_hook",
+    "patch_bands",
+    "band_components",
+    "BandSpec",
     "RopeBand",
     "rope_bands",
-    "resolve_rope_bands",
-    "rope_pair_dims",
-    "rope_keep_mask",
-    "rope_ablation_hook",
-    "band_sweep",
-    "position_buckets",
+    "METHODS",
     "ESTIMATORS",
     "SweepAccessor",
 ]

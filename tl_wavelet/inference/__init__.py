@@ -15,17 +15,17 @@ distance, and a test of each of the paper's claims.
 - :mod:`.trained`: the same claims on the emergence experiment's models, seeds as the unit
   (:func:`emergence_claims`)
 """
-from .claims import CLAIMS, evaluate_claims, reading_label
+from .claims import CLAIMS, evaluate_claims
 from .measure import LITERAL, NullComparison, measure_against_null
-from .null import DecayFit, decay_features, fit_decay_law, surrogate_patterns
+from .null import DecayFit, fit_decay_law, surrogate_patterns
 from .resample import ClusterSums, Estimate, resample, t_quantile
 from .simulate import coverage
 from .trained import emergence_claims
-from .units import as_clusters, tokens_and_documents
+from .units import as_clusters
 
 __all__ = [
-    "ClusterSums", "Estimate", "resample", "t_quantile", "coverage", "as_clusters", "tokens_and_documents",
-    "DecayFit", "decay_features", "fit_decay_law", "surrogate_patterns",
-    "LITERAL", "NullComparison", "measure_against_null",
-    "CLAIMS", "evaluate_claims", "reading_label", "emergence_claims",
+    "evaluate_claims", "emergence_claims", "CLAIMS", "LITERAL",
+    "measure_against_null", "NullComparison",
+    "fit_decay_law", "surrogate_patterns", "DecayFit",
+    "resample", "ClusterSums", "Estimate", "t_quantile", "coverage", "as_clusters",
 ]

@@ -86,7 +86,7 @@ def claims_markdown(table: pd.DataFrame, meta: dict) -> str:
 def write_claims_report(out, table: pd.DataFrame, details: dict, meta: dict) -> list[str]:
     """Write claims.csv/.md/.html and, from :func:`~tl_wavelet.inference.evaluate_claims`'s ``details``,
     heads.csv, beyond_decay.csv, fits.csv, layers.csv (every reading) and the emergence runs' tables."""
-    from ..report import atomic_write
+    from ..report.html import atomic_write
 
     out = Path(out)
     written = []

@@ -3,8 +3,7 @@ specification curves (:mod:`.spec_curve`). A report's figures live in :mod:`tl_w
 
 matplotlib loads with this package, not with ``import tl_wavelet``.
 """
-from .html import OUTPUT_FILES, atomic_write, markdown_table, summary_markdown, versions, write_report
+from .html import OUTPUT_FILES, write_report
 from .spec_curve import multiverse_summary, specification_curve
 
-__all__ = ["write_report", "atomic_write", "versions", "markdown_table", "summary_markdown", "OUTPUT_FILES",
-           "specification_curve", "multiverse_summary"]
+__all__ = ["write_report", "OUTPUT_FILES", "specification_curve", "multiverse_summary"]
