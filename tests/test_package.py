@@ -57,3 +57,58 @@ def test_public_names_resolve_and_are_documented():
             obj = getattr(mod, name)
             if callable(obj) or inspect.ismodule(obj):
                 assert inspect.getdoc(obj), f"{mod_name}.{name} has no docstring"
+
+
+def _module_graph(root):
+    """``{module: modules it imports at module level}`` of the package at ``root`` (imports inside
+    functions are the deliberate lazy ones, and a submodule importing its own parent package is how
+    Python loads packages: both left out)."""
+    import ast
+
+    mods = {}
+    for p in root.rglob("*.py"):
+        parts = list(p.relative_to(root.parent).with_suffix("").parts)
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    graph = {}
+    for m, p in mods.items():
+        pkg = m.split(".") if p.name == "__init__.py" else m.split(".")[:-1]
+        edges = set()
+        body = ast.parse(p.read_text()).body
+        for node in [n for top in body for n in ((top.body + top.orelse) if isinstance(top, ast.If) else [top])]:
+            if isinstance(node, ast.ImportFrom):
+                target = ".".join(pkg[: len(pkg) - node.level + 1] + [node.module or ""]).strip(".") if node.level \
+                    else node.module or ""
+                edges.update(t for t in [target] + [f"{target}.{a.name}" for a in node.names] if t in mods)
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name in mods)
+        graph[m] = {e for e in edges if e != m and not m.startswith(e + ".")}
+    return graph
+
+
+def _cycles(graph) -> list[list[str]]:
+    color, stack, found = {}, [], []
+
+    def visit(u):
+        color[u] = 1
+        stack.append(u)
+        for v in sorted(graph.get(u, ())):
+            if color.get(v) == 1:
+                found.append(stack[stack.index(v):] + [v])
+            elif not color.get(v):
+                visit(v)
+        stack.pop()
+        color[u] = 2
+
+    for m in sorted(graph):
+        if not color.get(m):
+            visit(m)
+    return found
+
+
+def test_import_graph_has_no_cycles():
+    from pathlib import Path
+
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]  # the check can fail
+    graph = _module_graph(Path(__file__).resolve().parent.parent / "tl_wavelet")
+    assert len(graph) > 50 and "tl_wavelet.adapter" in graph["tl_wavelet.analysis.hooks"]
+    assert not _cycles(graph), _cycles(graph)
