@@ -25,7 +25,6 @@ from tl_wavelet.inference import (
     DecayFit,
     as_clusters,
     coverage,
-    decay_features,
     evaluate_claims,
     fit_decay_law,
     measure_against_null,
@@ -35,7 +34,7 @@ from tl_wavelet.inference import (
 )
 from tl_wavelet.inference.claims import verdict_range, verdict_sign
 from tl_wavelet.inference.measure import holm
-from tl_wavelet.inference.null import shrink_fits
+from tl_wavelet.inference.null import decay_features, shrink_fits
 
 N = 128
 

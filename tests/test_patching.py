@@ -7,16 +7,10 @@ import pytest
 import torch
 from einops import einsum, repeat
 
-from tl_wavelet.ablation import (
-    band_ablation_hook,
-    band_components,
-    derangement,
-    patch_bands,
-    resolve_bands,
-    rope_ablation_hook,
-    rope_bands,
-    rope_pair_dims,
-)
+from tl_wavelet.ablation import band_ablation_hook, band_components, patch_bands, rope_ablation_hook, rope_bands
+from tl_wavelet.ablation.positional import resolve_bands
+from tl_wavelet.ablation.rope_pairs import rope_pair_dims
+from tl_wavelet.ablation.spec import derangement
 
 LAYER = 1
 
