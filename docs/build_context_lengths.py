@@ -1,6 +1,10 @@
 """How scales, band shares and rho change with context length, on both real models -> docs/context_lengths.md.
 
     python docs/build_context_lengths.py [--lengths 256 1024 4096 8192] [--models smollm2-135m gemma3-270m]
+                                         [--max-windows N]
+
+``--max-windows N``: at most the first N windows of each document per length (the run at
+every window of 256 tokens takes ~11 min for SmolLM2 alone on 2 cores).
 
 Windows come from tl_wavelet's long corpus (five documents of 10.8k-17.9k tokens, cut each on
 its own: no window crosses two documents), so every length reads the same text. Each document
@@ -30,14 +34,14 @@ def _level(n: int) -> int:
     return max(3, int(math.log2(n)) - 1)
 
 
-def document_states(model, n: int) -> tuple[list[dict], str]:
+def document_states(model, n: int, max_windows: int | None = None) -> tuple[list[dict], str]:
     """One accumulator state per document that holds a window of ``n`` tokens, and the attention path."""
     from tl_wavelet.analysis import HeadAccumulator, stream
 
     states, path = [], "-"
     for text in tlw.corpus.long_corpus():
         try:
-            tokens = tlw.corpus.chunk_tokens(model, [text], n)
+            tokens = tlw.corpus.chunk_tokens(model, [text], n)[:max_windows]
         except ValueError:
             continue  # the document is shorter than one window
         acc = HeadAccumulator(model, level=_level(n), wavelet="haar")
@@ -91,13 +95,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096, 8192])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
+    ap.add_argument("--max-windows", type=int, default=None, help="at most N windows per document and length")
     args = ap.parse_args(argv)
     table = []
     for name in args.models:
         model = tlw.models.load(name)
         for n in args.lengths:
             t0 = time.perf_counter()
-            states, path = document_states(model, n)
+            states, path = document_states(model, n, args.max_windows)
             seconds = time.perf_counter() - t0
             rec = {"model": name, "tokens": n, "level": _level(n), "documents": len(states), "attention": path,
                    "seconds": round(seconds), **jackknife(model, states, n)}
@@ -108,8 +113,9 @@ def main(argv=None) -> int:
     header = ["model", "tokens", "level", "documents", "windows", "attention", "scale_tokens", "share_offsets_lt_8",
               "share_offsets_ge_128", "spec_low", "rho", "seconds"]
     md = ["# Context length: scales and band shares from 256 to 8192 tokens", "",
-          "Command: `python docs/build_context_lengths.py` (CPU, 2 cores). Built by that script from its own run; "
-          "see its docstring for the method.", "",
+          f"Command: `python docs/build_context_lengths.py --lengths {' '.join(map(str, args.lengths))} --models "
+          f"{' '.join(args.models)}" + (f" --max-windows {args.max_windows}" if args.max_windows else "")
+          + "` (CPU, 2 cores). Built by that script from its own run; see its docstring for the method.", "",
           "Text: the five documents of `tlw.corpus.long_corpus()` (original prose, 10.8k-17.9k tokens each), cut "
           "document by document, so every length reads the same text. Statistics are means over windows (each a mean "
           "over layers and heads); `±` is a jackknife standard error over documents (leave one document out): windows "
@@ -121,9 +127,12 @@ def main(argv=None) -> int:
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in df.iterrows():
         md.append("| " + " | ".join(str(r[h]) for h in header) + " |")
+    longest = df[df["tokens"] == df["tokens"].max()]
     md += ["", "Limits: 4-bit GGUF weights dequantised (the checkpoints, not their bf16 originals); 8192 tokens is "
-           "SmolLM2's stated context and a quarter of Gemma-3's; windows per length are few at 8192 (7, from 5 "
-           "documents), so the standard errors there rest on 5 documents."]
+           "SmolLM2's stated context and a quarter of Gemma-3's; windows are few at the longest length "
+           f"({', '.join(f'{w} from {d} documents' for w, d in zip(longest['windows'], longest['documents']))}), so "
+           "the standard errors there rest on that many documents; the jackknife over 5 documents has 4 degrees of "
+           "freedom."]
     OUT.write_text("\n".join(md) + "\n")
     print(OUT)
     return 0

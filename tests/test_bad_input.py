@@ -546,7 +546,7 @@ _BAD_SWEEP = [
     ("method", "median", ValueError), ("target", "q", ValueError), ("batch_size", 0, ValueError),
     ("batch_size", 1.5, TypeError), ("attribution", "atp3", ValueError), ("attribution", 1, ValueError),
     ("verify_top_k", -1, ValueError), ("verify_top_k", 2.0, TypeError), ("level", 0, ValueError),
-    ("level", 6, ValueError), ("level", "3", TypeError), ("wavelet", "db99x", ValueError), ("mode", "wrap", ValueError),
+    ("level", 6, ValueError), ("level", "3", TypeError), ("band_wavelet", "db99x", ValueError), ("mode", "wrap", ValueError),
     ("n_rope_bands", 0, ValueError), ("ig_steps", 0, ValueError), ("fisher_samples", 0, ValueError),
     ("fisher_samples", 1.5, TypeError), ("seed", "1", TypeError), ("attention_mask", [[1, 0, 1]], ValueError),
     ("attention_mask", "all", TypeError), ("reference", "x" * 3, ValueError), ("seq_len", 0, ValueError),
@@ -564,7 +564,7 @@ def test_band_sweep_bad_values(random_model, toks, clean_loss, name, value, exc)
     with pytest.raises(exc) as e:
         _sweep(random_model, toks[:2], **kw)
     msg = str(e.value)
-    assert name in msg or (name in ("wavelet", "mode") and str(value) in msg), msg
+    assert name in msg or (name in ("band_wavelet", "mode") and str(value) in msg), msg
     _unchanged(random_model, toks, clean_loss)
 
 

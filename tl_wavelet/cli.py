@@ -579,13 +579,7 @@ def _analyze_in(args, final: Path, work: Path, ckpt, od, is_main: bool) -> int:
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-    if args.text:  # read the files before the slow model load, so a bad path fails fast
-        from .corpus import read_text_files
-
-        try:
-            read_text_files(args.text)
-        except (ValueError, FileNotFoundError, UnicodeDecodeError) as e:
-            raise UserError(str(e)) from None
+    _check_text_files(args)  # before the slow model load, so a bad path fails fast
     _log(args, f"Loading model {args.model!r} ...")
     t = time.perf_counter()
     model = _load_model(args)
@@ -962,16 +956,27 @@ def _multiverse(args) -> int:
         raise UserError(f"--n-sequences must be at least 2 (standard errors need two), got {args.n_sequences}.")
     _check_device_args(args)
     axes = _parse_axes(args.axis)
-    if args.text:  # read the files before the slow model load, so a bad path fails fast
+    _check_text_files(args)  # before the slow model load, so a bad path fails fast
+    return _in_claimed_folder(args, _ours_multiverse, lambda od: _multiverse_in(args, axes, od))
+
+
+def _check_text_files(args) -> None:
+    """Read ``--text`` files once up front: a bad path or encoding fails before the slow model load."""
+    if args.text:
         from .corpus import read_text_files
 
         try:
             read_text_files(args.text)
         except (ValueError, FileNotFoundError, UnicodeDecodeError) as e:
             raise UserError(str(e)) from None
-    od = _claim(args, _ours_multiverse)  # --force into an occupied folder: a staging folder, swapped in at the end
+
+
+def _in_claimed_folder(args, ours, run) -> int:
+    """``run(od)`` in ``--out`` claimed for this run (--force into an occupied folder: a staging folder,
+    swapped in at the end); Ctrl-C says what was kept."""
+    od = _claim(args, ours)
     try:
-        return _multiverse_in(args, axes, od)
+        return run(od)
     except KeyboardInterrupt:
         what = f"the earlier files in {od.final} are unchanged" if od.staged else "nothing was written"
         print(f"\nInterrupted; {what}.", file=sys.stderr)
@@ -1118,22 +1123,8 @@ def _claims(args) -> int:
             raise UserError(str(e).replace("seq_len", "--seq-len")) from None
     if args.run is not None and not (Path(args.run) / "config.json").is_file():
         raise UserError(f"--run {args.run}: no config.json there; give the --out folder of a `tl-wavelet emergence` run.")
-    if args.text:
-        from .corpus import read_text_files
-
-        try:
-            read_text_files(args.text)
-        except (ValueError, FileNotFoundError, UnicodeDecodeError) as e:
-            raise UserError(str(e)) from None
-    od = _claim(args, _ours_claims)
-    try:
-        return _claims_in(args, readings, od)
-    except KeyboardInterrupt:
-        what = f"the earlier files in {od.final} are unchanged" if od.staged else "nothing was written"
-        print(f"\nInterrupted; {what}.", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        od.release()
+    _check_text_files(args)
+    return _in_claimed_folder(args, _ours_claims, lambda od: _claims_in(args, readings, od))
 
 
 def _every_kth_per_document(tokens, documents, k: int | None):
