@@ -17,6 +17,7 @@ accumulators merged leaving one document out), the unit the windows are not inde
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 import warnings
@@ -28,6 +29,8 @@ import pandas as pd
 import tl_wavelet as tlw
 
 OUT = Path(__file__).resolve().parent / "context_lengths.md"
+#: every (model, length) row measured so far: a run replaces its own rows and keeps the others
+ROWS = OUT.with_suffix(".json")
 
 
 def _level(n: int) -> int:
@@ -105,17 +108,22 @@ def main(argv=None) -> int:
             states, path = document_states(model, n, args.max_windows)
             seconds = time.perf_counter() - t0
             rec = {"model": name, "tokens": n, "level": _level(n), "documents": len(states), "attention": path,
-                   "seconds": round(seconds), **jackknife(model, states, n)}
+                   "seconds": round(seconds), **jackknife(model, states, n), "max_windows": args.max_windows}
             table.append(rec)
             print(rec, flush=True)
         del model
+    old = json.loads(ROWS.read_text()) if ROWS.exists() else []
+    mine = {(r["model"], r["tokens"]) for r in table}
+    table = [r for r in old if (r["model"], r["tokens"]) not in mine] + table
+    table.sort(key=lambda r: (r["model"], r["tokens"]))
+    ROWS.write_text(json.dumps(table, indent=1) + "\n")
     df = pd.DataFrame(table)
     header = ["model", "tokens", "level", "documents", "windows", "attention", "scale_tokens", "share_offsets_lt_8",
-              "share_offsets_ge_128", "spec_low", "rho", "seconds"]
+              "share_offsets_ge_128", "spec_low", "rho", "max_windows", "seconds"]
     md = ["# Context length: scales and band shares from 256 to 8192 tokens", "",
-          f"Command: `python docs/build_context_lengths.py --lengths {' '.join(map(str, args.lengths))} --models "
-          f"{' '.join(args.models)}" + (f" --max-windows {args.max_windows}" if args.max_windows else "")
-          + "` (CPU, 2 cores). Built by that script from its own run; see its docstring for the method.", "",
+          "Command: `python docs/build_context_lengths.py --lengths ... --models ... --max-windows N` (CPU, 2 cores; "
+          "each row's command is in docs/context_lengths.json, which keeps every row measured: a run replaces its "
+          "own rows). See the script's docstring for the method.", "",
           "Text: the five documents of `tlw.corpus.long_corpus()` (original prose, 10.8k-17.9k tokens each), cut "
           "document by document, so every length reads the same text. Statistics are means over windows (each a mean "
           "over layers and heads); `±` is a jackknife standard error over documents (leave one document out): windows "
