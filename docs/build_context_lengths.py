@@ -134,7 +134,10 @@ def main(argv=None) -> int:
           "uncertainty correlation per layer (over windows, per head), mean over heads and layers.", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in df.iterrows():
-        md.append("| " + " | ".join(str(r[h]) for h in header) + " |")
+        cells = [str(r[h]) for h in header]
+        if not isinstance(r["max_windows"], (int, float)) or r["max_windows"] != r["max_windows"]:  # None / NaN
+            cells[header.index("max_windows")] = "all"
+        md.append("| " + " | ".join(cells) + " |")
     longest = df[df["tokens"] == df["tokens"].max()]
     md += ["", "Limits: 4-bit GGUF weights dequantised (the checkpoints, not their bf16 originals); 8192 tokens is "
            "SmolLM2's stated context and a quarter of Gemma-3's; windows are few at the longest length "
