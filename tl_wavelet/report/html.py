@@ -367,9 +367,19 @@ def findings(model_name: str, comp: pd.DataFrame, reports: Mapping[str, object],
             out.append(
                 "<b>Causal effects.</b> Largest " + ("verified " if verified else "") + "band-ablation effects: "
                 + "; ".join(items) + f"{rel}. {n_up} of the {len(exact)} exactly measured cells raise the loss by more "
-                "than 2 standard errors."
+                "than 2 standard errors" + _se_unit_words(sweep.attrs) + "."
             )
     return out
+
+
+def _se_unit_words(attrs: Mapping) -> str:
+    """What a sweep's standard errors resample, in words (empty when the table does not say)."""
+    unit, n = attrs.get("se_unit"), attrs.get("n_clusters")
+    if unit == "document":
+        return f" (standard errors by document, {n} documents)"
+    if unit == "sequence":
+        return f" (standard errors over {n} windows, treated as independent)"
+    return ""
 
 
 def write_report(
