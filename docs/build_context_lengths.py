@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -99,16 +100,18 @@ def main(argv=None) -> int:
     ap.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096, 8192])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
     ap.add_argument("--max-windows", type=int, default=None, help="at most N windows per document and length")
+    ap.add_argument("--render-only", action="store_true", help="no run: rebuild the page from docs/context_lengths.json")
     args = ap.parse_args(argv)
     table = []
-    for name in args.models:
+    for name in [] if args.render_only else args.models:
         model = tlw.models.load(name)
         for n in args.lengths:
             t0 = time.perf_counter()
             states, path = document_states(model, n, args.max_windows)
             seconds = time.perf_counter() - t0
             rec = {"model": name, "tokens": n, "level": _level(n), "documents": len(states), "attention": path,
-                   "seconds": round(seconds), **jackknife(model, states, n), "max_windows": args.max_windows}
+                   "seconds": round(seconds), **jackknife(model, states, n), "max_windows": args.max_windows,
+                   "command": "python docs/build_context_lengths.py " + " ".join(argv if argv is not None else sys.argv[1:])}
             table.append(rec)
             print(rec, flush=True)
         del model
@@ -121,9 +124,10 @@ def main(argv=None) -> int:
     header = ["model", "tokens", "level", "documents", "windows", "attention", "scale_tokens", "share_offsets_lt_8",
               "share_offsets_ge_128", "spec_low", "rho", "max_windows", "seconds"]
     md = ["# Context length: scales and band shares from 256 to 8192 tokens", "",
-          "Command: `python docs/build_context_lengths.py --lengths ... --models ... --max-windows N` (CPU, 2 cores; "
-          "each row's command is in docs/context_lengths.json, which keeps every row measured: a run replaces its "
-          "own rows). See the script's docstring for the method.", "",
+          "Commands (CPU, 2 cores, on a machine shared with other jobs: `seconds` is wall time "
+          "and moves with the load): " + "; ".join(f"`{c}`" for c in dict.fromkeys(r.get("command", "?") for r in table))
+          + ". docs/context_lengths.json keeps every row measured (a run replaces its own rows); the script's "
+          "docstring has the method.", "",
           "Text: the five documents of `tlw.corpus.long_corpus()` (original prose, 10.8k-17.9k tokens each), cut "
           "document by document, so every length reads the same text. Statistics are means over windows (each a mean "
           "over layers and heads); `±` is a jackknife standard error over documents (leave one document out): windows "
@@ -141,7 +145,7 @@ def main(argv=None) -> int:
     longest = df[df["tokens"] == df["tokens"].max()]
     md += ["", "Limits: 4-bit GGUF weights dequantised (the checkpoints, not their bf16 originals); 8192 tokens is "
            "SmolLM2's stated context and a quarter of Gemma-3's; windows are few at the longest length "
-           f"({', '.join(f'{w} from {d} documents' for w, d in zip(longest['windows'], longest['documents']))}), so "
+           f"({', '.join(f'{m}: {w} from {d} documents' for m, w, d in zip(longest['model'], longest['windows'], longest['documents']))}), so "
            "the standard errors there rest on that many documents; the jackknife over 5 documents has 4 degrees of "
            "freedom."]
     OUT.write_text("\n".join(md) + "\n")

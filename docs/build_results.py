@@ -113,6 +113,16 @@ model per position encoding for the comparison with absolute positions.
 """
 
 
+CONTEXT = """## Context length (descriptive)
+
+How scales, band shares and rho change from 256 to 8192 tokens on both models, with standard
+errors over the five long documents: [docs/context_lengths.md](context_lengths.md) (built by
+`docs/build_context_lengths.py`; what the numbers mean and why the heads look more local at
+longer contexts under the default reading: [docs/long_context.md](long_context.md#results-context-length)).
+
+"""
+
+
 EARLIER = """## Earlier analyses (descriptive)
 
 The sections below come from `tl-wavelet analyze`, `compare` and `multiverse`. They describe
@@ -152,6 +162,7 @@ def main(folders: list[str]) -> None:
         if not summary.is_file():
             sys.exit(f"{summary} is missing: run the tl-wavelet command for {folder} first.")
         if not earlier:
+            parts.append(CONTEXT)
             parts.append(EARLIER)
             earlier = True
         parts.append(summary.read_text().rstrip() + "\n\n")
