@@ -32,9 +32,9 @@ from tl_wavelet.inference import (
     surrogate_patterns,
     t_quantile,
 )
-from tl_wavelet.inference.claims import verdict_range, verdict_sign
 from tl_wavelet.inference.measure import holm
 from tl_wavelet.inference.null import decay_features, shrink_fits
+from tl_wavelet.inference.verdicts import verdict_range, verdict_sign
 
 N = 128
 

@@ -60,9 +60,9 @@ def test_public_names_resolve_and_are_documented():
 
 
 def _module_graph(root):
-    """``{module: modules it imports at module level}`` of the package at ``root`` (imports inside
-    functions are the deliberate lazy ones, and a submodule importing its own parent package is how
-    Python loads packages: both left out)."""
+    """``{module: modules it imports}`` of the package at ``root``, imports inside functions included
+    (a lazy import still ties the two modules together; a submodule importing its own parent package
+    is how Python loads packages and is left out)."""
     import ast
 
     mods = {}
@@ -73,8 +73,7 @@ def _module_graph(root):
     for m, p in mods.items():
         pkg = m.split(".") if p.name == "__init__.py" else m.split(".")[:-1]
         edges = set()
-        body = ast.parse(p.read_text()).body
-        for node in [n for top in body for n in ((top.body + top.orelse) if isinstance(top, ast.If) else [top])]:
+        for node in ast.walk(ast.parse(p.read_text())):
             if isinstance(node, ast.ImportFrom):
                 target = ".".join(pkg[: len(pkg) - node.level + 1] + [node.module or ""]).strip(".") if node.level \
                     else node.module or ""

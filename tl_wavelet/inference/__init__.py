@@ -14,6 +14,7 @@ distance, and a test of each of the paper's claims.
   an interval, the null's value and a verdict (:func:`evaluate_claims`, ``tl-wavelet claims``)
 - :mod:`.trained`: the same claims on the emergence experiment's models, seeds as the unit
   (:func:`emergence_claims`)
+- :mod:`.verdicts`: the verdict rules and model-level statistics both of them judge by
 """
 from .claims import CLAIMS, evaluate_claims
 from .measure import LITERAL, NullComparison, measure_against_null

@@ -43,8 +43,10 @@ from ..paper import paper_numbers
 from ..validate import check_bool, check_choice, check_int, check_type
 from .measure import LITERAL, NullComparison, _nanmean, measure_against_null
 from .resample import t_quantile
+from .trained import emergence_claims
+from .verdicts import complementarity, layer_slope, verdict_both, verdict_range, verdict_sign
 
-__all__ = ["CLAIMS", "evaluate_claims", "claims_for", "reading_label", "verdict_range", "verdict_sign"]
+__all__ = ["CLAIMS", "evaluate_claims", "claims_for", "reading_label"]
 
 #: claim -> (source, what the statistic is, the paper's words or number)
 CLAIMS = {
@@ -91,68 +93,6 @@ def _scale_range(alpha: float) -> tuple[float, float] | None:
     return None if sub.empty else (float(sub["low"].iloc[0]), float(sub["high"].iloc[0]))
 
 
-def verdict_range(low: float, high: float, lo: float, hi: float) -> str:
-    """supported: the interval inside [lo, hi]; contradicted: disjoint from it; else inconclusive.
-
-    >>> verdict_range(0.62, 0.7, 0.6, 0.8), verdict_range(0.9, 0.95, 0.6, 0.8), verdict_range(0.7, 0.9, 0.6, 0.8)
-    ('supported', 'contradicted', 'inconclusive')
-    """
-    if any(math.isnan(v) for v in (low, high)):
-        return "inconclusive"
-    if lo <= low and high <= hi:
-        return "supported"
-    if high < lo or low > hi:
-        return "contradicted"
-    return "inconclusive"
-
-
-def verdict_sign(low: float, high: float, sign: int) -> str:
-    """supported: the interval entirely on the side ``sign`` of 0 (+1 above, -1 below);
-    contradicted: entirely on the other side; else inconclusive.
-
-    >>> verdict_sign(-0.3, -0.1, -1), verdict_sign(0.1, 0.2, -1), verdict_sign(-0.1, 0.2, -1)
-    ('supported', 'contradicted', 'inconclusive')
-    """
-    if any(math.isnan(v) for v in (low, high)):
-        return "inconclusive"
-    if sign * low > 0 and sign * high > 0:
-        return "supported"
-    if sign * high < 0 and sign * low < 0:
-        return "contradicted"
-    return "inconclusive"
-
-
-def _both(first: str, second: str) -> str:
-    """Intersection-union: supported only if both are; contradicted if either is."""
-    if "contradicted" in (first, second):
-        return "contradicted"
-    return "supported" if first == second == "supported" else "inconclusive"
-
-
-# ---------------------------------------------------------------------- model-level statistics
-def _js_complementarity(shares: torch.Tensor) -> torch.Tensor:
-    """[R, L, H, B] band shares -> [R]: H(mean over heads) - mean over heads of H, mean over layers."""
-    def entropy(p):
-        return -(torch.where(p > 0, p * torch.log(p.clamp(min=1e-300)), 0)).sum(-1)
-
-    ok = ~torch.isnan(shares).any(-1)
-    s = torch.where(ok[..., None], shares, 0)
-    mix = s.sum(-2) / ok.sum(-1, keepdim=True).clamp(min=1)
-    within = torch.where(ok, entropy(s), 0).sum(-1) / ok.sum(-1).clamp(min=1)
-    return (entropy(mix) - within).mean(-1)
-
-
-def _slope(per_layer: torch.Tensor) -> torch.Tensor:
-    """[R, L] -> [R]: least-squares slope on the layer index (NaN with fewer than 3 layers)."""
-    n = per_layer.shape[-1]
-    if n < 3:
-        return torch.full(per_layer.shape[:-1], math.nan, dtype=torch.float64, device="cpu")
-    x = torch.arange(n, dtype=torch.float64, device="cpu")
-    x = x - x.mean()
-    y = per_layer - per_layer.mean(-1, keepdim=True)
-    return (x * y).sum(-1) / (x * x).sum()
-
-
 def _model_stat(cmp: NullComparison, fn):
     """stat(totals) -> [R, 3]: fn of (real, null) per-head statistics, and their difference."""
     def stat(t):
@@ -188,7 +128,7 @@ def claims_for(cmp: NullComparison, *, level: float = 0.95, alpha_beyond: float 
     # multi-scale heads: complementarity beyond what the heads' decay laws give
     heads = cmp.beyond_decay(("bands",), alpha=alpha_beyond)
     n_beyond, n_heads = int(heads["bands"].sum()), len(heads)
-    add("multi_scale_heads", lambda t, k: _js_complementarity(cmp.head_values(t, k, "band_shares")),
+    add("multi_scale_heads", lambda t, k: complementarity(cmp.head_values(t, k, "band_shares")),
         lambda v: (verdict_sign(v["low"][2], v["high"][2], +1), ""),
         note=f"{n_beyond} of {n_heads} heads have band shares beyond distance decay (Holm over heads, "
              f"{alpha_beyond:.0%} family-wise).")
@@ -200,7 +140,7 @@ def claims_for(cmp: NullComparison, *, level: float = 0.95, alpha_beyond: float 
     add("low_frequency_share", low_share,
         lambda v: (verdict_range(v["low"][0], v["high"][0], lo, hi), f"Paper range {lo:.2f}-{hi:.2f}; the share is "
                    f"{beyond_note(v)}."))
-    add("low_frequency_tapers_with_depth", lambda t, k: _slope(_nanmean(cmp.head_values(t, k, "spec_low"), -1)),
+    add("low_frequency_tapers_with_depth", lambda t, k: layer_slope(_nanmean(cmp.head_values(t, k, "spec_low"), -1)),
         lambda v: (verdict_sign(v["low"][0], v["high"][0], -1), f"Per layer; the null's slope is {v['value'][1]:+.4f}."))
     rlo, rhi = _paper_range("rho", 1.0)
 
@@ -212,7 +152,7 @@ def claims_for(cmp: NullComparison, *, level: float = 0.95, alpha_beyond: float 
         beyond = verdict_sign(v["low"][2], v["high"][2], -1)
         note = (f"rho < 0: {sign}; rho below its decay null: {beyond}. Paper {rlo:.2f}..{rhi:.2f}; in that range: "
                 f"{verdict_range(v['low'][0], v['high'][0], rlo, rhi)}.")
-        return _both(sign, beyond), note
+        return verdict_both(sign, beyond), note
 
     add("uncertainty_tradeoff", rho, rho_verdict)
     add("uncertainty_efficiency", lambda t, k: _nanmean(cmp.head_values(t, k, "efficiency").flatten(1), -1),
@@ -368,8 +308,6 @@ def evaluate_claims(
             row.update({"model": name, "reading": label, "exploratory": exploratory})
         rows += claim_rows
     if run is not None:
-        from .trained import emergence_claims
-
         trained, details["emergence_runs"], details["emergence_trajectory"] = emergence_claims(
             run, reading=readings[0], level=adjusted, progress=progress, return_runs=True)
         trained["reading"] = reading_label(readings[0])

@@ -19,8 +19,8 @@ import torch
 
 from ..analysis.config import MetricConfig
 from ..validate import check_bool, check_int
-from .claims import _js_complementarity, _slope, verdict_range, verdict_sign
 from .measure import LITERAL, _nanmean, measure_against_null, seeds_interval
+from .verdicts import complementarity, layer_slope, verdict_both, verdict_range, verdict_sign
 
 __all__ = ["run_statistics", "emergence_claims"]
 
@@ -32,9 +32,9 @@ _PAPER_RHO = (-0.737, -0.421)
 def _model_means(cmp, t, kind: str) -> dict[str, torch.Tensor]:
     hv = cmp.head_values
     out = {
-        "complementarity": _js_complementarity(hv(t, kind, "band_shares")),
+        "complementarity": complementarity(hv(t, kind, "band_shares")),
         "low_share": _nanmean(hv(t, kind, "spec_low").flatten(1), -1),
-        "low_share_slope": _slope(_nanmean(hv(t, kind, "spec_low"), -1)),
+        "low_share_slope": layer_slope(_nanmean(hv(t, kind, "spec_low"), -1)),
         "rho": _nanmean(hv(t, kind, "rho").flatten(1), -1),
         "efficiency": _nanmean(hv(t, kind, "efficiency").flatten(1), -1),
         "spectral_entropy": _nanmean(hv(t, kind, "spectral_entropy").flatten(1), -1),
@@ -102,10 +102,8 @@ def _claim_rows(runs: pd.DataFrame, level: float) -> list[dict]:
         r = iv("rho")
         rn = with_null("rho")
         sign, beyond = verdict_sign(r[2], r[3], -1), verdict_sign(rn["diff_low"], rn["diff_high"], -1)
-        both = "contradicted" if "contradicted" in (sign, beyond) else ("supported" if sign == beyond == "supported"
-                                                                        else "inconclusive")
         rows.append(_row(data, position, "uncertainty_tradeoff", "rho, mean over heads; < 0 and below the null's",
-                         "-0.74 .. -0.42", r, both, f"rho < 0: {sign}; below its decay null: {beyond}.", level, **rn))
+                         "-0.74 .. -0.42", r, verdict_both(sign, beyond), f"rho < 0: {sign}; below its decay null: {beyond}.", level, **rn))
         e = with_null("efficiency")
         rows.append(_row(data, position, "uncertainty_efficiency", "efficiency, real - null", "(ours)",
                          iv("efficiency"), verdict_sign(e["diff_low"], e["diff_high"], +1), "", level, source="ours", **e))
