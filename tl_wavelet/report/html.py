@@ -287,7 +287,7 @@ def _signed(x: float) -> str:
 def _versus(x: float, lo: float, hi: float) -> str:
     """Where ``x`` sits against a (negative) paper range ``lo..hi``."""
     if not math.isfinite(x):
-        return "undefined"
+        return "undefined here: fewer than 4 sequences, or entropies that do not vary; the paper's range is"
     if lo <= x <= hi:
         return "inside the paper's range"
     if x > 0 >= hi:
