@@ -109,7 +109,7 @@ class RunningMoments:
             self.s2 = torch.zeros_like(self.n)
         elif self.n.device != dev:  # e.g. a merged saved state (CPU) now fed from a GPU
             self.n, self.s1, self.s2 = (t.to(dev) for t in (self.n, self.s1, self.s2))
-        if self.n is not None and self.s1 is not None and (clusters is None) != (self.cn is None) and self._fed:
+        if self._fed and (clusters is None) != (self.cn is None):
             raise ValueError("clusters: these sums were kept " + ("per cluster" if self.cn is not None else "without clusters")
                              + "; every update of one statistic names its clusters, or none does.")
         self._fed = True
@@ -125,17 +125,23 @@ class RunningMoments:
         if clusters.ndim != 1 or clusters.shape[0] != v.shape[0] or clusters.is_floating_point():
             raise ValueError(f"clusters must be one integer code per sequence, [{v.shape[0]}], got "
                              f"{clusters.dtype} {tuple(clusters.shape)}.")
+        self._cluster_sums(n_clusters, v.device)
         clusters = clusters.to(v.device)
-        if self.cn is None:
-            self.cn = torch.zeros((n_clusters, *v.shape[1:]), dtype=torch.float64, device=v.device)
-            self.cs1 = torch.zeros_like(self.cn)
-        elif self.cn.shape[0] < n_clusters:  # more clusters named since (merged states)
-            pad = torch.zeros((n_clusters - self.cn.shape[0], *self.cn.shape[1:]), dtype=torch.float64, device=v.device)
-            self.cn, self.cs1 = torch.cat([self.cn.to(v.device), pad]), torch.cat([self.cs1.to(v.device), pad])
-        elif self.cn.device != v.device:
-            self.cn, self.cs1 = self.cn.to(v.device), self.cs1.to(v.device)
         self.cn.index_add_(0, clusters, ok.to(torch.float64))
         self.cs1.index_add_(0, clusters, v)
+
+    def _cluster_sums(self, g: int, device: torch.device) -> None:
+        """Per-cluster sums for at least ``g`` clusters on ``device`` (grown when more are named, e.g. merged states)."""
+        shape = tuple(self.n.shape)
+        if self.cn is None:
+            self.cn = torch.zeros((g, *shape), dtype=torch.float64, device=device)
+            self.cs1 = torch.zeros_like(self.cn)
+            return
+        if self.cn.device != device:
+            self.cn, self.cs1 = self.cn.to(device), self.cs1.to(device)
+        if self.cn.shape[0] < g:  # called on every update: copy only when growing
+            pad = torch.zeros((g - self.cn.shape[0], *shape), dtype=torch.float64, device=device)
+            self.cn, self.cs1 = torch.cat([self.cn, pad]), torch.cat([self.cs1, pad])
 
     def state_dict(self) -> dict[str, Tensor | None]:
         """The running sums ``{"n", "s1", "s2"}`` (float64 on the CPU, None before the first update),
@@ -192,13 +198,7 @@ class RunningMoments:
             codes = torch.arange(cn.shape[0]) if cluster_map is None else torch.as_tensor(cluster_map, dtype=torch.long)
             if codes.shape != (cn.shape[0],):
                 raise ValueError(f"cluster_map must give one code per merged cluster ({cn.shape[0]}), got {tuple(codes.shape)}.")
-            g = int(codes.max()) + 1 if codes.numel() else 0
-            if self.cn is None:
-                self.cn = torch.zeros((g, *n.shape), dtype=torch.float64, device=dev)
-                self.cs1 = torch.zeros_like(self.cn)
-            elif self.cn.shape[0] < g:
-                pad = torch.zeros((g - self.cn.shape[0], *n.shape), dtype=torch.float64, device=dev)
-                self.cn, self.cs1 = torch.cat([self.cn, pad]), torch.cat([self.cs1, pad])
+            self._cluster_sums(int(codes.max()) + 1 if codes.numel() else 0, dev)
             codes = codes.to(dev)
             self.cn.index_add_(0, codes, cn.to(dev))
             self.cs1.index_add_(0, codes, cs1.to(dev))
@@ -211,11 +211,6 @@ class RunningMoments:
     @property
     def mean(self) -> Tensor:
         return self.s1 / self.n.clamp(min=1)
-
-    @property
-    def n_clusters(self) -> int | None:
-        """Clusters the sums are kept for (None: kept without clusters)."""
-        return None if self.cn is None else int(self.cn.shape[0])
 
     @property
     def se(self) -> Tensor:

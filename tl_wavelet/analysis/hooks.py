@@ -395,10 +395,7 @@ class HeadAccumulator:
         if documents is not None:
             from ..inference.units import as_clusters  # lazily: tl_wavelet.inference builds on this module
 
-            if isinstance(documents, (str, bytes)) or not hasattr(documents, "__len__"):
-                raise TypeError("documents must be one document id per sequence (a list or 1-D tensor), got "
-                                f"{type(documents).__name__}.")
-            self._doc_codes, self._doc_labels = as_clusters(documents, len(documents), "documents")
+            self._doc_codes, self._doc_labels = as_clusters(documents, None, "documents")
 
     @property
     def se_unit(self) -> str:

@@ -271,9 +271,7 @@ class MultiverseAccumulator:
         if groups is not None:
             from ..inference.units import as_clusters
 
-            if isinstance(groups, (str, bytes)) or not hasattr(groups, "__len__"):
-                raise TypeError(f"groups must be one document id per sequence (a list or 1-D tensor), got {type(groups).__name__}.")
-            self._group_of, labels = as_clusters(groups, len(groups), "groups")
+            self._group_of, labels = as_clusters(groups, None, "groups")
             self.n_groups, self.se_unit = len(labels), "document"
         self.alphas = tuple(alphas)
         self.max_rows = max_rows

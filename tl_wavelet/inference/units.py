@@ -19,17 +19,20 @@ from ..adapter import as_tokens, is_text
 __all__ = ["as_clusters", "tokens_and_documents"]
 
 
-def as_clusters(ids, n: int, name: str = "ids") -> tuple[Int[Tensor, " n"], list]:
+def as_clusters(ids, n: int | None, name: str = "ids") -> tuple[Int[Tensor, " n"], list]:
     """Cluster ids of ``n`` sequences as codes ``0..G-1`` (in order of first appearance) and their labels.
 
     ``ids``: one id per sequence (ints or strings: a document index, a file name, a seed),
-    or None: every sequence is its own cluster.
+    or None: every sequence is its own cluster. ``n=None``: as many sequences as ids
+    (``ids`` must then be given).
 
     >>> codes, labels = as_clusters([7, 7, 3, 7], 4)
     >>> codes.tolist(), labels
     ([0, 0, 1, 0], [7, 3])
     """
     if ids is None:
+        if n is None:
+            raise ValueError(f"{name}: give one id per sequence, or the number of sequences.")
         return torch.arange(n, device="cpu"), list(range(n))
     if hasattr(ids, "tolist") and not isinstance(ids, Tensor):  # a NumPy array
         ids = ids.tolist()
@@ -41,7 +44,7 @@ def as_clusters(ids, n: int, name: str = "ids") -> tuple[Int[Tensor, " n"], list
     if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
         raise TypeError(f"{name} must be a list of one id per sequence, got {type(ids).__name__}.")
     ids = list(ids)
-    if len(ids) != n:
+    if n is not None and len(ids) != n:
         raise ValueError(f"{name} has {len(ids)} ids but there are {n} sequences: give one id per sequence "
                          "(e.g. the documents returned by tl_wavelet.corpus.chunk_documents).")
     for v in ids:
