@@ -178,3 +178,31 @@ def test_model_without_rope_gets_positional_metrics_but_not_rope_usage(gpt2_mode
     with pytest.raises(ValueError, match="rotary"):
         tlw.rope_frequencies(gpt2_model)
     assert _hook_counts(gpt2_model) == 0
+
+
+def test_accumulators_sharing_one_pass_equal_each_alone(random_model, tokens):
+    # Accumulators that read the same activation share its signals and their DWT (computed by
+    # the first hook that fires): each must still get exactly what it gets alone, whether its
+    # signal is shared (default and paper: one offset profile) or not (last_row, and a
+    # different alpha set, which changes the profile's cuts).
+    def make():
+        return [HeadAccumulator(random_model), HeadAccumulator(random_model, paper=True),
+                HeadAccumulator(random_model, signal="last_row"), HeadAccumulator(random_model, alphas=(0.75,))]
+
+    together = make()
+    tlw.analysis.stream(random_model, tokens, together, progress=False)
+    for acc in together:
+        alone = make()[together.index(acc)]
+        tlw.analysis.stream(random_model, tokens, [alone], progress=False)
+        a, b = acc.report().to_dataframe(), alone.report().to_dataframe()
+        num = a.select_dtypes("number").columns
+        np.testing.assert_array_equal(a[num].to_numpy(), b[num].to_numpy())
+    # and a pattern edited in place between two accumulators' reads is read afresh
+    _, cache = random_model.run_with_cache(tokens, names_filter=lambda nm: nm == "blocks.0.attn.hook_pattern")
+    pattern = cache["blocks.0.attn.hook_pattern"].clone()
+    first, second = (HeadAccumulator(random_model, layers=[0], rope=False) for _ in range(2))
+    first.add(0, pattern)
+    pattern.mul_(0.5)
+    second.add(0, pattern)
+    e1, e2 = (acc.report().stats[(0, "band_energy")][0].numpy() for acc in (first, second))
+    np.testing.assert_allclose(e2, e1 * 0.25, rtol=1e-5)

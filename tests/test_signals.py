@@ -6,7 +6,7 @@ previous-token head and uniform causal attention.
 import pytest
 import torch
 
-from tl_wavelet.signals import offset_aligned_rows, offset_profile
+from tl_wavelet.signals import offset_aligned_rows, offset_profile, prefix_offset_profiles
 
 
 def _random_causal(*shape, n, seed=0):
@@ -96,6 +96,28 @@ def test_profile_matches_loop_mean(drop):
         qs = [q for q in range(n) if q - d >= int(drop)]
         want = rows[:, qs, d].mean(-1) if qs else torch.zeros(3, dtype=torch.float64)
         torch.testing.assert_close(r[:, d], want)
+
+
+@pytest.mark.parametrize("drop", [False, True])
+@pytest.mark.parametrize("given", [False, True])
+def test_prefix_profiles_are_the_cut_sequences_profiles(drop, given):
+    # The hooks' one-pass profiles of the causal prefixes (scale sensitivity's cut sequences)
+    # against the loop mean of each cut pattern on its own. A strong first key (a sink) makes
+    # the unmasked gather's spill, which the one-pass sums take off, large.
+    n = 24
+    p = _random_causal(2, 3, n=n, seed=4).clone()
+    p[..., 0] += 3.0
+    p = p / p.sum(-1, keepdim=True)
+    aligned = offset_aligned_rows(p, drop)[0] if given else None
+    got = prefix_offset_profiles(p, drop, [n, 12, 6], aligned=aligned)
+    assert sorted(got) == [6, 12, n]
+    for m, prof in got.items():
+        assert prof.dtype == torch.float64 and prof.shape == (2, 3, m)
+        rows = _loop_rows(p[..., :m, :m], drop)
+        for d in range(m):
+            qs = [q for q in range(m) if q - d >= int(drop)]
+            want = rows[..., qs, d].mean(-1) if qs else torch.zeros(2, 3, dtype=torch.float64)
+            torch.testing.assert_close(prof[..., d], want, rtol=1e-12, atol=1e-14)
 
 
 def test_bad_patterns_raise():

@@ -63,10 +63,17 @@ def attention_rows(
     dtype. ``query`` is ``[b, h, n, d]``, ``key`` ``[b, h_kv, n, d]`` (grouped heads are
     shared as transformers' ``repeat_kv`` shares them).
     """
-    k = key[:, :, :q1]
-    if k.shape[1] != query.shape[1]:
-        k = k.repeat_interleave(query.shape[1] // k.shape[1], dim=1)
-    s = torch.matmul(query[:, :, q0:q1], k.transpose(-1, -2)) * scaling
+    b, h, _, d = query.shape
+    k = key[:, :, :q1].transpose(-1, -2)
+    # the scale on the block of queries (d per row) rather than on the scores (q1 per row):
+    # a pass over the scores saved, the same numbers up to float rounding
+    qb = query[:, :, q0:q1] * scaling
+    if key.shape[1] != h:
+        # grouped heads: the query heads sharing a key head (transformers' repeat_kv order,
+        # head = kv * group + i) are rows of one product, so the keys are not copied per head
+        s = torch.matmul(qb.reshape(b, key.shape[1], -1, d), k).view(b, h, q1 - q0, q1)
+    else:
+        s = torch.matmul(qb, k)
     if softcap is not None:
         s = torch.tanh(s / softcap) * softcap
     if mask is not None:
@@ -94,7 +101,12 @@ def _block_height(b: int, h: int, n: int, device: torch.device, block: int | Non
 
 
 class _Signals:
-    """The running sums that become one layer's signals, fed one block of rows at a time."""
+    """The running sums that become one layer's signals, fed one block of rows at a time.
+
+    Offset sums are kept with the offsets reversed (index ``n - 1 - d``): that is the order
+    in which a strided view reads a block's rows aligned by offset without flipping them
+    (see :meth:`_aligned`); the small sums are flipped once, in :meth:`signals`.
+    """
 
     def __init__(self, cfg: MetricConfig, b: int, h: int, n: int, device, dtype):
         self.cfg, self.n, self.device = cfg, n, device
@@ -103,12 +115,11 @@ class _Signals:
         self.work = dtype if keep or dtype not in _HALF else torch.float32
         self.cuts = {a: math.floor(a * n) for a in cfg.alphas}
         f64 = dict(dtype=torch.float64, device=device)
-        if cfg.signal == "offset_profile":
+        if cfg.signal in ("offset_profile", "received"):
+            # offset_profile: reversed offsets; received: keys in order
             self.total = torch.zeros(b, h, n, **f64)
-            self.cut_total = {a: torch.zeros(b, h, m, **f64) for a, m in self.cuts.items()}
-        elif cfg.signal == "received":
-            self.total = torch.zeros(b, h, n, **f64)
-            self.cut_total = {a: torch.zeros(b, h, m, **f64) for a, m in self.cuts.items()}
+            self.cut_total = {a: torch.zeros(b, h, n if cfg.signal == "offset_profile" else m, **f64)
+                              for a, m in self.cuts.items()}
         needs_rows = cfg.signal in ("last_row", "pattern_rows")
         self.rows_of_interest = {n - 1, *(m - 1 for m in self.cuts.values())} if needs_rows else set()
         self.kept: dict[int, Tensor] = {}  # query row -> its probabilities (key order), for last rows
@@ -120,56 +131,60 @@ class _Signals:
 
     def add(self, p: Tensor, q0: int) -> None:
         """Fold in rows ``q0..q0+B-1`` of the pattern (``[b, h, B, q1]``, keys ``0..q1-1``)."""
-        cfg = self.cfg
+        cfg, n = self.cfg, self.n
         if cfg.drop_first_key:
             p = without_first_key(p)
-        p = p.to(self.work)
         q1 = p.shape[-1]
         for q in self.rows_of_interest:
             if q0 <= q < q0 + p.shape[-2]:
-                self.kept[q] = p[..., q - q0, : q + 1]
+                self.kept[q] = p[..., q - q0, : q + 1].to(self.work)
         if cfg.signal in ("offset_profile", "pattern_rows"):
-            aligned = self._aligned(p, q0)
+            aligned = self._aligned(p, q0)  # [b, h, B, q1]: offsets q1 - 1 .. 0
             if cfg.signal == "offset_profile":
                 # a block's rows summed in float32 (a few hundred values: ~1e-7), blocks added in float64
-                self.total[..., :q1] += aligned.sum(-2, dtype=torch.float32)
+                self.total[..., n - q1:] += aligned.sum(-2, dtype=torch.float32)
                 for a, m in self.cuts.items():
                     if q0 < m:
-                        self.cut_total[a][..., : min(q1, m)] += aligned[..., : m - q0, : min(q1, m)].sum(-2, dtype=torch.float32)
+                        w = min(q1, m)
+                        self.cut_total[a][..., n - w:] += aligned[..., : m - q0, q1 - w:].sum(-2, dtype=torch.float32)
             else:
                 for j, q in enumerate(self.row_idx):
                     if q0 <= q < q0 + p.shape[-2]:
-                        self.rows[..., j, :q1] = aligned[..., q - q0, :]
+                        self.rows[..., j, :q1] = aligned[..., q - q0, :].flip(-1)
         elif cfg.signal == "received":
+            p = p.to(self.work)
             self.total[..., :q1] += p.sum(-2, dtype=torch.float32)
             for a, m in self.cuts.items():
                 if q0 < m:
                     self.cut_total[a][..., : min(q1, m)] += p[..., : m - q0, : min(q1, m)].sum(-2, dtype=torch.float32)
 
     def _aligned(self, p: Tensor, q0: int) -> Tensor:
-        """``A[r, d] = p[r, q0 + r - d]`` for keys ``>= 0``, else 0 (key 0 is already 0 without the first key).
+        """``A[r, j] = p[r, q0 + r - d]`` with ``d = q1 - 1 - j`` for keys ``>= 0``, else 0.
 
-        A strided view, not a gather: with the keys reversed and ``q1`` zeros appended, row ``r``
-        of the tile read from ``q1 - 1 - q0 - r`` on holds offsets ``0, 1, ...``, and a negative
-        key lands in the zeros.
+        A strided view, not a gather, and no flip: the block is copied (once, in the working
+        dtype) behind ``n`` zero columns of a buffer ``2n`` wide, so the key of offset ``d`` of
+        row ``r`` lies at column ``n + q0 + r - d``: a view with row stride ``2n + 1`` reads
+        row ``r``'s offsets from high to low, and a negative key lands in the zeros.
         """
-        rows, q1 = p.shape[-2], p.shape[-1]
-        if self.buffer is None or self.buffer.shape[-2] < rows or self.buffer.dtype != p.dtype:
-            # one zeroed buffer per layer, two rows of keys wide: every block writes its reversed keys
-            # in front (keys only grow from block to block), so what lies behind stays zero
-            self.buffer = torch.zeros(*p.shape[:-2], rows, 2 * self.n, dtype=p.dtype, device=p.device)
+        rows, q1, n = p.shape[-2], p.shape[-1], self.n
+        if self.buffer is None or self.buffer.shape[-2] < rows or self.buffer.dtype != self.work:
+            # one zeroed buffer per layer: blocks write keys from column n on (keys only grow from
+            # block to block), so the first n columns stay zero
+            self.buffer = torch.zeros(*p.shape[:-2], rows, 2 * n, dtype=self.work, device=p.device)
         width = self.buffer.shape[-1]
-        self.buffer[..., :rows, :q1] = p.flip(-1)
+        self.buffer[..., :rows, n : n + q1] = p
         strides = self.buffer.stride()
-        return self.buffer.as_strided((*p.shape[:-2], rows, q1), (*strides[:-2], width - 1, 1),
-                                      self.buffer.storage_offset() + q1 - 1 - q0)
+        # column of (r, d = q1 - 1 - j): n + q0 + r - q1 + 1 + j
+        return self.buffer.as_strided((*p.shape[:-2], rows, q1), (*strides[:-2], width + 1, 1),
+                                      self.buffer.storage_offset() + n + q0 - q1 + 1)
 
     def signals(self, causal: bool = True):
         """``(rows, lengths, full, shorts)`` as :func:`tl_wavelet.analysis.hooks._signals_from_pattern` gives them."""
         cfg, n, dfk = self.cfg, self.n, int(self.cfg.drop_first_key)
         f64 = dict(dtype=torch.float64, device=self.device)
         if cfg.signal == "offset_profile":
-            def profile(total: Tensor, m: int) -> Tensor:
+            def profile(total_reversed: Tensor, m: int) -> Tensor:
+                total = total_reversed[..., n - m:].flip(-1)
                 return (total / (torch.arange(m, 0, -1, **f64) - dfk).clamp(min=1))[..., None, :]
 
             full = profile(self.total, n)
@@ -211,8 +226,8 @@ def block_signals(
     # configs that read the same signal share its sums (e.g. the default and the paper metrics)
     unique: dict[tuple, _Signals] = {}
     for cfg in cfgs:
-        if _signal_key(cfg, n) not in unique:
-            unique[_signal_key(cfg, n)] = _Signals(cfg, b, h, n, query.device, query.dtype)
+        if cfg.signal_key(n) not in unique:
+            unique[cfg.signal_key(n)] = _Signals(cfg, b, h, n, query.device, query.dtype)
     sums = list(unique.values())
     step = _block_height(b, h, n, query.device, block)
     z = None
@@ -231,14 +246,7 @@ def block_signals(
         if on_block is not None:
             on_block()
     done = {k: s.signals() for k, s in unique.items()}
-    return [done[_signal_key(c, n)] for c in cfgs], None if z is None else z.transpose(1, 2)
-
-
-def _signal_key(cfg: MetricConfig, n: int) -> tuple:
-    """What decides a config's signals: configs with equal keys read the same sums."""
-    rows = cfg.signal == "pattern_rows"
-    return (cfg.signal, cfg.drop_first_key, cfg.alphas, rows and cfg.max_rows, rows and cfg.paper,
-            rows and min(cfg.min_length(), n))
+    return [done[c.signal_key(n)] for c in cfgs], None if z is None else z.transpose(1, 2)
 
 
 # ------------------------------------------------------------------ running the model with its fast attention

@@ -114,6 +114,13 @@ class MetricConfig:
         """
         return _min_length_for(self.wavelet, self.level, self.alphas)
 
+    def signal_key(self, n: int) -> tuple:
+        """What decides this config's signals at ``n`` positions: configs with equal keys read
+        the same signals (the default and the paper metrics share one offset profile)."""
+        rows = self.signal == "pattern_rows"
+        return (self.signal, self.drop_first_key, self.alphas, rows and self.max_rows, rows and self.paper,
+                rows and min(self.min_length(), n))
+
     def check_length(self, n: int) -> None:
         """Raise, naming a fix that works, when sequences of ``n`` positions are too short."""
         need = self.min_length()

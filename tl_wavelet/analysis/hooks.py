@@ -15,7 +15,9 @@ The hooks are ordinary TransformerLens ``(name, fn)`` pairs that compose with
 from __future__ import annotations
 
 import math
+import threading
 import warnings
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
@@ -27,7 +29,7 @@ from torch import Tensor
 from .. import metrics as M
 from ..adapter import ModelShape, hook_name, is_causal, model_shape, require_hooks, resolve_layers
 from ..rope import describe_positions, rope_frequencies, rotary_hooks
-from ..signals import offset_aligned_rows, received_attention, row_plan, without_first_key
+from ..signals import offset_aligned_rows, prefix_offset_profiles, received_attention, row_plan, without_first_key
 from ..state import check_fingerprint, model_fingerprint
 from ..stats import MIN_CORRELATION_N, RunningCorrelation, RunningMoments, to_host
 from ..transforms import causal_bands, wavedec
@@ -51,6 +53,25 @@ def _on(t: Tensor, device: torch.device, cache: dict) -> Tensor:
 _DEVICE_TABLES: dict = {}
 
 
+class _Shared(threading.local):
+    """What several accumulators read off one activation, computed by the first hook that
+    fires on it and reused by the others (the default and the paper metrics read the same
+    offset profile, the same DWT of it, the same non-finite count): a memo tied to the
+    activation tensor itself (a weak reference and its version counter, so a tensor freed,
+    replaced or edited in place is never matched) and dropped when the next one arrives."""
+
+    def __init__(self):
+        self.ref, self.version, self.memo = None, None, {}
+
+    def memo_for(self, act: Tensor) -> dict:
+        if self.ref is None or self.ref() is not act or self.version != act._version:
+            self.ref, self.version, self.memo = weakref.ref(act), act._version, {}
+        return self.memo
+
+
+_SHARED = _Shared()
+
+
 def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None, causal: bool | None = None):
     """(rows, lengths, full, short) for an attention pattern [b, h, q, k].
 
@@ -61,24 +82,18 @@ def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None, caus
     """
     n = pattern.shape[-1]
     shorts = {}
-    if aligned is None and cfg.signal in ("offset_profile", "pattern_rows"):
+    if aligned is None and cfg.signal == "pattern_rows":
         aligned = offset_aligned_rows(pattern, cfg.drop_first_key)
     if cfg.signal == "offset_profile":
-        # The cut sequence's profile (a causal prefix) needs only a partial sum over the
-        # same offset-aligned rows: one gather serves the full and every cut profile.
-        aligned = aligned[0]
-
-        def profile(m: int) -> Tensor:
-            # queries q >= d contribute at offset d (q > d without the first key)
-            count = torch.arange(m, 0, -1, device=pattern.device, dtype=torch.float64) - int(cfg.drop_first_key)
-            # gathered in the pattern's dtype (an exact copy), summed in float64
-            return aligned[..., :m, :m].sum(-2, dtype=torch.float64) / count.clamp(min=1)
-
-        prof = profile(n)  # [b, h, n]
-        rows, lengths = prof[..., None, :], None
-        full = rows
-        for a in cfg.alphas:
-            shorts[a] = profile(math.floor(a * n))[..., None, :]
+        # the cut sequences' profiles (causal prefixes) are partial sums of the same rows:
+        # one pass over the pattern serves the full and every cut profile
+        cuts = {a: math.floor(a * n) for a in cfg.alphas}
+        prof = prefix_offset_profiles(pattern, cfg.drop_first_key, [n, *cuts.values()],
+                                      aligned=None if aligned is None else aligned[0])
+        rows = full = prof[n][..., None, :]  # [b, h, 1, n]
+        lengths = None
+        for a, m in cuts.items():
+            shorts[a] = prof[m][..., None, :]
     elif cfg.signal == "last_row":
         # the last query, the only one that sees the whole sequence, in key order; the cut
         # sequence's last query is row m - 1 of the causal prefix
@@ -179,10 +194,11 @@ def _layer_values(act: Tensor, cfg: MetricConfig, kind: str, causal: bool | None
     return _signal_metrics(signals, cfg, kind, n)
 
 
-def _signal_metrics(signals: tuple, cfg: MetricConfig, kind: str, n: int) -> dict[str, Tensor]:
+def _signal_metrics(signals: tuple, cfg: MetricConfig, kind: str, n: int, memo: dict | None = None) -> dict[str, Tensor]:
     """Every metric of one layer from its signals ``(rows, lengths, full, shorts)`` (of
     :func:`_signals_from_pattern`, :func:`_signals_from_z`, or the blockwise attention of
-    :mod:`tl_wavelet.analysis.blockwise`), for sequences of ``n`` positions."""
+    :mod:`tl_wavelet.analysis.blockwise`), for sequences of ``n`` positions. ``memo``: a dict
+    shared by the accumulators that read the same activation (the DWT of a shared signal)."""
     rows, lengths, full, shorts = signals
     out: dict[str, Tensor] = {}
     dt, dt_full = M._out_dtype(rows), M._out_dtype(full)  # the public functions' output dtypes
@@ -190,7 +206,12 @@ def _signal_metrics(signals: tuple, cfg: MetricConfig, kind: str, n: int) -> dic
     # depth that reaches every offset, so the characteristic scale sees attention far back;
     # "band_energy" folds the levels beyond cfg.level into A_J for the reported shares.
     # one DWT of the full-length signal serves every DWT metric below
-    coeffs = wavedec(full.to(torch.float64), cfg.wavelet, cfg.mode, cfg.level)
+    memo = {} if memo is None else memo
+    dwt_key = ("wavedec", id(full), cfg.wavelet, cfg.mode, cfg.level)
+    if dwt_key not in memo:
+        # keyed by the signal's identity: held in the memo beside it, so the id is not reused
+        memo[dwt_key] = (full, wavedec(full.to(torch.float64), cfg.wavelet, cfg.mode, cfg.level))
+    coeffs = memo[dwt_key][1]
     if cfg.paper or cfg.signal in KEY_ORDER_SIGNALS:
         energy = M._dwt_band_energy(full, cfg.wavelet, cfg.level, cfg.mode, coeffs).to(dt_full)
     elif kind == "pattern":
@@ -466,10 +487,20 @@ class HeadAccumulator:
             self._check_seq_len(n)
             cfg.check_length(n)
             act = _working_copy(activation, kind, cfg)
-            values = _layer_values(act, cfg, kind, self._causal)
+            memo = _SHARED.memo_for(activation)
+            if kind == "pattern":
+                key = ("signals", cfg.signal_key(n), act.dtype, self._causal)
+                if key not in memo:
+                    memo[key] = _signals_from_pattern(act, cfg, causal=self._causal)
+                signals = memo[key]
+            else:
+                signals = _signals_from_z(act, cfg)
+            values = _signal_metrics(signals, cfg, kind, n, memo)
             # sequences whose activation holds NaN/inf (e.g. fp16 overflow): their NaN metrics are
             # left out of the sums; counted on the device and reported by report()
-            values["_nonfinite"] = (~torch.isfinite(act)).flatten(1).any(1).sum()
+            if "nonfinite" not in memo:
+                memo["nonfinite"] = (~torch.isfinite(activation.detach())).flatten(1).any(1).sum()
+            values["_nonfinite"] = memo["nonfinite"]
             self._put((layer, "main"), values, activation.shape[0], n, staged)
 
         return fn
