@@ -300,12 +300,24 @@ def rope_pair_energy(
 
 def _pair_energy(x: Tensor, rotary_dim: int, adjacent_pairs: bool) -> Tensor:
     """rope_pair_energy's core (checked arguments; float64 on x's device)."""
-    rot = x[..., :rotary_dim].double()
+    # squares summed over positions first (one pass in float64), pairs of dims after
+    per_dim = reduce(x[..., :rotary_dim].double().square(), "b p h d -> b h d", "sum")
     if adjacent_pairs:
-        pairs = rearrange(rot, "b p h (i two) -> b p h i two", two=2)
+        pairs = rearrange(per_dim, "b h (i two) -> b h i two", two=2)
     else:
-        pairs = rearrange(rot, "b p h (two i) -> b p h i two", two=2)
-    return reduce(pairs.pow(2), "b p h i two -> b h i", "sum") / x.shape[1]
+        pairs = rearrange(per_dim, "b h (two i) -> b h i two", two=2)
+    return pairs.sum(-1) / x.shape[1]
+
+
+def _nonfinite_sequences(act: Tensor) -> Tensor:
+    """How many sequences of a batch hold a NaN or inf, as a device scalar (no host wait).
+
+    A sum over a sequence is not finite exactly when one of its terms is not (an inf, a NaN,
+    or infs of both signs): one reducing pass, no mask tensor. Summed in float32 at least,
+    whose range no attention probability or activation sum comes near.
+    """
+    dt = torch.float64 if act.dtype == torch.float64 else torch.float32
+    return (~torch.isfinite(act.sum(dim=tuple(range(1, act.ndim)), dtype=dt))).sum()
 
 
 @dataclass
@@ -499,7 +511,7 @@ class HeadAccumulator:
             # sequences whose activation holds NaN/inf (e.g. fp16 overflow): their NaN metrics are
             # left out of the sums; counted on the device and reported by report()
             if "nonfinite" not in memo:
-                memo["nonfinite"] = (~torch.isfinite(activation.detach())).flatten(1).any(1).sum()
+                memo["nonfinite"] = _nonfinite_sequences(activation.detach())
             values["_nonfinite"] = memo["nonfinite"]
             self._put((layer, "main"), values, activation.shape[0], n, staged)
 
@@ -531,7 +543,11 @@ class HeadAccumulator:
 
         def fn(activation: Tensor, hook) -> None:
             self._check_seq_len(activation.shape[1])
-            values = _pair_energy(activation.detach(), meta["rotary_dim"], meta["adjacent_pairs"])
+            memo = _SHARED.memo_for(activation)
+            key = ("pair_energy", meta["rotary_dim"], meta["adjacent_pairs"])
+            if key not in memo:
+                memo[key] = _pair_energy(activation.detach(), meta["rotary_dim"], meta["adjacent_pairs"])
+            values = memo[key]
             self._put((layer, which), values, activation.shape[0], activation.shape[1], staged)
 
         return fn
