@@ -62,6 +62,8 @@ def main(argv=None) -> None:
     ap.add_argument("--ig-steps", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--fisher-samples", type=int, default=None, help="atp2's sampled backward passes (default: automatic)")
+    ap.add_argument("--exact-only", action="store_true",
+                    help="only the exact sweep against the user loop (writes results/sweep_exact.md)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     t0 = time.perf_counter()
@@ -103,6 +105,26 @@ def main(argv=None) -> None:
     agree = max(abs(ex[k] - v) for k, v in loop.items())
     exact = pd.DataFrame([{"layer": k[0], "head": k[1], "band": k[2], "delta_loss": v} for k, v in ex.items()])
     clean_loss = float(model(tokens, return_type="loss").detach())
+    exact_lines = [
+        "| | time (s) | s / ablation | speedup |",
+        "|---|---:|---:|---:|",
+        f"| loop: one `run_with_hooks` per (layer, head, band) | {loop_s:.1f} | {loop_s / n_abl:.2f} | 1.0x |",
+        f"| `band_sweep` exact (runs from the patched layer on) "
+        f"| {exact_s:.1f} | {exact_s / n_abl:.2f} | {loop_s / exact_s:.2f}x |",
+        "",
+        "Per layer (loop s / sweep s): " + ", ".join(f"L{L}: {a:.0f} / {b:.0f} ({a / b:.2f}x)" for L, a, b in per_layer) + ".",
+        "",
+        f"Largest |difference| between the loop's and the sweep's delta_loss: {agree:.2e} nats.",
+    ]
+    if args.exact_only:
+        write_result("sweep_exact", "\n".join([
+            "# band_sweep exact vs the user loop", "",
+            f"Command: `python benchmarks/bench_sweep.py --exact-only --layers {' '.join(map(str, layers))} "
+            f"--n-seq {args.n_seq} --seq-len {args.seq_len} --level {level} --batch-size {args.batch_size}`", "",
+            f"- model: {desc}; machine: {machine()}; load average at the end {os.getloadavg()[0]:.2f}",
+            f"- {args.n_seq} sequences x {args.seq_len} tokens, layers {layers}, all {len(heads)} heads, "
+            f"bands {labels}: {n_abl} ablations; loop and sweep interleaved layer by layer", "", *exact_lines, ""]))
+        return
 
     def score(name, exact_map, est_map, secs, exact_secs):
         keys = list(exact_map)
@@ -165,15 +187,7 @@ def main(argv=None) -> None:
         "",
         "## Exact sweep vs the user loop",
         "",
-        "| | time (s) | s / ablation | speedup |",
-        "|---|---:|---:|---:|",
-        f"| loop: one `run_with_hooks` per (layer, head, band) | {loop_s:.1f} | {loop_s / n_abl:.2f} | 1.0x |",
-        f"| `band_sweep` exact (runs from the patched layer on) "
-        f"| {exact_s:.1f} | {exact_s / n_abl:.2f} | {loop_s / exact_s:.2f}x |",
-        "",
-        "Per layer (loop s / sweep s): " + ", ".join(f"L{L}: {a:.0f} / {b:.0f} ({a / b:.2f}x)" for L, a, b in per_layer) + ".",
-        "",
-        f"Largest |difference| between the loop's and the sweep's delta_loss: {agree:.2e} nats.",
+        *exact_lines,
         f"Expected from skipping alone (share of blocks a run still executes, unembedding not counted): "
         f"{np.mean([(model.cfg.n_layers - L) / model.cfg.n_layers for L in layers]):.2f} of a full forward.",
         "",

@@ -272,7 +272,6 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    out = run.base(module, query, key, value, attention_mask, **kwargs)
     layer = getattr(module, "layer_idx", None)
     unknown = set(kwargs) - _KNOWN_KWARGS
     if unknown:
@@ -282,8 +281,8 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
         )
     run.feed(layer, query, key, value, attention_mask, kwargs)
     if layer == run.last_layer:
-        raise _StopBlockwise
-    return out
+        raise _StopBlockwise  # the forward ends here: this layer's output is never needed
+    return run.base(module, query, key, value, attention_mask, **kwargs)
 
 
 def _register(base: str) -> str:
