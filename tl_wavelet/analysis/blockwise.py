@@ -116,10 +116,10 @@ class _Signals:
         self.cuts = {a: math.floor(a * n) for a in cfg.alphas}
         f64 = dict(dtype=torch.float64, device=device)
         if cfg.signal in ("offset_profile", "received"):
-            # offset_profile: reversed offsets; received: keys in order
+            # offset_profile: reversed offsets; received: keys in order. A cut's sums are the
+            # total as it stood after the cut's last row (see add).
             self.total = torch.zeros(b, h, n, **f64)
-            self.cut_total = {a: torch.zeros(b, h, n if cfg.signal == "offset_profile" else m, **f64)
-                              for a, m in self.cuts.items()}
+            self.cut_total: dict[float, Tensor] = {}
         needs_rows = cfg.signal in ("last_row", "pattern_rows")
         self.rows_of_interest = {n - 1, *(m - 1 for m in self.cuts.values())} if needs_rows else set()
         self.kept: dict[int, Tensor] = {}  # query row -> its probabilities (key order), for last rows
@@ -138,25 +138,27 @@ class _Signals:
         for q in self.rows_of_interest:
             if q0 <= q < q0 + p.shape[-2]:
                 self.kept[q] = p[..., q - q0, : q + 1].to(self.work)
-        if cfg.signal in ("offset_profile", "pattern_rows"):
+        if cfg.signal == "pattern_rows":
             aligned = self._aligned(p, q0)  # [b, h, B, q1]: offsets q1 - 1 .. 0
+            for j, q in enumerate(self.row_idx):
+                if q0 <= q < q0 + p.shape[-2]:
+                    self.rows[..., j, :q1] = aligned[..., q - q0, :].flip(-1)
+        elif cfg.signal in ("offset_profile", "received"):
             if cfg.signal == "offset_profile":
-                # a block's rows summed in float32 (a few hundred values: ~1e-7), blocks added in float64
-                self.total[..., n - q1:] += aligned.sum(-2, dtype=torch.float32)
-                for a, m in self.cuts.items():
-                    if q0 < m:
-                        w = min(q1, m)
-                        self.cut_total[a][..., n - w:] += aligned[..., : m - q0, q1 - w:].sum(-2, dtype=torch.float32)
+                x, cols = self._aligned(p, q0), slice(n - q1, n)  # offsets q1 - 1 .. 0, summed reversed
             else:
-                for j, q in enumerate(self.row_idx):
-                    if q0 <= q < q0 + p.shape[-2]:
-                        self.rows[..., j, :q1] = aligned[..., q - q0, :].flip(-1)
-        elif cfg.signal == "received":
-            p = p.to(self.work)
-            self.total[..., :q1] += p.sum(-2, dtype=torch.float32)
-            for a, m in self.cuts.items():
-                if q0 < m:
-                    self.cut_total[a][..., : min(q1, m)] += p[..., : m - q0, : min(q1, m)].sum(-2, dtype=torch.float32)
+                x, cols = p.to(self.work), slice(0, q1)
+            # A cut sequence is a causal prefix: its sums are the running total right after its last
+            # row (rows q < m reach neither offsets nor keys >= m). The block is split at the cuts
+            # inside it and the total kept there, so no row is summed twice.
+            rows = p.shape[-2]
+            edges = sorted({0, rows, *(m - q0 for m in self.cuts.values() if q0 < m < q0 + rows)})
+            for r0, r1 in zip(edges, edges[1:]):
+                # a block's rows summed in float32 (a few hundred values: ~1e-7), blocks added in float64
+                self.total[..., cols] += x[..., r0:r1, :].sum(-2, dtype=torch.float32)
+                for a, m in self.cuts.items():
+                    if q0 + r1 == m:
+                        self.cut_total[a] = self.total.clone()
 
     def _aligned(self, p: Tensor, q0: int) -> Tensor:
         """``A[r, j] = p[r, q0 + r - d]`` with ``d = q1 - 1 - j`` for keys ``>= 0``, else 0.
@@ -192,7 +194,7 @@ class _Signals:
         if cfg.signal == "received":
             def received(total: Tensor, m: int) -> Tensor:
                 seen_by = torch.arange(m, 0, -1, **f64) if causal else torch.full((m,), float(m), **f64)
-                return (total / seen_by)[..., None, :]
+                return (total[..., :m] / seen_by)[..., None, :]
 
             full = received(self.total, n)
             return full, None, full, {a: received(self.cut_total[a], m) for a, m in self.cuts.items()}
