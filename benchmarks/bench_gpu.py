@@ -156,6 +156,50 @@ def hook_costs(model, toks, accs, n_layers: int) -> dict:
 _SECTIONS = {"analysis": ("analysis",), "sweep": ("exact sweep", "atp2"), "transforms": ("wavedec", "waverec")}
 
 
+def _write(args, rows, notes, device) -> str:
+    """The table (merged with the earlier rows of skipped sections) as markdown and JSON; returns the markdown."""
+    out = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).resolve().parent / "results"
+    stem = "gpu_tiny" if args.tiny else "gpu_cpu_proxies" if args.cpu else "gpu"
+    if args.skip and (out / f"{stem}.json").exists():
+        # a section skipped keeps its rows from the run before (the notes say so), so one
+        # section can be re-measured without losing the others
+        kept = [tuple(r) for r in json.loads((out / f"{stem}.json").read_text())
+                if any(str(r[0]).startswith(p) for sec in args.skip for p in _SECTIONS.get(sec, ()))]
+        if kept:
+            notes["kept"] = (f"rows of {', '.join(args.skip)} are from an earlier run of this command "
+                             "(this run skipped them)")
+        order = {sec: i for i, sec in enumerate(_SECTIONS)}
+        rows = sorted(rows + kept, key=lambda r: next(order[sec] for sec, ps in _SECTIONS.items()
+                                                      if any(str(r[0]).startswith(p) for p in ps)))
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    what = ("tiny shape, CPU check" if args.tiny else "CPU proxies, SmolLM2-135M shape, float32" if args.cpu
+            else "Llama-3.2-1B shape, bf16, eager")
+    flag = " --tiny" if args.tiny else " --cpu" if args.cpu else ""
+    md = [f"# GPU benchmark ({what})", "",
+          f"Command: `python benchmarks/bench_gpu.py{flag}`  ",
+          f"Device: {name}; torch {torch.__version__}; TransformerLens bridge; random weights.", "",
+          "| work | tl_wavelet s | baseline s | ratio (ours / baseline) | peak GiB ours | peak GiB forward | "
+          "peak GiB run_with_cache | kernels / layer | syncs / layer | copies / layer |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    for work, t, base, ratio, m_a, m_f, m_c, ops in rows:
+        ops = ops or {}
+        md.append(f"| {work} | {fmt(t, '.4f')} | {fmt(base, '.4f')} | {fmt(ratio, '.2f')} | {fmt(m_a, '.2f')} | "
+                  f"{fmt(m_f, '.2f')} | {fmt(m_c, '.2f')} | {fmt(ops.get('kernels_per_layer'), '.0f')} | "
+                  f"{fmt(ops.get('item_per_layer'), '.0f')} | {fmt(ops.get('copies_per_layer'), '.0f')} |")
+    md += ["", "Times are medians; the analysis ratio is the median of 5 alternating (analysis, forward) pairs. "
+           "Baselines: analysis rows against the plain forward (logits); the sweep row against one "
+           "run_with_hooks per cell (ratio = speed-up); transforms against ptwt (ratio < 1: ours faster). "
+           "Kernels / syncs / copies per layer: what the default + paper hooks add to one forward (the same forward "
+           "without them subtracted); on the CPU 'kernels' counts computing ATen ops (views and dtype moves left out).",
+           *[f"- {k}: {v}" for k, v in notes.items()]]
+    text = "\n".join(md) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.json").write_text(json.dumps(rows, default=str))
+    return text
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiny", action="store_true", help="a tiny model on the CPU: checks the script and op counts")
@@ -239,45 +283,7 @@ def main(argv=None) -> int:
             rows.append((f"waverec db4 L5 {shape[0]} x {shape[1]} {str(dt)[6:]}", t_rec, p_rec,
                          None if p_rec is None else t_rec / p_rec, None, None, None, None))
             print(rows[-2:], flush=True)
-    out = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).resolve().parent / "results"
-    stem = "gpu_tiny" if args.tiny else "gpu_cpu_proxies" if args.cpu else "gpu"
-    if args.skip and (out / f"{stem}.json").exists():
-        # a section skipped keeps its rows from the run before (the notes say so), so one
-        # section can be re-measured without losing the others
-        kept = [tuple(r) for r in json.loads((out / f"{stem}.json").read_text())
-                if any(str(r[0]).startswith(p) for sec in args.skip for p in _SECTIONS.get(sec, ()))]
-        if kept:
-            notes["kept"] = (f"rows of {', '.join(args.skip)} are from an earlier run of this command "
-                             "(this run skipped them)")
-        order = {sec: i for i, sec in enumerate(_SECTIONS)}
-        rows = sorted(rows + kept, key=lambda r: next(order[sec] for sec, ps in _SECTIONS.items()
-                                                      if any(str(r[0]).startswith(p) for p in ps)))
-    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
-    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-    what = ("tiny shape, CPU check" if args.tiny else "CPU proxies, SmolLM2-135M shape, float32" if args.cpu
-            else "Llama-3.2-1B shape, bf16, eager")
-    flag = " --tiny" if args.tiny else " --cpu" if args.cpu else ""
-    md = [f"# GPU benchmark ({what})", "",
-          f"Command: `python benchmarks/bench_gpu.py{flag}`  ",
-          f"Device: {name}; torch {torch.__version__}; TransformerLens bridge; random weights.", "",
-          "| work | tl_wavelet s | baseline s | ratio (ours / baseline) | peak GiB ours | peak GiB forward | "
-          "peak GiB run_with_cache | kernels / layer | syncs / layer | copies / layer |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
-    for work, t, base, ratio, m_a, m_f, m_c, ops in rows:
-        ops = ops or {}
-        md.append(f"| {work} | {fmt(t, '.4f')} | {fmt(base, '.4f')} | {fmt(ratio, '.2f')} | {fmt(m_a, '.2f')} | "
-                  f"{fmt(m_f, '.2f')} | {fmt(m_c, '.2f')} | {fmt(ops.get('kernels_per_layer'), '.0f')} | "
-                  f"{fmt(ops.get('item_per_layer'), '.0f')} | {fmt(ops.get('copies_per_layer'), '.0f')} |")
-    md += ["", "Times are medians; the analysis ratio is the median of 5 alternating (analysis, forward) pairs. "
-           "Baselines: analysis rows against the plain forward (logits); the sweep row against one "
-           "run_with_hooks per cell (ratio = speed-up); transforms against ptwt (ratio < 1: ours faster). "
-           "Kernels / syncs / copies per layer: what the default + paper hooks add to one forward (the same forward "
-           "without them subtracted); on the CPU 'kernels' counts computing ATen ops (views and dtype moves left out).",
-           *[f"- {k}: {v}" for k, v in notes.items()]]
-    text = "\n".join(md) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.md").write_text(text)
-    (out / f"{stem}.json").write_text(json.dumps(rows, default=str))
+    text = _write(args, rows, notes, device)
     print(text)
     return 0
 

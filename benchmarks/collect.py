@@ -5,7 +5,7 @@
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["glance", "transforms", "transforms_small", "analysis", "sweep", "track", "distributed", "display",
+ORDER = ["glance", "transforms", "transforms_small", "analysis", "sweep", "sweep_exact", "track", "distributed", "display",
          "multiverse", "claims", "gpu_cpu_proxies", "gpu_tiny"]
 
 HEADER = """# Benchmarks

@@ -17,7 +17,7 @@ import functools
 import math
 
 import torch
-from einops import rearrange, reduce
+from einops import rearrange
 from jaxtyping import Float, Int
 from torch import Tensor
 
