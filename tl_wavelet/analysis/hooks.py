@@ -58,15 +58,20 @@ class _Shared(threading.local):
     fires on it and reused by the others (the default and the paper metrics read the same
     offset profile, the same DWT of it, the same non-finite count): a memo tied to the
     activation tensor itself (a weak reference and its version counter, so a tensor freed,
-    replaced or edited in place is never matched) and dropped when the next one arrives."""
+    replaced or edited in place is never matched), dropped when the next one arrives or the
+    activation is freed (nothing outlives the forward that made it)."""
 
     def __init__(self):
         self.ref, self.version, self.memo = None, None, {}
 
     def memo_for(self, act: Tensor) -> dict:
         if self.ref is None or self.ref() is not act or self.version != act._version:
-            self.ref, self.version, self.memo = weakref.ref(act), act._version, {}
+            self.ref, self.version, self.memo = weakref.ref(act, self._freed), act._version, {}
         return self.memo
+
+    def _freed(self, ref) -> None:
+        if ref is self.ref:
+            self.ref, self.version, self.memo = None, None, {}
 
 
 _SHARED = _Shared()
