@@ -12,9 +12,12 @@ one, never a half-written file; they are read with ``torch.load(weights_only=Tru
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
+import signal
+import threading
 import zipfile
 from pathlib import Path
 
@@ -101,10 +104,40 @@ def check_fingerprint(mine: dict, theirs, what: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def _interrupt_after():
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block and deliver it once the block ends.
+
+    A KeyboardInterrupt raised while torch.save's C++ writer is pickling does not surface as
+    one: the writer fails with "unexpected pos ..." (a RuntimeError), so the CLI exited 1
+    instead of 130 without its "--resume" hint. Held here, the state file is written whole
+    and the interrupt lands right after, as a KeyboardInterrupt. Only the main thread can
+    install a signal handler; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if got:
+            signal.raise_signal(signal.SIGINT)  # to the handler restored: Python's raises KeyboardInterrupt
+
+
 def save_state(path: str | os.PathLike, state: dict) -> Path:
-    """``torch.save(state)`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
+    """``torch.save(state)`` to ``path`` atomically (temporary file, fsync, ``os.replace``); a
+    Ctrl-C meanwhile lands after the file is in place."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with _interrupt_after():
+        _write_state(path, tmp, state)
+    return path
+
+
+def _write_state(path: Path, tmp: Path, state: dict) -> None:
     try:
         with open(tmp, "wb") as f:
             torch.save(state, f)
@@ -114,7 +147,6 @@ def save_state(path: str | os.PathLike, state: dict) -> Path:
     finally:
         if tmp.exists():
             tmp.unlink()
-    return path
 
 
 class StateFileError(ValueError):
