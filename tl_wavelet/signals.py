@@ -132,7 +132,7 @@ def offset_profile(
     >>> offset_profile(p).tolist()
     [0.25, 1.0, 0.0, 0.0]
     """
-    n = pattern.shape[-1]
+    n = _check_pattern(pattern)
     return prefix_offset_profiles(pattern, check_bool(drop_first_key, "drop_first_key"), [n])[n].to(pattern.dtype)
 
 
