@@ -503,15 +503,16 @@ class HeadAccumulator:
             n = activation.shape[-1] if kind == "pattern" else activation.shape[1]
             self._check_seq_len(n)
             cfg.check_length(n)
-            act = _working_copy(activation, kind, cfg)
             memo = _SHARED.memo_for(activation)
             if kind == "pattern":
-                key = ("signals", cfg.signal_key(n), act.dtype, self._causal)
+                # the working copy's dtype follows from the activation's and the signal key, so
+                # a hit skips the copy too (a float32 copy of a bf16 pattern per accumulator)
+                key = ("signals", cfg.signal_key(n), activation.dtype, self._causal)
                 if key not in memo:
-                    memo[key] = _signals_from_pattern(act, cfg, causal=self._causal)
+                    memo[key] = _signals_from_pattern(_working_copy(activation, kind, cfg), cfg, causal=self._causal)
                 signals = memo[key]
             else:
-                signals = _signals_from_z(act, cfg)
+                signals = _signals_from_z(_working_copy(activation, kind, cfg), cfg)
             values = _signal_metrics(signals, cfg, kind, n, memo)
             # sequences whose activation holds NaN/inf (e.g. fp16 overflow): their NaN metrics are
             # left out of the sums; counted on the device and reported by report()
