@@ -104,15 +104,19 @@ def _mask(x: Tensor, lengths: Tensor) -> Tensor:
 
 def _safe_div(num: Tensor, den: Tensor, fill: float = 0.0) -> Tensor:
     """num / den where den > 0, ``fill`` where den == 0 (no 0/0 NaN)."""
+    # Python scalars, not filled tensors: the hooks run these per layer, and on a GPU every
+    # filled tensor is one more kernel launch
     ok = den > 0
-    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)),
-                       torch.full_like(num, fill))
+    if fill == 0.0:  # x / inf = 0: one op fewer
+        return num / torch.where(ok, den, math.inf)
+    return torch.where(ok, num / torch.where(ok, den, 1.0), fill)
 
 
 def _xlogx(p: Tensor) -> Tensor:
-    # 0 log 0 = 0 by continuity; the inner where keeps log away from 0 (no -inf * 0)
-    return torch.where(p > 0, p * torch.log(torch.where(p > 0, p, torch.ones_like(p))),
-                       torch.zeros_like(p))
+    # 0 log 0 = 0 by continuity (xlogy's rule); entries <= 0 (round-off below a zero
+    # probability) count as 0, as the limit does
+    q = p.clamp(min=0)
+    return torch.special.xlogy(q, q)
 
 
 def _resolve_level(level, min_len: int, wavelet) -> int:
@@ -387,30 +391,60 @@ def _power_spectrum(x: Tensor, lengths: Tensor, nfft: int, remove_dc: bool, wind
     cost the definition multiverse about a tenth of its time.
     """
     n = x.shape[-1]
-    mask = _mask(x, lengths)
-    xf = x.to(_F64) * mask
+    mask = None if lengths is None else _mask(x, lengths)
+    xf = x.to(_F64) if mask is None else x.to(_F64) * mask
     if remove_dc:
-        mean = _safe_div(xf.sum(-1), lengths.to(_F64))
+        mean = xf.mean(-1) if mask is None else _safe_div(xf.sum(-1), lengths.to(_F64))
         energy = xf.pow(2).sum(-1, keepdim=True)
-        xf = (xf - mean.unsqueeze(-1)) * mask
+        xf = xf - mean.unsqueeze(-1) if mask is None else (xf - mean.unsqueeze(-1)) * mask
         # a constant leaves ulp-level residue after centring; call it exactly zero so that
         # entropy/selectivity see "no power" instead of the spectrum of round-off
         flat = xf.pow(2).sum(-1, keepdim=True) <= _ROUNDOFF * energy
-        xf = torch.where(flat, torch.zeros_like(xf), xf)
-    # per-row symmetric Hann window built arithmetically (no loop over rows)
-    t = torch.arange(n, dtype=_F64, device=x.device)
-    Lm1 = (lengths - 1).clamp(min=1).to(_F64).unsqueeze(-1)
-    if window == "hann":
+        xf = torch.where(flat, 0.0, xf)
+    if mask is None:  # every signal full: one window for all, made once per device
+        taper = _full_taper(n, window, x.device)
+    elif window == "hann":
+        # per-row symmetric Hann window built arithmetically (no loop over rows)
+        t = torch.arange(n, dtype=_F64, device=x.device)
+        Lm1 = (lengths - 1).clamp(min=1).to(_F64).unsqueeze(-1)
         taper = 0.5 - 0.5 * torch.cos(2 * math.pi * t / Lm1)
         taper = torch.where(lengths.unsqueeze(-1) == 1, torch.ones_like(taper), taper) * mask
     else:
         taper = mask.to(_F64)
-    spec = torch.fft.rfft(xf * taper, n=nfft)
-    P = spec.real.pow(2) + spec.imag.pow(2)
-    freqs = torch.fft.rfftfreq(nfft, d=1.0, dtype=_F64, device=x.device)
+    spec = torch.fft.rfft(xf if taper is None else xf * taper, n=nfft)
+    P = torch.view_as_real(spec).square().sum(-1)  # re^2 + im^2, in two ops
+    freqs = _freqs(nfft, remove_dc, x.device)
     if remove_dc:
-        P, freqs = P[..., 1:], freqs[1:]
+        P = P[..., 1:]
     return P, freqs
+
+
+_TABLES: dict = {}
+
+
+def _table(key: tuple, make) -> Tensor:
+    """A small constant tensor (a window, frequencies, a band indicator) made once per key and device."""
+    if key not in _TABLES:
+        _TABLES[key] = make()
+    return _TABLES[key]
+
+
+def _full_taper(n: int, window: str, device: torch.device) -> Tensor | None:
+    """The taper of full-length signals (None: no window), the arithmetic of the per-row one."""
+    if window != "hann":
+        return None
+
+    def make():
+        t = torch.arange(n, dtype=_F64)
+        w = 0.5 - 0.5 * torch.cos(2 * math.pi * t / torch.tensor(float(max(n - 1, 1)), dtype=_F64))
+        return (torch.ones_like(w) if n == 1 else w).to(device)
+
+    return _table(("taper", n, device), make)
+
+
+def _freqs(nfft: int, remove_dc: bool, device: torch.device) -> Tensor:
+    f = _table(("freqs", nfft, device), lambda: torch.fft.rfftfreq(nfft, d=1.0, dtype=_F64).to(device))
+    return f[1:] if remove_dc else f
 
 
 def _check_power(P: Tensor) -> Tensor:
@@ -444,10 +478,14 @@ def spectral_band_shares(
     return _spectral_band_shares(P, freqs).to(_out_dtype(P))
 
 
-def _spectral_band_shares(Pd: Tensor, freqs: Tensor) -> Tensor:
+def _band_members(freqs: Tensor) -> Tensor:
     r = freqs.to(_F64) / 0.5
-    member = torch.stack([r < 0.25, (r >= 0.25) & (r < 0.75), r >= 0.75], -1).to(_F64)
-    band_power = Pd @ member
+    return torch.stack([r < 0.25, (r >= 0.25) & (r < 0.75), r >= 0.75], -1).to(_F64)
+
+
+def _spectral_band_shares(Pd: Tensor, freqs: Tensor, member: Tensor | None = None) -> Tensor:
+    """``member``: ``_band_members(freqs)`` when the caller keeps it (the hooks, once per length)."""
+    band_power = Pd @ (_band_members(freqs) if member is None else member)
     return _safe_div(band_power, band_power.sum(-1, keepdim=True))
 
 
@@ -465,7 +503,7 @@ def spectral_entropy(P: Float[Tensor, "*batch bins"]) -> Float[Tensor, "*batch"]
 
 def _spectral_entropy(Pd: Tensor) -> Tensor:
     phat = _safe_div(Pd, Pd.sum(-1, keepdim=True))
-    return 0.0 - _xlogx(phat).sum(-1)
+    return 0.0 - _xlogx(phat).sum(-1)  # not -x: an entropy of 0 reads 0.0, not -0.0
 
 
 def frequency_selectivity(P: Float[Tensor, "*batch bins"]) -> Float[Tensor, "*batch"]:
@@ -484,9 +522,10 @@ def frequency_selectivity(P: Float[Tensor, "*batch bins"]) -> Float[Tensor, "*ba
 
 def _frequency_selectivity(Pd: Tensor) -> Tensor:
     peak = Pd.max(-1).values
-    rest = (Pd.sum(-1) - peak).clamp(min=0)
-    sel = _safe_div(peak, rest)
-    return torch.where((rest <= 0) & (peak > 0), torch.full_like(sel, math.inf), sel)
+    rest = Pd.sum(-1) - peak  # >= 0 but for round-off, which has_rest treats as no rest
+    has_rest = rest > 0
+    # no rest: inf when there is a peak, 0 for no power at all
+    return torch.where(has_rest, peak / torch.where(has_rest, rest, 1.0), torch.where(peak > 0, math.inf, 0.0))
 
 
 # --------------------------------------------------------------------- entropies
@@ -623,21 +662,21 @@ def _uncertainty(x: Tensor, lengths: Tensor | None) -> dict[str, Tensor]:
         xf = xf * _mask(x, lengths)
     e = xf.pow(2)
     total = e.sum(-1)
-    t = torch.arange(x.shape[-1], dtype=_F64, device=x.device)
+    t = _table(("arange", x.shape[-1], x.device), lambda: torch.arange(x.shape[-1], dtype=_F64, device=x.device))
     mean_t = _safe_div((e * t).sum(-1), total)
     var_t = _safe_div((e * (t - mean_t.unsqueeze(-1)).pow(2)).sum(-1), total).clamp(min=0)
     sigma_t = var_t.sqrt()
     mu = _safe_div((xf[..., :-1] * xf[..., 1:]).sum(-1), total)
     mu2 = mu.pow(2).clamp(max=1.0)  # |mu| <= 1 by Cauchy-Schwarz; clamp only rounding
-    has_mu = mu.abs() > 0
-    inf = torch.full_like(mu, math.inf)
-    delta_w = torch.where(has_mu, _safe_div((1 - mu2).sqrt(), mu.abs()), inf)
+    abs_mu = mu.abs()
+    has_mu = abs_mu > 0
+    delta_w = torch.where(has_mu, (1 - mu2).sqrt() / torch.where(has_mu, abs_mu, 1.0), math.inf)
     # sigma_t == 0 is a spike whose neighbours underflowed when squared; with a tiny
     # mu, 0 * inf would be NaN: it is the spike case, product inf
     finite = has_mu & (sigma_t > 0) & torch.isfinite(delta_w)
-    product = torch.where(finite, sigma_t * delta_w, inf)
-    efficiency = torch.where(finite, _safe_div(torch.ones_like(product), 2 * product),
-                             torch.zeros_like(mu))
+    product = torch.where(finite, sigma_t * delta_w, math.inf)
+    # 1 / (2 product), i.e. 0.5 / product (equal: the factor 2 is exact); 0 where undefined
+    efficiency = torch.where(finite & (product > 0), 0.5 / product, 0.0)
     return {"sigma_t": sigma_t, "mu": mu, "delta_w": delta_w, "product": product, "efficiency": efficiency}
 
 

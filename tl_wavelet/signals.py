@@ -185,9 +185,14 @@ def prefix_offset_profiles(
         lo = m
         s = total[..., :m] if spill is None else total[..., :m] - spill[..., :m]
         # queries q >= d contribute at offset d (q > d without the first key)
-        count = (torch.arange(m, 0, -1, device=pattern.device, dtype=torch.float64) - int(drop_first_key)).clamp(min=1)
-        out[m] = s / count
+        out[m] = s / _offset_counts(m, bool(drop_first_key), pattern.device)
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _offset_counts(m: int, drop_first_key: bool, device: torch.device) -> Tensor:
+    """How many queries of an ``m``-query prefix see offset d (``m - d``; one fewer without the first key, at least 1)."""
+    return (torch.arange(m, 0, -1, device=device, dtype=torch.float64) - int(drop_first_key)).clamp(min=1)
 
 
 def received_attention(
