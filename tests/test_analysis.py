@@ -157,6 +157,28 @@ def test_rope_pair_energy_adjacent_and_half_conventions():
     torch.testing.assert_close(adj[..., 1], (x[..., 2] ** 2 + x[..., 3] ** 2).mean(1))
 
 
+def test_layers_measured_together_equal_layer_by_layer(random_model, tokens, monkeypatch):
+    # The hooks keep each layer's signals and measure every layer of a pass at once (stacked
+    # along the batch) when they are small; large ones are measured layer by layer. Both must
+    # give the numbers of the metrics on each layer alone, for every signal kind.
+    from tl_wavelet.analysis import hooks as H
+
+    def run(**kw):
+        accs = [HeadAccumulator(random_model, **kw), HeadAccumulator(random_model, paper=True, **kw)]
+        tlw.analysis.stream(random_model, tokens, accs, batch_size=3, progress=False)
+        return [a.report().to_dataframe() for a in accs]
+
+    for kw in ({}, {"signal": "pattern_rows", "max_rows": 4}, {"signal": "z"}, {"signal": "received"}):
+        together = run(**kw)
+        monkeypatch.setattr(H, "DEFER_BYTES", 0)
+        alone = run(**kw)
+        monkeypatch.undo()
+        for a, b in zip(together, alone):
+            num = a.select_dtypes("number").columns
+            np.testing.assert_allclose(a[num].to_numpy(float), b[num].to_numpy(float), rtol=1e-9, atol=1e-12,
+                                       err_msg=str(kw))
+
+
 @pytest.fixture(scope="module")
 def gpt2_model(tokenizer):
     """A tiny GPT-2 (learned absolute positions, no RoPE) through the real bridge."""

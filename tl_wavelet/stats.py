@@ -229,6 +229,85 @@ class RunningMoments:
         return torch.where(n >= 2, se, torch.full_like(se, math.nan))
 
 
+class PackedMoments:
+    """One update for many :class:`RunningMoments`: their sums are views into one buffer.
+
+    ``update(values)`` takes ``[batch, K]``, the members' values flattened and laid side by
+    side (member i owns ``K_i = prod(shape_i)`` columns, in the order given), and adds them
+    with one :meth:`RunningMoments.update` of the packed buffer: a dozen device ops per call
+    whatever the number of members (the analysis hooks fold every metric of every layer of
+    a forward pass at once; a separate update per metric was ~10 kernel launches each).
+
+    The members stay ordinary RunningMoments (read, saved, merged as ever). A member whose
+    sums were replaced since the last update (merged with a state holding more clusters,
+    loaded, reset) is noticed by identity and the buffer is rebuilt from the members' sums.
+    """
+
+    def __init__(self, members: list[RunningMoments], shapes: list[tuple[int, ...]]):
+        if len(members) != len(shapes):
+            raise ValueError("members and shapes: one shape per member.")
+        self.members, self.shapes = list(members), [tuple(s) for s in shapes]
+        self.sizes = [math.prod(s) for s in self.shapes]
+        self._packed: RunningMoments | None = None
+        self._bound: list[tuple] = []  # the tensors each member was given, to notice replacements
+
+    def _views(self, t: Tensor | None, lead: tuple[int, ...]) -> list[Tensor | None]:
+        if t is None:
+            return [None] * len(self.members)
+        return [v.view(tuple(lead) + shape) for v, shape in zip(t.split(self.sizes, dim=-1), self.shapes)]
+
+    def _bind(self) -> None:
+        """Point every member's sums at views of the packed buffer."""
+        p = self._packed
+        g = () if p.cn is None else (p.cn.shape[0],)
+        for m, n, s1, s2, cn, cs1 in zip(self.members, self._views(p.n, ()), self._views(p.s1, ()), self._views(p.s2, ()),
+                                        self._views(p.cn, g), self._views(p.cs1, g)):
+            m.n, m.s1, m.s2, m.cn, m.cs1 = n, s1, s2, cn, cs1
+        self._bound = [(m.n, m.s1, m.s2, m.cn, m.cs1) for m in self.members]
+
+    def _rebuild(self, device: torch.device) -> None:
+        """A packed buffer holding every member's current sums (zeros for a member never fed)."""
+        p = RunningMoments()
+        z = [torch.zeros(s, dtype=torch.float64, device=device) for s in self.shapes]
+
+        def flat(ts, lead=()):
+            return torch.cat([t.to(device).reshape(*lead, -1) for t in ts], dim=-1)
+
+        p.n = flat([m.n if m.n is not None else zi for m, zi in zip(self.members, z)])
+        p.s1 = flat([m.s1 if m.s1 is not None else zi for m, zi in zip(self.members, z)])
+        p.s2 = flat([m.s2 if m.s2 is not None else zi for m, zi in zip(self.members, z)])
+        clustered = [m.cn is not None for m in self.members]
+        if any(clustered):
+            g = max(m.cn.shape[0] for m in self.members if m.cn is not None)
+
+            def grown(t, shape):
+                t = torch.zeros((g, *shape), dtype=torch.float64, device=device) if t is None else t.to(device)
+                return torch.cat([t, t.new_zeros((g - t.shape[0], *shape))]) if t.shape[0] < g else t
+
+            p.cn = flat([grown(m.cn, s) for m, s in zip(self.members, self.shapes)], (g,))
+            p.cs1 = flat([grown(m.cs1, s) for m, s in zip(self.members, self.shapes)], (g,))
+        p._fed = any(m._fed for m in self.members)
+        self._packed = p
+        self._bind()
+
+    def update(self, values: Tensor, clusters: Tensor | None = None, n_clusters: int | None = None) -> None:
+        """Add ``values`` [batch, K] (see the class); ``clusters``: as :meth:`RunningMoments.update`."""
+        if values.ndim != 2 or values.shape[1] != sum(self.sizes):
+            raise ValueError(f"values must be [batch, {sum(self.sizes)}] (the members side by side), got {tuple(values.shape)}.")
+        dev = _sums_device(values.device)
+        stale = (self._packed is None or self._packed.n.device != dev
+                 or any(x is not y for b, m in zip(self._bound, self.members) for x, y in zip(b, (m.n, m.s1, m.s2, m.cn, m.cs1))))
+        if stale:
+            self._rebuild(dev)
+        p = self._packed
+        before = p.cn
+        p.update(values, clusters, n_clusters)
+        if p.cn is not before:  # the per-cluster sums grew (new tensors): point the members at them
+            self._bind()
+        for m in self.members:
+            m._fed = True
+
+
 class RunningCorrelation:
     """Pearson correlation of two per-sequence quantities, streamed as moments.
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -487,6 +488,57 @@ def _synthesis_matrix(bank: _Bank, mode: str, lengths: tuple[int, ...], device: 
     """Plan (:func:`_plan`) of ``M`` with ``waverec(coeffs) == cat(coeffs) @ M`` for coefficient lengths ``lengths``."""
     basis = list(torch.eye(sum(lengths), dtype=torch.float64, device="cpu").split(lengths, dim=-1))
     return _plan(_waverec_rows(basis, bank, mode).to(device=device))
+
+
+#: Identity rows transformed at a time when a sparse operator is built (the dense identity of a
+#: 32k-token signal would be 8 GiB; chunks of it are a few MiB).
+_OPERATOR_CHUNK_BYTES = 2**25
+
+
+def _sparse_rows(fn, n_in: int) -> Tensor:
+    """``M`` with ``fn(x) == x @ M`` for rows ``x`` of ``n_in`` entries, as a sparse CSR
+    ``M.T`` (float64, CPU): ``fn`` applied to the identity a chunk of rows at a time, its
+    exact zeros dropped. Every extension mode is linear, so the matrix is the transform."""
+    step = max(1, _OPERATOR_CHUNK_BYTES // (8 * max(n_in, 1)))
+    rows, cols, vals, n_out = [], [], [], 0
+    for i0 in range(0, n_in, step):
+        k = min(step, n_in - i0)
+        eye = torch.zeros(k, n_in, dtype=torch.float64)
+        eye[torch.arange(k), torch.arange(i0, i0 + k)] = 1.0
+        out = fn(eye)
+        n_out = out.shape[-1]
+        i, j = out.nonzero(as_tuple=True)
+        rows.append(j)
+        cols.append(i + i0)
+        vals.append(out[i, j])
+    idx = torch.stack([torch.cat(rows), torch.cat(cols)])
+    coo = torch.sparse_coo_tensor(idx, torch.cat(vals), (n_out, n_in), check_invariants=True).coalesce()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is long stable
+        warnings.simplefilter("ignore", UserWarning)
+        return coo.to_sparse_csr()
+
+
+@functools.lru_cache(maxsize=64)
+def analysis_operator(wavelet: str, mode: str, n: int, level: int) -> tuple[Tensor, tuple[int, ...]]:
+    """``(A, sizes)``: the sparse CSR matrix ``A`` [sum(sizes), n] (float64, CPU) with
+    ``cat(wavedec(x, wavelet, mode, level)) == (A @ x.T).T`` for rows of ``n`` positions,
+    and the band sizes ``[cA_J, cD_J, ..., cD_1]``. About ``F n`` nonzeros: a DWT of many
+    signals is then one sparse product (one kernel on a GPU) instead of a loop over levels."""
+    bank = _bank(wavelet)
+    sizes = tuple(c.shape[-1] for c in _wavedec_rows(torch.zeros(1, n, dtype=torch.float64), bank, level, mode))
+    return _sparse_rows(lambda x: torch.cat(_wavedec_rows(x, bank, level, mode), -1), n), sizes
+
+
+@functools.lru_cache(maxsize=64)
+def synthesis_operator(wavelet: str, mode: str, sizes: tuple[int, ...], n: int) -> Tensor:
+    """The sparse CSR matrix ``R`` [n, sum(sizes)] (float64, CPU) with
+    ``waverec(coeffs)[..., :n] == (R @ cat(coeffs).T).T`` for bands of ``sizes``."""
+    bank = _bank(wavelet)
+
+    def rec(x):
+        return _waverec_rows(list(x.split(sizes, dim=-1)), bank, mode)[:, :n]
+
+    return _sparse_rows(rec, sum(sizes))
 
 
 def _analyse(rows: Float[Tensor, "rows n"], bank: _Bank, level: int, mode: str) -> list[Tensor]:

@@ -31,10 +31,11 @@ from ..adapter import ModelShape, hook_name, is_causal, model_shape, require_hoo
 from ..rope import describe_positions, rope_frequencies, rotary_hooks
 from ..signals import offset_aligned_rows, prefix_offset_profiles, received_attention, row_plan, without_first_key
 from ..state import check_fingerprint, model_fingerprint
-from ..stats import MIN_CORRELATION_N, RunningCorrelation, RunningMoments, to_host
-from ..transforms import causal_bands, wavedec
+from ..stats import MIN_CORRELATION_N, PackedMoments, RunningCorrelation, RunningMoments, to_host
+from ..transforms import causal_bands
 from ..validate import check_bool, check_choice, check_int, check_tensor, check_type, warn_small_sample
 from .config import KEY_ORDER_SIGNALS, MetricConfig
+from .dwt_maps import dwt_maps, dwt_metrics
 from .result import HeadReport
 
 __all__ = ["layer_metrics", "spectral_metrics", "rope_pair_energy", "HeadAccumulator", "metric_hooks"]
@@ -57,21 +58,60 @@ class _Shared(threading.local):
     """What several accumulators read off one activation, computed by the first hook that
     fires on it and reused by the others (the default and the paper metrics read the same
     offset profile, the same DWT of it, the same non-finite count): a memo tied to the
-    activation tensor itself (a weak reference and its version counter, so a tensor freed,
-    replaced or edited in place is never matched), dropped when the next one arrives or the
+    activation tensor itself (a weak reference to it, or to the tensor it views, the view's
+    shape and strides, and the version counter, so a tensor freed, replaced or edited in
+    place is never matched), dropped when the next one arrives or the
     activation is freed (nothing outlives the forward that made it)."""
 
     def __init__(self):
-        self.ref, self.version, self.memo = None, None, {}
+        self.ref, self.version, self.view, self.memo = None, None, None, {}
 
     def memo_for(self, act: Tensor) -> dict:
-        if self.ref is None or self.ref() is not act or self.version != act._version:
-            self.ref, self.version, self.memo = weakref.ref(act, self._freed), act._version, {}
+        # A TransformerBridge hands each hook function its own view of one tensor (q and k
+        # reshaped per call): the memo follows the viewed tensor and the view's geometry
+        base = act if act._base is None else act._base
+        view = (tuple(act.shape), act.stride(), act.storage_offset(), act.dtype)
+        if self.ref is None or self.ref() is not base or self.version != act._version or self.view != view:
+            self.ref, self.version, self.view, self.memo = weakref.ref(base, self._freed), act._version, view, {}
         return self.memo
 
     def _freed(self, ref) -> None:
         if ref is self.ref:
-            self.ref, self.version, self.memo = None, None, {}
+            self.ref, self.version, self.view, self.memo = None, None, None, {}
+
+    def stack_for(self, sigs: list[tuple], signal_key: tuple) -> tuple[tuple, dict]:
+        """Per-layer signals ``(rows, lengths, full, shorts)`` stacked along the batch, and a
+        memo for the metrics of the stack: made by the first accumulator of a forward pass
+        and found by the others that read the same signals (tied to them by weak references,
+        dropped when they are freed)."""
+        key = (signal_key, tuple(id(t) for sg in sigs for t in (sg[0], sg[2])))
+        hit = self.__dict__.get("stack")
+        if hit is not None and hit[0] == key and all(r() is t for r, t in zip(hit[1], (t for sg in sigs for t in (sg[0], sg[2])))):
+            return hit[2], hit[3]
+        rows = torch.cat([sg[0] for sg in sigs])
+        full = rows if all(sg[2] is sg[0] for sg in sigs) else torch.cat([sg[2] for sg in sigs])
+        shorts = {a: torch.cat([sg[3][a] for sg in sigs]) for a in sigs[0][3]}
+        stacked = (rows, sigs[0][1], full, shorts)  # lengths: a function of the length, one for every layer
+        refs = [weakref.ref(t) for sg in sigs for t in (sg[0], sg[2])]
+        self.stack = (key, refs, stacked, {})
+        weakref.finalize(sigs[0][0], self._drop_stack, key)
+        return stacked, self.stack[3]
+
+    def _drop_stack(self, key) -> None:
+        if getattr(self, "stack", None) is not None and self.stack[0] == key:
+            self.stack = None
+
+
+#: Layers whose signals (all layers together) take at most this many bytes are measured
+#: together once per forward pass; larger ones (long contexts, ``pattern_rows`` or ``z``
+#: signals of many rows) layer by layer, so the stack never holds much memory.
+DEFER_BYTES = 2**28
+
+
+def _signal_bytes(signals: tuple) -> int:
+    rows, _, full, shorts = signals
+    ts = [rows, *([] if full is rows else [full]), *shorts.values()]
+    return sum(t.numel() * t.element_size() for t in ts)
 
 
 _SHARED = _Shared()
@@ -138,8 +178,9 @@ def _signals_from_pattern(pattern: Tensor, cfg: MetricConfig, aligned=None, caus
 
 
 def _signals_from_z(z: Tensor, cfg: MetricConfig):
-    """(rows, lengths, full, short): each of a head's d_head channels is a signal over positions."""
-    x = rearrange(z, "b p h d -> b h d p")
+    """(rows, lengths, full, short): each of a head's d_head channels is a signal over positions,
+    in float64 (as every other signal: sums over channels then do not depend on the layout)."""
+    x = rearrange(z, "b p h d -> b h d p").to(torch.float64)
     n = x.shape[-1]
     shorts = {a: x[..., : math.floor(a * n)] for a in cfg.alphas}
     return x, None, x, shorts
@@ -202,60 +243,62 @@ def _layer_values(act: Tensor, cfg: MetricConfig, kind: str, causal: bool | None
 def _signal_metrics(signals: tuple, cfg: MetricConfig, kind: str, n: int, memo: dict | None = None) -> dict[str, Tensor]:
     """Every metric of one layer from its signals ``(rows, lengths, full, shorts)`` (of
     :func:`_signals_from_pattern`, :func:`_signals_from_z`, or the blockwise attention of
-    :mod:`tl_wavelet.analysis.blockwise`), for sequences of ``n`` positions. ``memo``: a dict
-    shared by the accumulators that read the same activation (the DWT of a shared signal)."""
+    :mod:`tl_wavelet.analysis.blockwise`), for sequences of ``n`` positions, float64.
+    ``memo``: a dict shared by the accumulators that read the same activation (what does not
+    depend on the configuration: positional entropy and uncertainty of the same rows).
+
+    Written for few device ops (each a kernel launch on a GPU): the DWT metrics are sparse
+    products (:mod:`tl_wavelet.analysis.dwt_maps`), rows of one full-length signal skip the
+    masks, and a mean over one row is the row itself.
+    """
     rows, lengths, full, shorts = signals
     out: dict[str, Tensor] = {}
-    dt, dt_full = M._out_dtype(rows), M._out_dtype(full)  # the public functions' output dtypes
+    memo = {} if memo is None else memo
+
+    def row_mean(v: Tensor) -> Tensor:  # [b, h, r] -> [b, h]
+        return v[..., 0] if v.shape[-1] == 1 else v.mean(-1)
+
+    maps = dwt_maps(full.shape[-1], cfg.wavelet, cfg.mode, cfg.level, cfg.paper, cfg.alphas, full.device)
+    dwt = dwt_metrics(full, shorts, maps, normalized=not cfg.paper, memo=memo)
     # Band energies: which dyadic scale the head works at. "band_energy_deep" runs to the
     # depth that reaches every offset, so the characteristic scale sees attention far back;
     # "band_energy" folds the levels beyond cfg.level into A_J for the reported shares.
-    # one DWT of the full-length signal serves every DWT metric below
-    memo = {} if memo is None else memo
-    dwt_key = ("wavedec", id(full), cfg.wavelet, cfg.mode, cfg.level)
-    if dwt_key not in memo:
-        # keyed by the signal's identity: held in the memo beside it, so the id is not reused
-        memo[dwt_key] = (full, wavedec(full.to(torch.float64), cfg.wavelet, cfg.mode, cfg.level))
-    coeffs = memo[dwt_key][1]
     if cfg.paper or cfg.signal in KEY_ORDER_SIGNALS:
-        energy = M._dwt_band_energy(full, cfg.wavelet, cfg.level, cfg.mode, coeffs).to(dt_full)
+        energy = dwt["band_energy"]
     elif kind == "pattern":
         # Seen from the query: attention at distance d in the dyadic band holding d.
-        energy = M._anchored_bands(rows, cfg.band_wavelet, M.full_depth(n, cfg.level), lengths).to(dt).pow(2)
+        energy = M._anchored_bands(rows, cfg.band_wavelet, M.full_depth(n, cfg.level), lengths).pow(2)
     else:
         bands = causal_bands(rows, cfg.band_wavelet, cfg.level)  # [J+1, b, h, d, p]
         energy = rearrange(bands.pow(2).sum(-1), "j ... -> ... j")
-    out["band_energy_deep"] = reduce(energy, "b h r j -> b h j", "sum")
+    out["band_energy_deep"] = energy[..., 0, :] if energy.shape[-2] == 1 else reduce(energy, "b h r j -> b h j", "sum")
     out["band_energy"] = M.fold_bands(out["band_energy_deep"], cfg.level)
 
     out.update(spectral_metrics(rows, lengths, cfg))
 
-    if kind == "pattern":
-        h_pos = M._positional_entropy(rows, lengths, "mass").to(dt)
-    else:
-        h_pos = M._positional_entropy(rows.pow(2).sum(-2, keepdim=True), None, "mass").to(dt)
-    out["positional_entropy"] = h_pos.mean(-1)
+    key = ("row_metrics", id(rows), kind)
+    if key not in memo:  # keyed by the rows' identity: held in the memo beside them, so the id is not reused
+        if kind == "pattern":
+            h_pos = M._positional_entropy(rows, lengths, "mass")
+        else:
+            h_pos = M._positional_entropy(rows.pow(2).sum(-2, keepdim=True), None, "mass")
+        unc = M._uncertainty(rows, lengths)
+        # delta_w is inf for rows with no lag-1 correlation (attention on one token); average
+        # the finite rows and keep inf only when every row is such a spike
+        dw = unc["delta_w"]
+        if dw.shape[-1] == 1:
+            delta_w = dw[..., 0]
+        else:
+            finite = torch.isfinite(dw)
+            n_fin = finite.sum(-1)
+            delta_w = torch.where(n_fin > 0, torch.where(finite, dw, 0.0).sum(-1) / n_fin.clamp(min=1), math.inf)
+        memo[key] = (rows, {"positional_entropy": row_mean(h_pos), "sigma_t": row_mean(unc["sigma_t"]),
+                            "efficiency": row_mean(unc["efficiency"]), "delta_w": delta_w})
+    out.update(memo[key][1])
 
-    unc = {k: v.to(dt) for k, v in M._uncertainty(rows, lengths).items()}
-    out["sigma_t"] = unc["sigma_t"].mean(-1)
-    out["efficiency"] = unc["efficiency"].mean(-1)
-    # delta_w is inf for rows with no lag-1 correlation (attention on one token); average
-    # the finite rows and keep inf only when every row is such a spike.
-    dw = unc["delta_w"]
-    finite = torch.isfinite(dw)
-    n_fin = finite.sum(-1)
-    out["delta_w"] = torch.where(
-        n_fin > 0, torch.where(finite, dw, 0).sum(-1) / n_fin.clamp(min=1), torch.full_like(dw[..., 0], math.inf)
-    )
-
-    out["wavelet_entropy"] = M._wavelet_entropy(full, cfg.wavelet, cfg.level, cfg.mode, normalized=not cfg.paper,
-                                                coeffs=coeffs).to(dt_full).mean(-2)
-    out["reconstruction_error"] = M._reconstruction_error(full, cfg.wavelet, cfg.level, cfg.mode,
-                                                          coeffs).to(dt_full).mean(-1)
-    for a, short in shorts.items():
-        out[f"scale_sensitivity_{a:g}"] = M._scale_sensitivity(full, short, cfg.wavelet, cfg.level, cfg.mode,
-                                                               paper=cfg.paper, full_coeffs=(cfg.level, coeffs)
-                                                               ).to(dt_full).mean(-1)
+    out["wavelet_entropy"] = dwt["wavelet_entropy"][..., 0, :] if full.shape[-2] == 1 else dwt["wavelet_entropy"].mean(-2)
+    for name in ["reconstruction_error", *(f"scale_sensitivity_{a:g}" for a in shorts)]:
+        out[name] = row_mean(dwt[name])
     return out
 
 
@@ -267,22 +310,23 @@ def spectral_metrics(
     Returns ``spectral_shares`` [batch, head, 3] (low / mid / high), ``spectral_entropy``
     and ``selectivity`` [batch, head] under ``cfg``'s DC, window and padding choices; with
     ``per_row`` also ``spectral_entropy_rows`` [batch, head, r] (one value per row).
+    Float64.
     """
     # The metrics' private cores: rows come from a pattern checked once at the hook, and the
     # public functions' per-call NaN / sign checks on every derived tensor were a tenth of
-    # the multiverse's time. Same dtype path as the public functions (power in the signal's
-    # dtype, summed, then float64), so the numbers are unchanged.
-    dt = M._out_dtype(rows)
-    P64, freqs = M._power_spectrum(rows, M._full_lengths(rows, lengths), cfg.nfft(rows.shape[-1]), cfg.dc_removed, cfg.window)
-    power = P64.to(dt)
-    total = reduce(power, "b h r f -> b h f", "sum").to(torch.float64)
+    # the multiverse's time.
+    nfft = cfg.nfft(rows.shape[-1])
+    P, freqs = M._power_spectrum(rows, lengths if lengths is None else M._full_lengths(rows, lengths), nfft,
+                                 cfg.dc_removed, cfg.window)
+    total = P[..., 0, :] if P.shape[-2] == 1 else reduce(P, "b h r f -> b h f", "sum")
+    member = M._table(("band_members", nfft, cfg.dc_removed, P.device), lambda: M._band_members(freqs))
     out = {
-        "spectral_shares": M._spectral_band_shares(total, freqs),  # float64, as spectral_band_shares returns
-        "spectral_entropy": M._spectral_entropy(total).to(dt),
-        "selectivity": M._frequency_selectivity(total).to(dt),
+        "spectral_shares": M._spectral_band_shares(total, freqs, member),
+        "spectral_entropy": M._spectral_entropy(total),
+        "selectivity": M._frequency_selectivity(total),
     }
     if per_row:
-        out["spectral_entropy_rows"] = M._spectral_entropy(power.to(torch.float64)).to(dt)
+        out["spectral_entropy_rows"] = M._spectral_entropy(P)
     return out
 
 
@@ -322,7 +366,8 @@ def _nonfinite_sequences(act: Tensor) -> Tensor:
     whose range no attention probability or activation sum comes near.
     """
     dt = torch.float64 if act.dtype == torch.float64 else torch.float32
-    return (~torch.isfinite(act.sum(dim=tuple(range(1, act.ndim)), dtype=dt))).sum()
+    s = act.sum(dim=tuple(range(1, act.ndim)), dtype=dt)
+    return torch.isnan(s - s).sum()  # s - s: 0 when s is finite, NaN for inf and NaN (isfinite is four ops)
 
 
 @dataclass
@@ -513,7 +558,11 @@ class HeadAccumulator:
                 signals = memo[key]
             else:
                 signals = _signals_from_z(_working_copy(activation, kind, cfg), cfg)
-            values = _signal_metrics(signals, cfg, kind, n, memo)
+            if staged and _signal_bytes(signals) * len(self.layers) <= DEFER_BYTES:
+                # the metrics of every layer run once, stacked, when the pass's last hook has fired
+                values = {"_signals": signals, "_kind": kind}
+            else:
+                values = _signal_metrics(signals, cfg, kind, n, memo)
             # sequences whose activation holds NaN/inf (e.g. fp16 overflow): their NaN metrics are
             # left out of the sums; counted on the device and reported by report()
             if "nonfinite" not in memo:
@@ -577,8 +626,78 @@ class HeadAccumulator:
                     "One forward pass fed these hooks batches of different sizes "
                     f"({sorted({b for _, b, _ in pending.values()})}): run every measured layer on the same sequences."
                 )
-            for k, (v, b, m) in pending.items():
-                self._fold(k, v, b, m)
+            self._fold_pass(pending)
+
+    def _fold_pass(self, pending: dict) -> None:
+        """Every value one forward pass measured, added to the sums at once: one packed update
+        for the metrics of all layers (with their documents) and one for the RoPE usage
+        (:class:`~tl_wavelet.stats.PackedMoments`), not one per metric and layer. The numbers
+        are those of :meth:`_fold` per key."""
+        main = self._stacked_metrics([(L, v) for (L, part), v in pending.items() if part == "main"])
+        rope = [((L, part), v) for (L, part), v in pending.items() if part != "main"]
+        if main:
+            b, n = main[0][1][1], main[0][1][2]
+            members, shapes, cols, xs, ys = [], [], [], [], []
+            for L, (values, _, _) in main:
+                st = self._state[L]
+                values = dict(values)
+                bad = values.pop("_nonfinite")
+                st.nonfinite = bad if st.nonfinite is None else st.nonfinite + bad
+                for key, val in values.items():
+                    members.append(st.moments.setdefault(key, RunningMoments()))
+                    shapes.append(tuple(val.shape[1:]))
+                    cols.append(val.reshape(b, -1))
+                xs.append(values["positional_entropy"])
+                ys.append(values["spectral_entropy"])
+            # rho's moments (x, y, xy, xx, yy) of every layer: five blocks of [b, layers x heads]
+            x, y = torch.stack(xs, 1).double(), torch.stack(ys, 1).double()
+            for k, v in (("x", x), ("y", y), ("xy", x * y), ("xx", x * x), ("yy", y * y)):
+                members += [self._state[L].rho._m[k] for L, _ in main]
+                shapes += [tuple(x.shape[2:])] * len(main)
+                cols.append(v.reshape(b, -1))
+            st0 = self._state[main[0][0]]
+            clusters = self._clusters(st0.n_seen, b, x.device)
+            g = None if self._doc_labels is None else len(self._doc_labels)
+            self._packing("main", members, shapes).update(torch.cat(cols, 1).double(), clusters, g)
+            for L, _ in main:
+                self._state[L].n_seen += b
+            self.seq_len = n
+        if rope:
+            b, n = rope[0][1][1], rope[0][1][2]
+            members = [(self._rope_q if part == "q" else self._rope_k)[L] for (L, part), _ in rope]
+            vals = [v for _, (v, _, _) in rope]
+            self._packing("rope", members, [tuple(v.shape[1:]) for v in vals]).update(
+                torch.cat([v.reshape(b, -1) for v in vals], 1).double())
+            self.seq_len = n
+
+    def _stacked_metrics(self, main: list) -> list:
+        """``main``'s entries with their metrics: the layers whose hooks kept only their signals
+        are measured together, their signals stacked along the batch (one set of kernels per
+        forward pass instead of one per layer; every metric is per sequence and head, so the
+        numbers are those of one layer at a time, up to the order of float64 sums)."""
+        deferred = [(i, v) for i, (_, v) in enumerate(main) if "_signals" in v[0]]
+        if not deferred:
+            return main
+        sigs = [v[0]["_signals"] for _, v in deferred]
+        kind, b, n = deferred[0][1][0]["_kind"], deferred[0][1][1], deferred[0][1][2]
+        stacked, memo = _SHARED.stack_for(sigs, self.config.signal_key(n))
+        values = _signal_metrics(stacked, self.config, kind, n, memo)
+        per_layer = {k: v.split(b, dim=0) for k, v in values.items()}
+        out = list(main)
+        for j, (i, (vals, bb, nn)) in enumerate(deferred):
+            layer_vals = {k: v[j] for k, v in per_layer.items()}
+            layer_vals["_nonfinite"] = vals["_nonfinite"]
+            out[i] = (main[i][0], (layer_vals, bb, nn))
+        return out
+
+    def _packing(self, name: str, members: list, shapes: list) -> PackedMoments:
+        """The packed update of these members (kept while they are the same objects in the same layout)."""
+        key = (name, tuple(map(id, members)), tuple(shapes))
+        packs = self.__dict__.setdefault("_packs", {})
+        pack = packs.get(name)
+        if pack is None or pack[0] != key or any(a is not b for a, b in zip(pack[1].members, members)):
+            packs[name] = pack = (key, PackedMoments(members, shapes))
+        return pack[1]
 
     def _fold(self, key: tuple[int, str], values, batch: int, n: int) -> None:
         layer, part = key
