@@ -4,9 +4,10 @@ A DWT in a fixed extension mode is linear: the analysis of ``n`` positions at le
 is one sparse matrix (about ``F n`` nonzeros, :func:`tl_wavelet.transforms.analysis_operator`,
 built by the transform itself), the reconstruction another. So a layer's DWT metrics —
 band energies, wavelet entropy, the round-trip error and scale sensitivity at every cut —
-are two sparse products (the full signal and the cut signals), one for the round trip, and
-segment sums over the coefficients: about 40 kernels per layer on a GPU, where a transform
-per metric and a loop over levels per transform launched hundreds.
+are three sparse products (the full signal, the cut signals, the round trip) and a few run
+sums over the coefficients: about 40 ops for every layer of a pass together (the hooks stack
+the layers), where a transform per metric and a loop over levels per transform took hundreds
+per layer.
 
 The numbers are the metrics' definitions (:mod:`tl_wavelet.metrics`) computed in another
 order: sums over a band are matrix products here, so they agree with the public functions
@@ -55,6 +56,19 @@ def _stack(mats: list[Tensor]) -> Tensor:
     idx = torch.cat([p.indices() + torch.tensor([[o], [0]]) for p, o in zip(parts, offs)], 1)
     return _csr(torch.sparse_coo_tensor(idx, torch.cat([p.values() for p in parts]), (offs[-1], mats[0].shape[1]),
                                         check_invariants=True).coalesce())
+
+
+def _rows(m: Tensor, keep: Tensor) -> Tensor:
+    """Rows ``keep`` (ascending) of a sparse CSR matrix, without making it dense (an n x n
+    float64 matrix of a 32k-token signal would be 8 GiB)."""
+    coo = m.to_sparse_coo().coalesce()
+    i, j = coo.indices()
+    new = torch.full((m.shape[0],), -1, dtype=torch.long)
+    new[keep] = torch.arange(len(keep))
+    sel = new[i] >= 0
+    out = torch.sparse_coo_tensor(torch.stack([new[i[sel]], j[sel]]), coo.values()[sel], (len(keep), m.shape[1]),
+                                  check_invariants=True)
+    return _csr(out.coalesce())
 
 
 def _csr(coo: Tensor) -> Tensor:
@@ -113,7 +127,6 @@ class DWTMaps:
     main: Tensor
     bands: _Runs
     whole: _Runs
-    N: int
     inv_log: Tensor
     rec: Tensor
     full: Tensor | None
@@ -153,7 +166,7 @@ def _build(n: int, wavelet: str, mode: str, level: int, paper: bool, alphas: tup
             # each band's coefficients cut to the short signal's count (S on coefficient vectors)
             starts = [0, *torch.tensor(sf).cumsum(0)[:-1].tolist()]
             keep = torch.cat([torch.arange(s0, s0 + min(a_, b_)) for s0, a_, b_ in zip(starts, sf, ss)])
-            Af = _csr(Af.to_dense()[keep].to_sparse_coo())
+            Af = _rows(Af, keep)
             per_cut.append(len(keep))
         else:
             seg_f += list(sf)
@@ -164,7 +177,7 @@ def _build(n: int, wavelet: str, mode: str, level: int, paper: bool, alphas: tup
         cuts.append(m)
     inv_log = torch.tensor([1.0 / math.log(s) if s > 1 else 0.0 for s in sizes], dtype=_F64)
     return DWTMaps(
-        n=n, key=(n, wavelet, mode, level), main=A, bands=_Runs.of(sizes), whole=_Runs.of([n]), N=sum(sizes), inv_log=inv_log,
+        n=n, key=(n, wavelet, mode, level), main=A, bands=_Runs.of(sizes), whole=_Runs.of([n]), inv_log=inv_log,
         rec=synthesis_operator(wavelet, mode, tuple(sizes), n),
         full=_stack(full_parts) if full_parts else None, short=_block_diagonal(short_parts) if short_parts else None,
         runs_full=_Runs.of(seg_f) if seg_f else None, runs_short=_Runs.of(seg_s) if seg_s else None,
