@@ -10,8 +10,11 @@ the layers), where a transform per metric and a loop over levels per transform t
 per layer.
 
 The numbers are the metrics' definitions (:mod:`tl_wavelet.metrics`) computed in another
-order: sums over a band are matrix products here, so they agree with the public functions
-to float64 rounding (tests/test_dwt_maps.py), not bit for bit.
+order (a sparse product, then sums over a band's coefficients in order), so they agree with
+the public functions to float64 rounding (tests/test_dwt_maps.py), not bit for bit. On the
+CPU a sequence's numbers do not depend on the batch it came in, bit for bit; on a GPU the
+band sums add with atomics, whose order (and so the last bit) varies from run to run, as
+most GPU reductions do.
 
 Layout: signals are columns (``[positions, R]``, R = every (sequence, head, row)), so the
 sparse matrix is on the left of each product and every result is ``[what, R]``.
@@ -111,9 +114,10 @@ def _sums(x: Tensor, runs: _Runs) -> Tensor:
 class DWTMaps:
     """The matrices of one (n, wavelet, mode, level, paper, alphas) on one device.
 
-    ``main`` [N, n]: the level-``level`` DWT; ``bands`` [J+1]: its band sizes (``A_J, D_J, ...,
-    D_1``); ``whole`` [1]: ``n`` (a sum over all positions); ``inv_log`` [J+1]: 1 / log(coefficients per band) (0 for one coefficient); ``rec``
-    [n, N]: the reconstruction cut to ``n``.
+    ``main`` [N, n]: the level-``level`` DWT; ``bands``: its bands (``A_J, D_J, ..., D_1``) as
+    runs of coefficients; ``whole``: all ``n`` positions as one run; ``inv_log`` [J+1]:
+    1 / log(coefficients per band) (0 for one coefficient); ``rec`` [n, N]: the
+    reconstruction cut to ``n``.
     Scale sensitivity, per cut: ``full`` [U, n] what it reads of the full signal (its band
     coefficients at the cut's depth ``J'``; paper: those coefficients cut to the short
     signal's counts), ``short`` [U', sum m] the same of the cut signals (block diagonal);
