@@ -158,9 +158,10 @@ def test_rope_pair_energy_adjacent_and_half_conventions():
 
 
 def test_layers_measured_together_equal_layer_by_layer(random_model, tokens, monkeypatch):
-    # The hooks keep each layer's signals and measure every layer of a pass at once (stacked
-    # along the batch) when they are small; large ones are measured layer by layer. Both must
-    # give the numbers of the metrics on each layer alone, for every signal kind.
+    # The hooks keep each layer's signals and measure the layers of a pass together (stacked
+    # along the batch, in groups of at most DEFER_BYTES of signals); a layer larger than that
+    # is measured in its hook. Every grouping must give the numbers of each layer alone, for
+    # every signal kind.
     from tl_wavelet.analysis import hooks as H
 
     def run(**kw):
@@ -168,15 +169,29 @@ def test_layers_measured_together_equal_layer_by_layer(random_model, tokens, mon
         tlw.analysis.stream(random_model, tokens, accs, batch_size=3, progress=False)
         return [a.report().to_dataframe() for a in accs]
 
+    assert random_model.cfg.n_layers >= 2  # so that groups of one layer split the pass
     for kw in ({}, {"signal": "pattern_rows", "max_rows": 4}, {"signal": "z"}, {"signal": "received"}):
         together = run(**kw)
-        monkeypatch.setattr(H, "DEFER_BYTES", 0)
+        monkeypatch.setattr(H, "DEFER_BYTES", 0)  # every layer in its own hook
         alone = run(**kw)
+        monkeypatch.setattr(H, "_signal_bytes", lambda signals: 1)
+        monkeypatch.setattr(H, "DEFER_BYTES", 1)  # kept to the pass's end, measured in groups of one layer
+        stacks = []
+
+        def spy(sigs, key, stacks=stacks, make=H._SHARED.stack_for):
+            stacks.append(len(sigs))
+            return make(sigs, key)
+
+        monkeypatch.setattr(H._SHARED, "stack_for", spy)
+        pairs = run(**kw)
         monkeypatch.undo()
-        for a, b in zip(together, alone):
+        # 2 passes (6 sequences, batches of 3) x 2 accumulators x one group per layer
+        assert stacks == [1] * (2 * 2 * random_model.cfg.n_layers), stacks
+        for a, b, c in zip(together, alone, pairs):
             num = a.select_dtypes("number").columns
-            np.testing.assert_allclose(a[num].to_numpy(float), b[num].to_numpy(float), rtol=1e-9, atol=1e-12,
-                                       err_msg=str(kw))
+            for other in (b, c):
+                np.testing.assert_allclose(a[num].to_numpy(float), other[num].to_numpy(float), rtol=1e-9, atol=1e-12,
+                                           err_msg=str(kw))
 
 
 @pytest.fixture(scope="module")

@@ -84,28 +84,26 @@ class _Shared(threading.local):
         memo for the metrics of the stack: made by the first accumulator of a forward pass
         and found by the others that read the same signals (tied to them by weak references,
         dropped when they are freed)."""
-        key = (signal_key, tuple(id(t) for sg in sigs for t in (sg[0], sg[2])))
-        hit = self.__dict__.get("stack")
-        if hit is not None and hit[0] == key and all(r() is t for r, t in zip(hit[1], (t for sg in sigs for t in (sg[0], sg[2])))):
-            return hit[2], hit[3]
+        srcs = [t for sg in sigs for t in (sg[0], sg[2])]
+        key = (signal_key, tuple(map(id, srcs)))
+        stacks = self.__dict__.setdefault("stacks", {})
+        hit = stacks.get(key)
+        if hit is not None and all(r() is t for r, t in zip(hit[0], srcs)):
+            return hit[1], hit[2]
         rows = torch.cat([sg[0] for sg in sigs])
         full = rows if all(sg[2] is sg[0] for sg in sigs) else torch.cat([sg[2] for sg in sigs])
         shorts = {a: torch.cat([sg[3][a] for sg in sigs]) for a in sigs[0][3]}
         stacked = (rows, sigs[0][1], full, shorts)  # lengths: a function of the length, one for every layer
-        refs = [weakref.ref(t) for sg in sigs for t in (sg[0], sg[2])]
-        self.stack = (key, refs, stacked, {})
-        weakref.finalize(sigs[0][0], self._drop_stack, key)
-        return stacked, self.stack[3]
-
-    def _drop_stack(self, key) -> None:
-        if getattr(self, "stack", None) is not None and self.stack[0] == key:
-            self.stack = None
+        stacks[key] = ([weakref.ref(t) for t in srcs], stacked, {})
+        weakref.finalize(sigs[0][0], stacks.pop, key, None)
+        return stacked, stacks[key][2]
 
 
-#: Layers whose signals (all layers together) take at most this many bytes are measured
-#: together once per forward pass; larger ones (long contexts, ``pattern_rows`` or ``z``
-#: signals of many rows) layer by layer, so the stack never holds much memory.
-DEFER_BYTES = 2**28
+#: The layers of a pass are measured together in groups whose signals take at most this
+#: many bytes (the metrics' work tensors take several times that at once, so this bounds
+#: the memory the stack adds to the forward's); a layer larger than this alone is measured
+#: in its hook (long contexts, ``pattern_rows`` or ``z`` signals of many rows).
+DEFER_BYTES = 2**24
 
 
 def _signal_bytes(signals: tuple) -> int:
@@ -558,9 +556,10 @@ class HeadAccumulator:
                 signals = memo[key]
             else:
                 signals = _signals_from_z(_working_copy(activation, kind, cfg), cfg)
-            if staged and _signal_bytes(signals) * len(self.layers) <= DEFER_BYTES:
-                # the metrics of every layer run once, stacked, when the pass's last hook has fired
-                values = {"_signals": signals, "_kind": kind}
+            size = _signal_bytes(signals)
+            if staged and size <= DEFER_BYTES:
+                # measured with other layers, stacked, when the pass's last hook has fired
+                values = {"_signals": signals, "_kind": kind, "_bytes": size}
             else:
                 values = _signal_metrics(signals, cfg, kind, n, memo)
             # sequences whose activation holds NaN/inf (e.g. fp16 overflow): their NaN metrics are
@@ -676,18 +675,26 @@ class HeadAccumulator:
         forward pass instead of one per layer; every metric is per sequence and head, so the
         numbers are those of one layer at a time, up to the order of float64 sums)."""
         deferred = [(i, v) for i, (_, v) in enumerate(main) if "_signals" in v[0]]
-        if not deferred:
-            return main
-        sigs = [v[0]["_signals"] for _, v in deferred]
-        kind, b, n = deferred[0][1][0]["_kind"], deferred[0][1][1], deferred[0][1][2]
-        stacked, memo = _SHARED.stack_for(sigs, self.config.signal_key(n))
-        values = _signal_metrics(stacked, self.config, kind, n, memo)
-        per_layer = {k: v.split(b, dim=0) for k, v in values.items()}
         out = list(main)
-        for j, (i, (vals, bb, nn)) in enumerate(deferred):
-            layer_vals = {k: v[j] for k, v in per_layer.items()}
-            layer_vals["_nonfinite"] = vals["_nonfinite"]
-            out[i] = (main[i][0], (layer_vals, bb, nn))
+        # consecutive layers in groups of at most DEFER_BYTES of signals
+        groups, size = [], None
+        for entry in deferred:
+            nbytes = entry[1][0]["_bytes"]
+            if size is None or size + nbytes > DEFER_BYTES:
+                groups.append([])
+                size = 0
+            groups[-1].append(entry)
+            size += nbytes
+        for group in groups:
+            sigs = [v[0]["_signals"] for _, v in group]
+            kind, b, n = group[0][1][0]["_kind"], group[0][1][1], group[0][1][2]
+            stacked, memo = _SHARED.stack_for(sigs, self.config.signal_key(n))
+            values = _signal_metrics(stacked, self.config, kind, n, memo)
+            per_layer = {k: v.split(b, dim=0) for k, v in values.items()}
+            for j, (i, (vals, bb, nn)) in enumerate(group):
+                layer_vals = {k: v[j] for k, v in per_layer.items()}
+                layer_vals["_nonfinite"] = vals["_nonfinite"]
+                out[i] = (main[i][0], (layer_vals, bb, nn))
         return out
 
     def _packing(self, name: str, members: list, shapes: list) -> PackedMoments:
