@@ -518,7 +518,7 @@ def _sparse_rows(fn, n_in: int) -> Tensor:
         return coo.to_sparse_csr()
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def analysis_operator(wavelet: str, mode: str, n: int, level: int) -> tuple[Tensor, tuple[int, ...]]:
     """``(A, sizes)``: the sparse CSR matrix ``A`` [sum(sizes), n] (float64, CPU) with
     ``cat(wavedec(x, wavelet, mode, level)) == (A @ x.T).T`` for rows of ``n`` positions,
@@ -529,7 +529,7 @@ def analysis_operator(wavelet: str, mode: str, n: int, level: int) -> tuple[Tens
     return _sparse_rows(lambda x: torch.cat(_wavedec_rows(x, bank, level, mode), -1), n), sizes
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def synthesis_operator(wavelet: str, mode: str, sizes: tuple[int, ...], n: int) -> Tensor:
     """The sparse CSR matrix ``R`` [n, sum(sizes)] (float64, CPU) with
     ``waverec(coeffs)[..., :n] == (R @ cat(coeffs).T).T`` for bands of ``sizes``."""

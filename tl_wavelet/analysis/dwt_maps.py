@@ -22,6 +22,7 @@ sparse matrix is on the left of each product and every result is ``[what, R]``.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -142,7 +143,10 @@ class DWTMaps:
     paper: bool
 
 
-_CACHE: dict = {}
+#: The most recently used maps kept (a study over many sequence lengths would otherwise keep
+#: every length's matrices: 74 MiB of them at 32k tokens)
+_CACHE_SIZE = 16
+_CACHE: OrderedDict = OrderedDict()
 
 
 def dwt_maps(n: int, wavelet: str, mode: str, level: int, paper: bool, alphas: tuple[float, ...],
@@ -155,6 +159,9 @@ def dwt_maps(n: int, wavelet: str, mode: str, level: int, paper: bool, alphas: t
         _CACHE[host_key] = host
         _CACHE[key] = host if device.type == "cpu" else DWTMaps(
             **{k: (v.to(device) if isinstance(v, (Tensor, _Runs)) else v) for k, v in host.__dict__.items()})
+    _CACHE.move_to_end(key)
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
     return _CACHE[key]
 
 
