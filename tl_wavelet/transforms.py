@@ -478,16 +478,14 @@ def _product(x: Float[Tensor, "rows k"], plan: tuple[Tensor, tuple[Tensor, Tenso
 @functools.lru_cache(maxsize=64)
 def _analysis_matrix(bank: _Bank, mode: str, n: int, level: int, device: torch.device) -> tuple[tuple[Tensor, tuple[Tensor, Tensor] | None], tuple[int, ...]]:
     """Plan (:func:`_plan`) of ``M`` with ``wavedec(x) == split(x @ M)`` for length-``n`` rows, and the split sizes."""
-    parts = _wavedec_rows(torch.eye(n, dtype=torch.float64, device="cpu"), bank, level, mode)
-    m = torch.cat(parts, dim=-1).to(device=device)
-    return _plan(m), tuple(p.shape[-1] for p in parts)
+    op, sizes = _analysis_op(bank, mode, n, level)
+    return _plan(op.to_dense().T.contiguous().to(device=device)), sizes
 
 
 @functools.lru_cache(maxsize=64)
 def _synthesis_matrix(bank: _Bank, mode: str, lengths: tuple[int, ...], device: torch.device) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
     """Plan (:func:`_plan`) of ``M`` with ``waverec(coeffs) == cat(coeffs) @ M`` for coefficient lengths ``lengths``."""
-    basis = list(torch.eye(sum(lengths), dtype=torch.float64, device="cpu").split(lengths, dim=-1))
-    return _plan(_waverec_rows(basis, bank, mode).to(device=device))
+    return _plan(_synthesis_op(bank, mode, lengths, None).to_dense().T.contiguous().to(device=device))
 
 
 #: Identity rows transformed at a time when a sparse operator is built (the dense identity of a
@@ -512,33 +510,44 @@ def _sparse_rows(fn, n_in: int) -> Tensor:
         cols.append(i + i0)
         vals.append(out[i, j])
     idx = torch.stack([torch.cat(rows), torch.cat(cols)])
-    coo = torch.sparse_coo_tensor(idx, torch.cat(vals), (n_out, n_in), check_invariants=True).coalesce()
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is long stable
+    return to_csr(torch.sparse_coo_tensor(idx, torch.cat(vals), (n_out, n_in), check_invariants=True).coalesce())
+
+
+def to_csr(coo: Tensor) -> Tensor:
+    """A sparse COO tensor as CSR, without torch's "sparse CSR support is in beta" warning
+    (the products used here, CSR @ dense, are long stable)."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return coo.to_sparse_csr()
 
 
 @functools.lru_cache(maxsize=16)
-def analysis_operator(wavelet: str, mode: str, n: int, level: int) -> tuple[Tensor, tuple[int, ...]]:
-    """``(A, sizes)``: the sparse CSR matrix ``A`` [sum(sizes), n] (float64, CPU) with
-    ``cat(wavedec(x, wavelet, mode, level)) == (A @ x.T).T`` for rows of ``n`` positions,
-    and the band sizes ``[cA_J, cD_J, ..., cD_1]``. About ``F n`` nonzeros: a DWT of many
-    signals is then one sparse product (one kernel on a GPU) instead of a loop over levels."""
-    bank = _bank(wavelet)
+def _analysis_op(bank: _Bank, mode: str, n: int, level: int) -> tuple[Tensor, tuple[int, ...]]:
     sizes = tuple(c.shape[-1] for c in _wavedec_rows(torch.zeros(1, n, dtype=torch.float64), bank, level, mode))
     return _sparse_rows(lambda x: torch.cat(_wavedec_rows(x, bank, level, mode), -1), n), sizes
 
 
 @functools.lru_cache(maxsize=16)
-def synthesis_operator(wavelet: str, mode: str, sizes: tuple[int, ...], n: int) -> Tensor:
-    """The sparse CSR matrix ``R`` [n, sum(sizes)] (float64, CPU) with
-    ``waverec(coeffs)[..., :n] == (R @ cat(coeffs).T).T`` for bands of ``sizes``."""
-    bank = _bank(wavelet)
-
+def _synthesis_op(bank: _Bank, mode: str, sizes: tuple[int, ...], n: int | None) -> Tensor:
     def rec(x):
         return _waverec_rows(list(x.split(sizes, dim=-1)), bank, mode)[:, :n]
 
     return _sparse_rows(rec, sum(sizes))
+
+
+def analysis_operator(wavelet: str, mode: str, n: int, level: int) -> tuple[Tensor, tuple[int, ...]]:
+    """``(A, sizes)``: the sparse CSR matrix ``A`` [sum(sizes), n] (float64, CPU) with
+    ``cat(wavedec(x, wavelet, mode, level)) == (A @ x.T).T`` for rows of ``n`` positions,
+    and the band sizes ``[cA_J, cD_J, ..., cD_1]``. About ``F n`` nonzeros: a DWT of many
+    signals is then one sparse product (one kernel on a GPU) instead of a loop over levels.
+    The small-signal matrices of :func:`wavedec` are this operator, dense."""
+    return _analysis_op(_bank(wavelet), _check_mode(mode), n, level)
+
+
+def synthesis_operator(wavelet: str, mode: str, sizes: tuple[int, ...], n: int) -> Tensor:
+    """The sparse CSR matrix ``R`` [n, sum(sizes)] (float64, CPU) with
+    ``waverec(coeffs)[..., :n] == (R @ cat(coeffs).T).T`` for bands of ``sizes``."""
+    return _synthesis_op(_bank(wavelet), _check_mode(mode), tuple(sizes), n)
 
 
 def _analyse(rows: Float[Tensor, "rows n"], bank: _Bank, level: int, mode: str) -> list[Tensor]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..transforms import analysis_operator, dwt_max_level, synthesis_operator
+from ..transforms import analysis_operator, dwt_max_level, synthesis_operator, to_csr
 
 __all__: list[str] = []
 
@@ -36,8 +36,9 @@ _F64 = torch.float64
 _ROUNDOFF = 1e-24  # as tl_wavelet.metrics: a band whose energy is round-off of the total is empty
 
 
-def _block_diagonal(mats: list[Tensor]) -> Tensor:
-    """Sparse CSR matrices stacked on the diagonal (each block reads its own columns)."""
+def _join(mats: list[Tensor], diagonal: bool) -> Tensor:
+    """Sparse CSR matrices stacked on top of each other (one width), or on the diagonal (each
+    block reading its own columns)."""
     rows, cols, vals, r0, c0 = [], [], [], 0, 0
     for m in mats:
         coo = m.to_sparse_coo().coalesce()
@@ -45,21 +46,11 @@ def _block_diagonal(mats: list[Tensor]) -> Tensor:
         rows.append(i + r0)
         cols.append(j + c0)
         vals.append(coo.values())
-        r0, c0 = r0 + m.shape[0], c0 + m.shape[1]
-    out = torch.sparse_coo_tensor(torch.stack([torch.cat(rows), torch.cat(cols)]), torch.cat(vals), (r0, c0),
+        r0, c0 = r0 + m.shape[0], c0 + m.shape[1] if diagonal else 0
+    width = c0 if diagonal else mats[0].shape[1]
+    out = torch.sparse_coo_tensor(torch.stack([torch.cat(rows), torch.cat(cols)]), torch.cat(vals), (r0, width),
                                   check_invariants=True)
-    return _csr(out.coalesce())
-
-
-def _stack(mats: list[Tensor]) -> Tensor:
-    """Sparse CSR matrices of one width stacked on top of each other."""
-    parts = [m.to_sparse_coo().coalesce() for m in mats]
-    offs = [0]
-    for m in mats:
-        offs.append(offs[-1] + m.shape[0])
-    idx = torch.cat([p.indices() + torch.tensor([[o], [0]]) for p, o in zip(parts, offs)], 1)
-    return _csr(torch.sparse_coo_tensor(idx, torch.cat([p.values() for p in parts]), (offs[-1], mats[0].shape[1]),
-                                        check_invariants=True).coalesce())
+    return to_csr(out.coalesce())
 
 
 def _rows(m: Tensor, keep: Tensor) -> Tensor:
@@ -72,15 +63,7 @@ def _rows(m: Tensor, keep: Tensor) -> Tensor:
     sel = new[i] >= 0
     out = torch.sparse_coo_tensor(torch.stack([new[i[sel]], j[sel]]), coo.values()[sel], (len(keep), m.shape[1]),
                                   check_invariants=True)
-    return _csr(out.coalesce())
-
-
-def _csr(coo: Tensor) -> Tensor:
-    import warnings
-
-    with warnings.catch_warnings():  # "sparse CSR support is in beta"
-        warnings.simplefilter("ignore", UserWarning)
-        return coo.to_sparse_csr()
+    return to_csr(out.coalesce())
 
 
 @dataclass(frozen=True)
@@ -190,7 +173,8 @@ def _build(n: int, wavelet: str, mode: str, level: int, paper: bool, alphas: tup
     return DWTMaps(
         n=n, key=(n, wavelet, mode, level), main=A, bands=_Runs.of(sizes), whole=_Runs.of([n]), inv_log=inv_log,
         rec=synthesis_operator(wavelet, mode, tuple(sizes), n),
-        full=_stack(full_parts) if full_parts else None, short=_block_diagonal(short_parts) if short_parts else None,
+        full=_join(full_parts, diagonal=False) if full_parts else None,
+        short=_join(short_parts, diagonal=True) if short_parts else None,
         runs_full=_Runs.of(seg_f) if seg_f else None, runs_short=_Runs.of(seg_s) if seg_s else None,
         per_cut=_Runs.of(per_cut) if per_cut else None, cuts=tuple(cuts), paper=paper)
 
