@@ -314,7 +314,7 @@ def spectral_metrics(
     # public functions' per-call NaN / sign checks on every derived tensor were a tenth of
     # the multiverse's time.
     nfft = cfg.nfft(rows.shape[-1])
-    P, freqs = M._power_spectrum(rows, lengths if lengths is None else M._full_lengths(rows, lengths), nfft,
+    P, freqs = M._power_spectrum(rows, None if lengths is None else M._full_lengths(rows, lengths), nfft,
                                  cfg.dc_removed, cfg.window)
     total = P[..., 0, :] if P.shape[-2] == 1 else reduce(P, "b h r f -> b h f", "sum")
     member = M._table(("band_members", nfft, cfg.dc_removed, P.device), lambda: M._band_members(freqs))
@@ -374,10 +374,6 @@ class _LayerState:
     rho: RunningCorrelation = field(default_factory=RunningCorrelation)
     n_seen: int = 0
     nonfinite: Tensor | None = None  # sequences fed a NaN/inf activation (a device counter)
-
-    def add(self, values: dict[str, Tensor], clusters: Tensor | None = None, n_clusters: int | None = None) -> None:
-        for key, val in values.items():
-            self.moments.setdefault(key, RunningMoments()).update(val, clusters, n_clusters)
 
 
 class HeadAccumulator:
@@ -612,8 +608,8 @@ class HeadAccumulator:
     # that fails part-way (a later hook raised, the user stopped early) is dropped whole,
     # so every layer always counts the same sequences.
     def _put(self, key: tuple[int, str], values, batch: int, n: int, staged: bool) -> None:
-        if not staged:
-            self._fold(key, values, batch, n)
+        if not staged:  # add() / add_rope(): folded at once
+            self._fold_pass({key: (values, batch, n)})
             return
         if key in self._pending:  # this hook fires again: the pass before stopped part-way
             self._drop_pending()
@@ -630,8 +626,10 @@ class HeadAccumulator:
     def _fold_pass(self, pending: dict) -> None:
         """Every value one forward pass measured, added to the sums at once: one packed update
         for the metrics of all layers (with their documents) and one for the RoPE usage
-        (:class:`~tl_wavelet.stats.PackedMoments`), not one per metric and layer. The numbers
-        are those of :meth:`_fold` per key."""
+        (:class:`~tl_wavelet.stats.PackedMoments`), not one per metric and layer: the numbers
+        of one RunningMoments (and one RunningCorrelation for rho) per metric and layer.
+        ``pending``: ``{(layer, "main" | "q" | "k"): (values, batch, n)}``, a whole pass or
+        (:meth:`add`, :meth:`add_rope`) one entry."""
         main = self._stacked_metrics([(L, v) for (L, part), v in pending.items() if part == "main"])
         rope = [((L, part), v) for (L, part), v in pending.items() if part != "main"]
         if main:
@@ -705,22 +703,6 @@ class HeadAccumulator:
         if pack is None or pack[0] != key or any(a is not b for a, b in zip(pack[1].members, members)):
             packs[name] = pack = (key, PackedMoments(members, shapes))
         return pack[1]
-
-    def _fold(self, key: tuple[int, str], values, batch: int, n: int) -> None:
-        layer, part = key
-        if part == "main":
-            state = self._state[layer]
-            values = dict(values)
-            bad = values.pop("_nonfinite")
-            state.nonfinite = bad if state.nonfinite is None else state.nonfinite + bad
-            clusters = self._clusters(state.n_seen, batch, values["positional_entropy"].device)
-            g = None if self._doc_labels is None else len(self._doc_labels)
-            state.add(values, clusters, g)
-            state.rho.update(values["positional_entropy"], values["spectral_entropy"], clusters, g)
-            state.n_seen += batch
-        else:
-            (self._rope_q if part == "q" else self._rope_k)[layer].update(values)
-        self.seq_len = n
 
     def _drop_pending(self, quiet: bool = False) -> set:
         """Forget what a forward pass that did not complete fed (a warning says which layers); returns its keys."""
